@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from edgedepth.cli import main
 from edgedepth.imageio import read_rgb
@@ -29,6 +30,29 @@ def _outputs(out: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
     color = cv2.imread(str(out / f"{stem}.color.png"), cv2.IMREAD_UNCHANGED)
     depth16 = cv2.imread(str(out / f"{stem}.depth.png"), cv2.IMREAD_UNCHANGED)
     return color, depth16
+
+
+def test_preprocess_is_unit_resize_then_normalise() -> None:
+    """Resizing first and folding the / 255 into the normalisation gives the definition's numbers."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    for given in (image, image.astype(np.float32) / 255):
+        batch = preprocess([given], (64, 32), mean, std)
+        unit = cv2.resize(image.astype(np.float32) / 255, (64, 32), interpolation=cv2.INTER_CUBIC)
+        expected = ((unit - np.float32(mean)) / np.float32(std)).transpose(2, 0, 1)[None]
+        assert batch.shape == (1, 3, 32, 64) and batch.dtype == torch.float32
+        np.testing.assert_allclose(batch.numpy(), expected, rtol=0, atol=2e-6)
+
+
+def test_upsample_prediction_is_exact_bicubic() -> None:
+    """Bicubic with half-pixel centres, as the seed's F.interpolate, to 1e-6 of a float64 computation."""
+    low = np.random.default_rng(0).standard_normal((2, 1, 192, 256))
+    for width, height in [(640, 480), (561, 427), (100, 70), (256, 192)]:
+        exact = F.interpolate(torch.from_numpy(low), size=(height, width), mode="bicubic", align_corners=False)
+        resized = upsample_prediction(torch.from_numpy(low).float(), (width, height))
+        assert resized.dtype == torch.float32 and resized.shape == (2, 1, height, width)
+        assert float((resized.double() - exact).abs().max()) < 2e-6, (width, height)
 
 
 def test_single_image_outputs_at_full_resolution(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:

@@ -79,3 +79,16 @@ def test_loop_errors_are_one_line(
         assert err.startswith("edgedepth: error: ") and err.count("\n") == 1 and message in err, err
     assert main(["predict", "--weights", str(weights)]) == 2
     assert "nothing to predict" in capsys.readouterr().err
+
+
+def test_loop_stops_at_limit_and_reports_each_stage(video: Path, weights: Path) -> None:
+    import threading
+
+    from edgedepth.runtime.video import run_loop
+
+    summary = run_loop(load_predictor(weights), str(video), limit=2)
+    assert summary.frames == 2
+    assert 0 < summary.model_seconds < summary.seconds and summary.read_seconds > 0 and summary.post_seconds > 0
+    assert summary.sequential_overhead == pytest.approx(
+        (summary.read_seconds + summary.post_seconds) / summary.model_seconds)
+    assert not [t for t in threading.enumerate() if t.name == "edgedepth-reader"]  # the reader is stopped

@@ -59,10 +59,13 @@ def _predict_loop(args: argparse.Namespace, default_out: Path) -> int:
     predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads)
     source = args.video if args.video is not None else args.camera
     summary = run_loop(predictor, source, out, args.show, args.limit)
+    per_frame = 1e3 / summary.frames
     print(
-        f"video: {summary.frames} frame(s) in {summary.seconds:.1f} s, {summary.fps:.1f} FPS end to end; network "
-        f"{summary.model_seconds / summary.frames * 1e3:.1f} ms/frame, reading, pre/post-processing and colour "
-        f"add {summary.overhead:.0%}" + (f" -> {out}" if out else "")
+        f"video: {summary.frames} frame(s) in {summary.seconds:.1f} s, {summary.fps:.1f} FPS end to end; per frame: "
+        f"network {summary.model_seconds * per_frame:.1f} ms, read + pre-process {summary.read_seconds * per_frame:.1f} "
+        f"ms (reader thread, overlapped), upsample + colour + output {summary.post_seconds * per_frame:.1f} ms; "
+        f"the loop adds {summary.overhead:.0%} to the network ({summary.sequential_overhead:.0%} without overlap)"
+        + (f" -> {out}" if out else "")
     )
     return 0
 

@@ -11,12 +11,24 @@ import numpy as np
 from edgedepth.processing import normalize_inverse_depth
 
 
-def colorize(inverse_depth: np.ndarray) -> np.ndarray:
-    """Map a relative inverse depth ``H x W`` to an RGB uint8 image with magma; larger (nearer) is brighter."""
-    unit = normalize_inverse_depth(inverse_depth)
-    gray = np.round(unit * 255.0).astype(np.uint8)
-    bgr = cv2.applyColorMap(gray, cv2.COLORMAP_MAGMA)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+#: Magma as a 256-entry lookup table (``256 x 1 x 3``), RGB and BGR: index 0 is the farthest, 255 the nearest.
+_MAGMA_BGR = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_MAGMA)
+_MAGMA_RGB = np.ascontiguousarray(_MAGMA_BGR[:, :, ::-1])
+
+
+def colorize(inverse_depth: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """Map a relative inverse depth ``H x W`` to a uint8 colour image with magma; larger (nearer) is brighter.
+
+    The map is min-max normalised to [0, 255] as :func:`edgedepth.processing.normalize_inverse_depth` defines
+    (non-finite values count as farthest); RGB by default, BGR (OpenCV's order, for video) with ``bgr=True``.
+    A finite map, the usual case, takes one OpenCV pass per step: this runs on every frame of the video loop.
+    """
+    values = np.asarray(inverse_depth, dtype=np.float32)
+    if np.isfinite(values).all():
+        gray = cv2.normalize(values, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+    else:
+        gray = np.round(normalize_inverse_depth(values) * 255.0).astype(np.uint8)
+    return cv2.applyColorMap(gray, _MAGMA_BGR if bgr else _MAGMA_RGB)
 
 
 def to_uint16(inverse_depth: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import IMAGE_SUFFIXES, read_rgb
+from edgedepth.data.sources import open_source
 from edgedepth.models.registry import ModelCard
 from edgedepth.processing import preprocess
 
@@ -30,20 +30,20 @@ DEFAULT_CALIBRATION_LIMIT = 300
 def calibration_batches(
     source: str | Path, card: ModelCard, size: tuple[int, int], limit: int = DEFAULT_CALIBRATION_LIMIT
 ) -> list[np.ndarray]:
-    """Normalised ``1 x 3 x H x W`` float32 arrays from a folder of images (searched recursively).
+    """Normalised ``1 x 3 x H x W`` float32 arrays from any image source ``edgedepth label`` reads.
 
-    With more than ``limit`` images, ``limit`` of them evenly spaced in name order are used. Unreadable
-    files are an error: calibration on a silently smaller set would change the ranges unnoticed.
+    That is a folder of images (searched recursively), a text file of image paths, ``.tar`` shards, or the
+    label shards ``edgedepth label`` writes (their images: the data the student was trained on). With more
+    than ``limit`` images, ``limit`` of them evenly spaced in key order are used. An unreadable image is an
+    error: calibration on a silently smaller set would change the ranges unnoticed.
     """
-    folder = Path(source)
-    if not folder.is_dir():
-        raise EdgedepthError(f"--calib {folder}: not a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise EdgedepthError(f"--calib {folder}: no images found")
-    if len(files) > limit:
-        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
-    return [preprocess([read_rgb(f)], size, card.mean, card.std).numpy() for f in files]
+    try:
+        items = open_source(source).items
+    except EdgedepthError as exc:
+        raise EdgedepthError(f"--calib {exc}") from None
+    if len(items) > limit:
+        items = [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+    return [preprocess([item.load_image()], size, card.mean, card.std).numpy() for item in items]
 
 
 class _Reader:
