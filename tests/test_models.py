@@ -98,6 +98,28 @@ def test_fastdepth_v3_macs_at_256x192() -> None:
     assert 0.355e9 < macs < 0.365e9
 
 
+@pytest.mark.parametrize("name", ["fastdepth_v3", "fastdepth"])
+def test_head_runs_before_the_last_upsampling_at_inference(
+    name: str, randomize_batchnorm: Callable[[nn.Module, int], nn.Module]
+) -> None:
+    """At inference the head's conv + BN run on the last stage's pixels, before upsampling: the same function."""
+    model = randomize_batchnorm(create_model(name), 0).eval()  # its own instance: the test switches modes
+    head_inputs: list[tuple[int, ...]] = []
+    model.decoder.head[0].register_forward_hook(lambda module, inputs, output: head_inputs.append(inputs[0].shape))
+    x = torch.randn(2, 3, 192, 256)
+    with torch.no_grad():
+        fast = model(x)
+        model.decoder.train()  # the literal order (the decoder's BNs are switched back to inference below)
+        for module in model.decoder.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        literal = model(x)
+    assert [shape[-2:] for shape in head_inputs] == [(96, 128), (192, 256)]
+    assert fast.shape == literal.shape == (2, 1, 192, 256)
+    torch.testing.assert_close(fast, literal, rtol=0, atol=1e-6 * float(literal.abs().max()))
+    assert float(literal.abs().max()) > 0
+
+
 # --- Forward, export, tracing ---------------------------------------------------------------------------
 
 

@@ -81,13 +81,31 @@ class NNConv5Decoder(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = features[-1]
-        for stage, skip_index in zip(self.stages, self.skip_after_stage):
+        last = len(self.stages) - 1
+        for index, (stage, skip_index) in enumerate(zip(self.stages, self.skip_after_stage)):
             x = stage(x)
-            if self.upsample == "bilinear":
-                x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            else:
-                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            if index == last and skip_index < 0 and not self.training:
+                return self._head_before_upsampling(x)
+            x = self._upsample(x)
             if skip_index >= 0:
                 skip = features[skip_index]
                 x = x + (skip.detach() if self.detach_skips else skip)
         return self.head(x)
+
+    def _upsample(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample == "bilinear":
+            return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+    def _head_before_upsampling(self, x: torch.Tensor) -> torch.Tensor:
+        """``head(upsample(x))`` computed as ``relu(upsample(bn(conv(x))))``: the same function, 4x fewer pixels.
+
+        The head's 1x1 conv and (inference) BN act on each pixel's channels alone, and the x2 upsampling on each
+        channel alone with weights summing to 1, so the two commute; only the ReLU must come last. Upsampling one
+        channel instead of the last stage's 32 saves a fifth of an INT8 CPU run. Training keeps the literal order,
+        since BN's batch statistics would be taken over other pixels.
+        """
+        *linear, activation = self.head
+        for layer in linear:
+            x = layer(x)
+        return activation(self._upsample(x))
