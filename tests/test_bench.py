@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgedepth.bench import build_network, cpu_isa, flop_floor_ms, timing_size
+from edgedepth.bench import Cell, build_network, cpu_isa, flop_floor_ms, int8_summary, timing_size
 from edgedepth.cli import main
 from edgedepth.models.complexity import count_macs, count_parameters
 
@@ -34,6 +34,19 @@ def test_flop_floor_and_timing_sizes() -> None:
     assert timing_size("fastdepth_v3", (256, 192)) == (256, 192)
     assert timing_size("midas_small", (256, 192)) == (256, 256)  # MiDaS v2.1 small's own size
     assert timing_size("depth_anything_v2_small", (256, 192)) == (252, 196)  # nearest multiples of 14
+
+
+def test_int8_summary_compares_the_best_of_each_precision() -> None:
+    def cell(runtime: str, threads: int, ms: float) -> Cell:
+        return Cell("fastdepth_v3", runtime, threads, (256, 192), 3_600_000, 250_000_000, latencies_ms=[ms, ms + 1, ms - 1])
+
+    cells = [cell("torch", 1, 30.0), cell("onnx", 1, 10.0), cell("openvino", 1, 12.0), cell("onnx-int8", 1, 8.0),
+             cell("openvino-int8", 1, 4.0), cell("onnx", 2, 6.0)]
+    # 0.5 GFLOP at 100 GFLOP/s: a 5 ms floor. Two threads have no INT8 cell: no line.
+    assert int8_summary(cells, 100.0) == [
+        "- fastdepth_v3, 1 thread(s): best FP32 onnx 10.0 ms (2.00x the FLOP floor); best INT8 openvino-int8 4.0 ms, "
+        "2.50x faster than the best FP32, 7.50x faster than PyTorch eager"
+    ]
 
 
 @pytest.mark.slow  # builds two peers (timm, transformers) and runs them once

@@ -125,17 +125,22 @@ def test_onnx_file_carries_the_card_in_metadata_props(tmp_path: Path, students: 
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
-def test_int8_export_correlates_with_fp32(tmp_path: Path, calm_student: nn.Module, scenes: Path, fmt: str) -> None:
+@pytest.mark.parametrize("quantizer", ["onnxruntime", "nncf"])
+def test_int8_export_correlates_with_fp32(
+    tmp_path: Path, calm_student: nn.Module, scenes: Path, fmt: str, quantizer: str
+) -> None:
+    """Either quantiser writes either format, and its file says which made it."""
     model = calm_student
     size = model.card.input_size
     calibration = calibration_batches(scenes, model.card, size, limit=4)
     assert len(calibration) == 4 and calibration[0].shape == (1, 3, 192, 256)
     out = tmp_path / f"int8{SUFFIX[fmt]}"
-    result = export_model(model, out, fmt, calibration=calibration)
+    result = export_model(model, out, fmt, calibration=calibration, quantizer=quantizer)
     predictor = load_predictor(out, threads=1)
     assert predictor.export is not None
     assert (predictor.export.precision, predictor.export.calibration_images) == ("int8", 4)
-    assert predictor.export.quantizer == {"onnx": "onnxruntime", "openvino": "nncf"}[fmt]
+    assert (predictor.export.quantizer, predictor.export.quantizer_latency_ms) == (quantizer, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["int8.onnx"] if fmt == "onnx" else ["int8.bin", "int8.xml"])
 
     # A held-out scene: INT8 follows FP32 closely (0.999 measured), but is not FP32 (it was really quantised).
     image = render_scene(200, (320, 240)).image
@@ -147,6 +152,41 @@ def test_int8_export_correlates_with_fp32(tmp_path: Path, calm_student: nn.Modul
     if fmt == "onnx":
         ops = {node.op_type for node in onnx.load(str(out)).graph.node}
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_int8_auto_keeps_the_faster_quantizer(tmp_path: Path, calm_student: nn.Module, scenes: Path) -> None:
+    calibration = calibration_batches(scenes, calm_student.card, calm_student.card.input_size, limit=2)
+    out = tmp_path / "auto.xml"
+    export_model(calm_student, out, "openvino", calibration=calibration)
+    info = load_predictor(out).export
+    assert info is not None and set(info.quantizer_latency_ms) == {"onnxruntime", "nncf"}
+    assert all(ms > 0 for ms in info.quantizer_latency_ms.values())
+    assert info.quantizer == min(info.quantizer_latency_ms, key=info.quantizer_latency_ms.__getitem__)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto.bin", "auto.xml"]
+
+
+def test_calibration_reads_label_shards(tmp_path: Path, calm_student: nn.Module) -> None:
+    """The images of `edgedepth label`'s shards (what the student was trained on) calibrate as well as a folder."""
+    from edgedepth import label
+    from edgedepth.data import synthetic
+    from edgedepth.data.sources import open_source
+
+    synthetic.write_folder(tmp_path / "scenes", 5, (160, 120), seed=3, progress=False)
+    labels = tmp_path / "labels"
+    label.run(label.LabelConfig(source=str(tmp_path / "scenes"), out=labels, teacher="oracle",
+                                recipe=label.Recipe(crop=(128, 96), size=(64, 48)), batch_size=4, shard_size=2,
+                                workers=0, progress=False))
+    card = calm_student.card
+    from_shards = calibration_batches(labels, card, (64, 64), limit=3)
+    assert len(from_shards) == 3 and from_shards[0].shape == (1, 3, 64, 64)
+    first = open_source(labels).items[0].load_image()  # the shards' first image (64x48), not a depth PNG
+    assert first.shape == (48, 64, 3)
+    folder = tmp_path / "one"
+    folder.mkdir()
+    write_png(folder / "first.png", first)
+    np.testing.assert_array_equal(from_shards[0], calibration_batches(folder, card, (64, 64))[0])
+    with pytest.raises(EdgedepthError, match=r"--calib .*missing: no such file or folder"):
+        calibration_batches(tmp_path / "missing", card, (64, 64))
 
 
 def test_other_size_and_bad_files_are_clear_errors(tmp_path: Path, students: dict[str, nn.Module]) -> None:
@@ -196,7 +236,9 @@ def test_export_command_and_its_errors(
     int8 = tmp_path / "int8.onnx"
     assert main(["export", "--weights", str(weights), "--format", "onnx", "--out", str(int8), "--int8",
                  "--calib", str(scenes), "--calib-limit", "3"]) == 0
-    assert "(onnx, int8 by onnxruntime on 3 image(s); correlation with FP32 0.9" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "(onnx, int8 by " in printed and " on 3 image(s), the faster here (onnxruntime " in printed, printed
+    assert load_predictor(int8).export.quantizer in printed.split("int8 by ")[1].split(" ")[0]
 
     bad = {
         "suffix": (["--format", "onnx", "--out", str(tmp_path / "x.xml")], "a onnx export must end in .onnx"),

@@ -495,7 +495,29 @@ def format_table(machine: Machine, cells: list[Cell], cfg: BenchConfig) -> str:
             *head, f"{cell.median_ms:.1f}", f"{cell.p90_ms:.1f}", f"{1e3 / cell.median_ms:.1f}",
             f"{cell.median_ms / floor:.2f}", speedup, *rss,
         ]) + " |")
-    return "\n".join(lines) + "\n"
+    summary = int8_summary(cells, machine.sgemm_gflops)
+    return "\n".join(lines + (["", *summary] if summary else [])) + "\n"
+
+
+def int8_summary(cells: list[Cell], sgemm_gflops: float) -> list[str]:
+    """Per model and thread count: the best FP32 and best INT8 cells and their ratio, and INT8 against eager."""
+    lines = []
+    timed = [c for c in cells if c.latencies_ms]
+    for model, threads in dict.fromkeys((c.model, c.threads) for c in timed):
+        group = [c for c in timed if (c.model, c.threads) == (model, threads)]
+        fp32 = min((c for c in group if not c.runtime.endswith("-int8")), key=lambda c: c.median_ms, default=None)
+        int8 = min((c for c in group if c.runtime.endswith("-int8")), key=lambda c: c.median_ms, default=None)
+        eager = next((c for c in group if c.runtime == "torch"), None)
+        if fp32 is None or int8 is None:
+            continue
+        floor = flop_floor_ms(fp32.macs, sgemm_gflops)
+        versus_eager = f", {eager.median_ms / int8.median_ms:.2f}x faster than PyTorch eager" if eager else ""
+        lines.append(
+            f"- {model}, {threads} thread(s): best FP32 {fp32.runtime} {fp32.median_ms:.1f} ms "
+            f"({fp32.median_ms / floor:.2f}x the FLOP floor); best INT8 {int8.runtime} {int8.median_ms:.1f} ms, "
+            f"{fp32.median_ms / int8.median_ms:.2f}x faster than the best FP32{versus_eager}"
+        )
+    return lines
 
 
 def _write_outputs(cfg: BenchConfig, machine: Machine, cells: list[Cell], table: str) -> None:

@@ -10,7 +10,8 @@ peak), INT8 must correlate with FP32 (:data:`INT8_MIN_CORRELATION`). The file is
 only after that check passes.
 
 ONNX is the one graph: OpenVINO IR is converted from it (fast, and the same operators), and the INT8
-files are quantised from it (ONNX Runtime's QDQ quantiser) or from the IR (NNCF).
+files are quantised from it by ONNX Runtime's quantiser or NNCF (:mod:`.quantize`), by default both, keeping
+the file that runs faster in its runtime here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,13 +34,21 @@ from edgedepth.imageio import atomic_path
 from edgedepth.models.registry import ModelCard
 from edgedepth.processing import SIZE_DIVISOR, format_size
 from edgedepth.runtime.metadata import ExportInfo, ExportMetadata
-from edgedepth.runtime.quantize import DEFAULT_CALIBRATION_LIMIT, calibration_batches, quantize_onnx, quantize_openvino
+from edgedepth.runtime.quantize import (
+    DEFAULT_CALIBRATION_LIMIT,
+    QUANTIZERS,
+    Quantizer,
+    calibration_batches,
+    quantize,
+)
 
 Format = Literal["onnx", "openvino", "torchscript"]
 FORMATS: tuple[Format, ...] = ("onnx", "openvino", "torchscript")
 SUFFIXES: dict[str, str] = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".pt"}
-#: Each format's INT8 tool.
-QUANTIZERS: dict[str, str] = {"onnx": "onnxruntime", "openvino": "nncf"}
+#: How the INT8 quantiser is chosen: ``auto`` builds both and keeps the one whose file runs faster here.
+QuantizerChoice = Literal["auto", "onnxruntime", "nncf"]
+#: Timed runs (after warm-up) per INT8 candidate under ``auto``, batch 1, on :data:`TIMING_THREADS` thread.
+TIMING_RUNS, TIMING_WARMUP, TIMING_THREADS = 30, 5, 1
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "inverse_depth"
@@ -69,12 +79,15 @@ def export_model(
     source: str = "",
     calibration: Sequence[np.ndarray] | None = None,
     min_correlation: float = INT8_MIN_CORRELATION,
+    quantizer: QuantizerChoice = "auto",
 ) -> ExportResult:
     """Export ``model`` (a student with a card) to ``out``; with ``calibration`` batches, as INT8.
 
     ``calibration`` holds normalised ``1 x 3 x H x W`` float32 arrays at ``size`` (see
     :func:`edgedepth.runtime.quantize.calibration_batches`). TorchScript has no INT8 path here.
     ``min_correlation`` is the INT8 check's bar (the benchmark, timing random-weight peers, lowers it).
+    ``quantizer="auto"`` quantises with both tools and keeps the file that runs faster in the format's runtime
+    on this machine (batch 1, one thread: the edge case); the metadata records both latencies.
     """
     if fmt not in FORMATS:
         raise EdgedepthError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -90,10 +103,12 @@ def export_model(
         raise EdgedepthError("--int8 is available for onnx (ONNX Runtime) and openvino (NNCF), not torchscript")
     if int8 and not calibration:
         raise EdgedepthError("--int8 needs at least one calibration image")
+    if quantizer not in ("auto", *QUANTIZERS):
+        raise EdgedepthError(f"unknown quantizer {quantizer!r}; use auto, {' or '.join(QUANTIZERS)}")
     info = ExportInfo(
         runtime=fmt,
         precision="int8" if int8 else "fp32",
-        quantizer=QUANTIZERS[fmt] if int8 else None,
+        quantizer=None,
         calibration_images=len(calibration) if int8 else 0,
         source=source,
     )
@@ -112,12 +127,10 @@ def export_model(
             onnx_path = work / "fp32.onnx"
             _export_onnx(model, onnx_path, size)
             built = work / ("model" + SUFFIXES[fmt])
-            if fmt == "onnx" and int8:
-                quantize_onnx(onnx_path, built, calibration, INPUT_NAME)
+            if int8:
+                built, metadata = _quantize(onnx_path, work, fmt, quantizer, calibration, metadata)
             elif fmt == "onnx":
                 shutil.copyfile(onnx_path, built)
-            elif int8:
-                quantize_openvino(onnx_path, built, calibration)
             else:
                 _convert_openvino(onnx_path, built, size)
             _write_metadata(built, fmt, metadata)
@@ -134,6 +147,48 @@ def export_model(
             )
         _move_into_place(built, out)
     return ExportResult(out, metadata, max_abs_diff, correlation)
+
+
+def _quantize(
+    onnx_path: Path,
+    work: Path,
+    fmt: Format,
+    choice: QuantizerChoice,
+    calibration: Sequence[np.ndarray],
+    metadata: ExportMetadata,
+) -> tuple[Path, ExportMetadata]:
+    """Quantise with the chosen tool, or under ``auto`` with each, timing their files; the kept file and its metadata."""
+    names: tuple[Quantizer, ...] = QUANTIZERS if choice == "auto" else (choice,)
+    built: dict[str, tuple[Path, ExportMetadata]] = {}
+    for name in names:
+        path = work / name / ("model" + SUFFIXES[fmt])
+        path.parent.mkdir()
+        quantize(onnx_path, path, fmt, name, calibration, INPUT_NAME)
+        built[name] = path, replace(metadata, info=replace(metadata.info, quantizer=name))
+    if len(built) == 1:
+        return built[names[0]]
+    latencies = {}
+    for name, (path, candidate) in built.items():
+        _write_metadata(path, fmt, candidate)  # the Predictor that times it reads its card
+        latencies[name] = round(_median_latency_ms(path, calibration[0]), 3)
+    best = min(latencies, key=latencies.__getitem__)
+    path, chosen = built[best]
+    return path, replace(chosen, info=replace(chosen.info, quantizer_latency_ms=latencies))
+
+
+def _median_latency_ms(path: Path, batch: np.ndarray) -> float:
+    """Median latency of one exported file's network on one normalised image, as the bench measures it."""
+    from edgedepth.runtime.predictor import load_predictor
+
+    predictor = load_predictor(path, threads=TIMING_THREADS)
+    tensor = torch.from_numpy(batch)
+    times = []
+    for run in range(TIMING_WARMUP + TIMING_RUNS):
+        start = time.perf_counter()
+        predictor.infer(tensor)
+        if run >= TIMING_WARMUP:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
 
 
 def _check_batch(size: tuple[int, int], calibration: Sequence[np.ndarray] | None) -> np.ndarray:
@@ -238,6 +293,7 @@ class ExportConfig:
     int8: bool = False
     calib: Path | None = None
     calib_limit: int = DEFAULT_CALIBRATION_LIMIT
+    quantizer: QuantizerChoice = "auto"
 
 
 def run(cfg: ExportConfig) -> ExportResult:
@@ -245,11 +301,12 @@ def run(cfg: ExportConfig) -> ExportResult:
     from edgedepth.models.weights import load_model, read_metadata
 
     if cfg.int8 != (cfg.calib is not None):
-        raise EdgedepthError("--int8 and --calib FOLDER go together: INT8 needs calibration images")
+        raise EdgedepthError("--int8 and --calib SOURCE go together: INT8 needs calibration images")
     if cfg.weights.suffix.lower() != ".safetensors":
         raise EdgedepthError(f"--weights {cfg.weights}: export starts from our .safetensors weights")
     card, provenance = read_metadata(cfg.weights)
     model = load_model(cfg.weights)
     size = cfg.size or card.input_size
     calibration = calibration_batches(cfg.calib, card, size, cfg.calib_limit) if cfg.calib is not None else None
-    return export_model(model, cfg.out, cfg.fmt, size, provenance, cfg.weights.name, calibration)
+    return export_model(model, cfg.out, cfg.fmt, size, provenance, cfg.weights.name, calibration,
+                        quantizer=cfg.quantizer)

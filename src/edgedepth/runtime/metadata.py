@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ class ExportInfo:
     """How an exported file was made.
 
     ``precision`` is ``fp32`` or ``int8``; ``quantizer`` names the INT8 tool (``onnxruntime`` or ``nncf``,
-    ``None`` for FP32) and ``calibration_images`` how many images fixed its activation ranges.
+    ``None`` for FP32) and ``calibration_images`` how many images fixed its activation ranges. When the tool
+    was chosen by speed, ``quantizer_latency_ms`` holds each candidate's measured median latency.
     """
 
     runtime: str
@@ -34,6 +35,7 @@ class ExportInfo:
     quantizer: str | None = None
     calibration_images: int = 0
     source: str = ""
+    quantizer_latency_ms: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExportInfo:
@@ -43,6 +45,7 @@ class ExportInfo:
             quantizer=None if data.get("quantizer") is None else str(data["quantizer"]),
             calibration_images=int(data.get("calibration_images", 0)),
             source=str(data.get("source", "")),
+            quantizer_latency_ms={str(k): float(v) for k, v in dict(data.get("quantizer_latency_ms", {})).items()},
         )
 
 

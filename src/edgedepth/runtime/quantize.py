@@ -1,20 +1,24 @@
 """INT8 post-training static quantisation: calibration images in, an INT8 ONNX or OpenVINO file out.
 
-Two quantisers, each the runtime's own:
+Two quantisers, each a runtime's own, and either can write either format:
 
 - ONNX Runtime's ``quantize_static``: QDQ format, per-channel symmetric INT8 weights, UINT8 activations,
   MinMax ranges over the calibration images (after ORT's pre-processing: shape inference and graph fusion);
-- OpenVINO's NNCF ``nncf.quantize`` with its defaults (performance preset: symmetric weights and activations).
+  for OpenVINO, its QDQ graph is converted to IR (OpenVINO reads Q/DQ pairs as FakeQuantize);
+- OpenVINO's NNCF ``nncf.quantize`` with its defaults (performance preset: symmetric weights and activations),
+  on the OpenVINO model or, for ONNX, on the ONNX graph (QDQ laid out for OpenVINO).
 
-Calibration images are read with :func:`edgedepth.imageio.read_rgb` and normalised by the one
-pre-processing (:func:`edgedepth.processing.preprocess`) with the model card's mean and std, so the ranges
-are those the network sees at inference.
+Which is faster depends on the runtime and the CPU, so ``edgedepth export`` builds both and keeps the
+faster (:mod:`edgedepth.runtime.export`). Calibration images come from any source ``edgedepth label``
+reads and are normalised by the one pre-processing (:func:`edgedepth.processing.preprocess`) with the
+model card's mean and std, so the ranges are those the network sees at inference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -22,6 +26,9 @@ from edgedepth.errors import EdgedepthError
 from edgedepth.data.sources import open_source
 from edgedepth.models.registry import ModelCard
 from edgedepth.processing import preprocess
+
+Quantizer = Literal["onnxruntime", "nncf"]
+QUANTIZERS: tuple[Quantizer, ...] = ("onnxruntime", "nncf")
 
 #: Calibration images used at most: a few hundred fix the ranges; more only costs time.
 DEFAULT_CALIBRATION_LIMIT = 300
@@ -56,12 +63,36 @@ class _Reader:
         return next(self._items, None)
 
 
+def quantize(
+    fp32: Path, out: Path, fmt: str, quantizer: Quantizer, batches: Sequence[np.ndarray], input_name: str = "input"
+) -> None:
+    """Quantise the FP32 ONNX file ``fp32`` with ``quantizer`` into ``out``: an ONNX file or an OpenVINO IR (``fmt``)."""
+    if quantizer == "onnxruntime" and fmt == "onnx":
+        quantize_onnx(fp32, out, batches, input_name)
+    elif quantizer == "onnxruntime":
+        qdq = out.with_name(out.stem + ".qdq.onnx")
+        quantize_onnx(fp32, qdq, batches, input_name)
+        _save_openvino(_openvino_model(qdq, batches), out)
+    elif fmt == "onnx":
+        import nncf
+        import onnx
+
+        quantized = nncf.quantize(onnx.load(str(fp32)), nncf.Dataset([{input_name: b} for b in batches]),
+                                  subset_size=len(batches))
+        onnx.save(quantized, str(out))
+    else:
+        import nncf
+
+        quantized = nncf.quantize(_openvino_model(fp32, batches), nncf.Dataset(list(batches)), subset_size=len(batches))
+        _save_openvino(quantized, out)
+
+
 def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_name: str = "input") -> None:
     """Static INT8 QDQ quantisation of an FP32 ONNX file with ONNX Runtime (per-channel weights)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = out.with_name("prepared.onnx")
+    prepared = out.with_name(out.stem + ".prepared.onnx")
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     quantize_static(
         str(prepared),
@@ -74,12 +105,16 @@ def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_na
     )
 
 
-def quantize_openvino(fp32: Path, out: Path, batches: Sequence[np.ndarray]) -> None:
-    """Static INT8 quantisation of an FP32 ONNX file, converted to OpenVINO IR, with NNCF's defaults."""
-    import nncf
+def _openvino_model(onnx_path: Path, batches: Sequence[np.ndarray]):  # noqa: ANN202  (openvino.Model, imported lazily)
+    """An ONNX file as an OpenVINO model with the calibration batches' shape (batch 1, as the FP32 IR)."""
     import openvino as ov
 
-    model = ov.convert_model(str(fp32))
-    model.reshape({model.inputs[0]: list(batches[0].shape)})  # batch 1, as the FP32 IR
-    quantized = nncf.quantize(model, nncf.Dataset(list(batches)), subset_size=len(batches))
-    ov.save_model(quantized, str(out), compress_to_fp16=False)
+    model = ov.convert_model(str(onnx_path))
+    model.reshape({model.inputs[0]: list(batches[0].shape)})
+    return model
+
+
+def _save_openvino(model: object, out: Path) -> None:
+    import openvino as ov
+
+    ov.save_model(model, str(out), compress_to_fp16=False)
