@@ -10,7 +10,6 @@ import numpy as np
 
 from edgedepth.processing import normalize_inverse_depth
 
-
 #: Magma as a 256-entry lookup table (``256 x 1 x 3``), RGB and BGR: index 0 is the farthest, 255 the nearest.
 _MAGMA_BGR = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_MAGMA)
 _MAGMA_RGB = np.ascontiguousarray(_MAGMA_BGR[:, :, ::-1])

@@ -22,8 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from edgedepth.errors import EdgedepthError
 from edgedepth.data.sources import open_source
+from edgedepth.errors import EdgedepthError
 from edgedepth.models.registry import ModelCard
 from edgedepth.processing import preprocess
 
@@ -105,7 +105,7 @@ def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_na
     )
 
 
-def _openvino_model(onnx_path: Path, batches: Sequence[np.ndarray]):  # noqa: ANN202  (openvino.Model, imported lazily)
+def _openvino_model(onnx_path: Path, batches: Sequence[np.ndarray]):
     """An ONNX file as an OpenVINO model with the calibration batches' shape (batch 1, as the FP32 IR)."""
     import openvino as ov
 
