@@ -82,13 +82,11 @@ def test_loop_errors_are_one_line(
 
 
 def test_loop_stops_at_limit_and_reports_each_stage(video: Path, weights: Path) -> None:
-    import threading
-
     from edgedepth.runtime.video import run_loop
 
     summary = run_loop(load_predictor(weights), str(video), limit=2)
     assert summary.frames == 2
-    assert 0 < summary.model_seconds < summary.seconds and summary.read_seconds > 0 and summary.post_seconds > 0
-    assert summary.sequential_overhead == pytest.approx(
-        (summary.read_seconds + summary.post_seconds) / summary.model_seconds)
-    assert not [t for t in threading.enumerate() if t.name == "edgedepth-reader"]  # the reader is stopped
+    assert min(summary.read_seconds, summary.model_seconds, summary.post_seconds) > 0
+    stages = summary.read_seconds + summary.model_seconds + summary.post_seconds
+    assert stages <= summary.seconds <= stages + 0.5  # the stages are the loop
+    assert summary.overhead == pytest.approx(summary.seconds / summary.model_seconds - 1)

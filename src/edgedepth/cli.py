@@ -63,9 +63,8 @@ def _predict_loop(args: argparse.Namespace, default_out: Path) -> int:
     print(
         f"video: {summary.frames} frame(s) in {summary.seconds:.1f} s, {summary.fps:.1f} FPS end to end; per frame: "
         f"network {summary.model_seconds * per_frame:.1f} ms, read + pre-process {summary.read_seconds * per_frame:.1f} "
-        f"ms (reader thread, overlapped), upsample + colour + output {summary.post_seconds * per_frame:.1f} ms; "
-        f"the loop adds {summary.overhead:.0%} to the network ({summary.sequential_overhead:.0%} without overlap)"
-        + (f" -> {out}" if out else "")
+        f"ms, upsample + colour + output {summary.post_seconds * per_frame:.1f} ms: the loop adds "
+        f"{summary.overhead:.0%} to the network" + (f" -> {out}" if out else "")
     )
     return 0
 

@@ -1,20 +1,15 @@
 """The real-time loop: frames from a video file or a camera, depth colour-mapped with an FPS overlay.
 
-Two stages, as real-time pipelines are built: a reader thread decodes and pre-processes the next frame
-while the network runs on this one (OpenCV, NumPy, PyTorch, ONNX Runtime and OpenVINO all release the
-GIL), and the main thread infers, brings the prediction back to the frame's size, colour-maps it and
-writes or shows it. Between them sits a queue of one frame, so nothing piles up: a video file's reader
-waits for the loop; a camera's newest frame replaces one not yet taken (and the driver's buffer is held
-to one frame), so a slow model drops frames instead of falling behind.
-
-The summary gives the end-to-end rate and each stage's own time, so the cost of everything around the
-network is visible whether or not it overlaps with it.
+Frames are processed as they come, on one thread: one is read, pre-processed, inferred, brought back to
+its size, colour-mapped and written (or shown) before the next is read, so nothing queues; a camera's
+driver buffer is held to one frame, so a slow model drops frames instead of falling behind. (A reader
+thread decoding ahead was tried: on a two-core machine it slowed the network by a quarter through shared
+caches and memory, more than the decoding it hid.) The summary gives the end-to-end rate and each
+stage's time, so the cost of everything around the network is visible.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -35,10 +30,10 @@ WINDOW = "edgedepth"
 
 @dataclass(frozen=True)
 class LoopSummary:
-    """Frames processed and seconds: the whole loop's wall clock, and each stage's own time.
+    """Frames processed and seconds: the whole loop's wall clock, and each stage's own share of it.
 
-    ``read_seconds`` (decode + pre-process) runs in the reader thread, overlapped with the network;
-    ``model_seconds`` is the network alone; ``post_seconds`` is upsampling, colour map, overlay and output.
+    ``read_seconds`` is decoding and pre-processing, ``model_seconds`` the network alone, ``post_seconds``
+    upsampling, colour map, overlay and output.
     """
 
     frames: int
@@ -56,19 +51,6 @@ class LoopSummary:
         """What the loop adds to the network's time, as a fraction of it (0.15 = 15 %)."""
         return self.seconds / self.model_seconds - 1.0 if self.model_seconds > 0 else 0.0
 
-    @property
-    def sequential_overhead(self) -> float:
-        """What the other stages would add if run one after the other on one thread (no overlap)."""
-        return (self.read_seconds + self.post_seconds) / self.model_seconds if self.model_seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """A decoded frame's size and its normalised network input."""
-
-    size: tuple[int, int]
-    batch: torch.Tensor
-
 
 def open_capture(source: str | int) -> cv2.VideoCapture:
     """A video file (path) or a camera (index); either that cannot be opened is a clear error."""
@@ -79,69 +61,6 @@ def open_capture(source: str | int) -> cv2.VideoCapture:
         what = f"camera {source}" if isinstance(source, int) else f"{source}: video"
         raise EdgedepthError(f"{what} cannot be opened (no such device or file, or an unsupported codec)")
     return capture
-
-
-class FrameReader:
-    """Decode and pre-process frames in a thread, one frame ahead of the loop (see the module's docstring).
-
-    :meth:`next` returns the next frame, or ``None`` at the end of the source; an error in the thread is
-    raised there. ``seconds`` is the thread's own time spent decoding and pre-processing.
-    """
-
-    def __init__(self, capture: cv2.VideoCapture, predictor: Predictor, live: bool) -> None:
-        self._capture, self._predictor, self._live = capture, predictor, live
-        self._queue: queue.Queue[_Frame | BaseException | None] = queue.Queue(maxsize=1)
-        self._stop = threading.Event()
-        self.seconds = 0.0
-        self._thread = threading.Thread(target=self._run, name="edgedepth-reader", daemon=True)
-        self._thread.start()
-
-    def next(self) -> _Frame | None:
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        if item is None:
-            self._queue.put(None)  # the end stays the end for a later call
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get_nowait()  # unblock a waiting put
-            except queue.Empty:
-                pass
-            self._thread.join(timeout=0.05)
-
-    def _run(self) -> None:
-        predictor = self._predictor
-        try:
-            while not self._stop.is_set():
-                start = time.perf_counter()
-                ok, bgr = self._capture.read()
-                if not ok:
-                    self._put(None)
-                    return
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                batch = preprocess([rgb], predictor.size, predictor.card.mean, predictor.card.std,
-                                   predictor.interpolation)
-                self.seconds += time.perf_counter() - start
-                self._put(_Frame((rgb.shape[1], rgb.shape[0]), batch))
-        except BaseException as exc:  # noqa: BLE001  (handed to the loop, which raises it)
-            self._put(exc)
-
-    def _put(self, item: _Frame | BaseException | None) -> None:
-        if self._live and isinstance(item, _Frame):
-            try:
-                self._queue.get_nowait()  # a camera: the newest frame replaces one not yet taken
-            except queue.Empty:
-                pass
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
 
 
 def colour_depth(prediction: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -163,21 +82,23 @@ def run_loop(
     if show:
         _open_window()
     capture = open_capture(source)
-    frames, model_seconds, post_seconds, fps = 0, 0.0, 0.0, 0.0
+    frames, read_seconds, model_seconds, post_seconds, fps = 0, 0.0, 0.0, 0.0, 0.0
     start = time.perf_counter()
     try:
         with ExitStack() as stack:
-            reader = FrameReader(capture, predictor, live=isinstance(source, int))
-            stack.callback(reader.close)
             writer = None
             while limit is None or frames < limit:
-                frame = reader.next()
-                if frame is None:
-                    break
                 tick = time.perf_counter()
-                prediction = predictor.infer(frame.batch)
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                batch = preprocess([rgb], predictor.size, predictor.card.mean, predictor.card.std,
+                                   predictor.interpolation)
+                read = time.perf_counter()
+                prediction = predictor.infer(batch)
                 inferred = time.perf_counter()
-                output = colour_depth(prediction, frame.size)
+                output = colour_depth(prediction, (rgb.shape[1], rgb.shape[0]))
                 draw_fps(output, fps)
                 if out is not None:
                     if writer is None:
@@ -189,7 +110,8 @@ def run_loop(
                     break
                 frames += 1
                 done = time.perf_counter()
-                model_seconds += inferred - tick
+                read_seconds += read - tick
+                model_seconds += inferred - read
                 post_seconds += done - inferred
                 fps = 1.0 / (done - tick) if fps == 0.0 else 0.9 * fps + 0.1 / (done - tick)  # smoothed for display
             if frames == 0:
@@ -199,7 +121,7 @@ def run_loop(
         capture.release()
         if show:
             cv2.destroyAllWindows()
-    return LoopSummary(frames, seconds, model_seconds, reader.seconds, post_seconds)
+    return LoopSummary(frames, seconds, model_seconds, read_seconds, post_seconds)
 
 
 def _open_writer(path: Path, capture: cv2.VideoCapture, shape: tuple[int, ...]) -> cv2.VideoWriter:
