@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edgedepth import label
 from edgedepth.data.synthetic import write_folder
+from edgedepth.teachers.tiny import save_tiny_dpt
 
 SCENES = 48
 
@@ -35,19 +36,6 @@ def make_inputs(folder: Path, count: int) -> Path:
         for suffix in (".jpg", ".png"):
             os.link(rendered / f"{i % SCENES:06d}{suffix}", inputs / f"{i:06d}{suffix}")
     return inputs
-
-
-def tiny_dpt(directory: Path) -> Path:
-    """A random-weight plain DPT, 32x32 input, saved for ``hf:<dir>``."""
-    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
-
-    config = DPTConfig(
-        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=16, image_size=32, patch_size=8,
-        backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16], fusion_hidden_size=8, head_hidden_size=8,
-    )  # fmt: skip
-    DPTForDepthEstimation(config).save_pretrained(directory)
-    DPTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(directory)
-    return directory
 
 
 def measure(inputs: Path, out: Path, teacher: str, workers: int, batch: int) -> float:
@@ -74,7 +62,7 @@ def main() -> None:
         inputs = make_inputs(root, args.count)
         teachers = {"oracle": "oracle"}
         if not args.skip_hf:
-            teachers["tiny DPT (hf:)"] = f"hf:{tiny_dpt(root / 'dpt')}"
+            teachers["tiny DPT (hf:)"] = f"hf:{save_tiny_dpt(root / 'dpt')}"
         print(
             f"{args.count} inputs, 640x480 JPEG -> crop 512x384 -> 256x192, batch {args.batch}, {os.cpu_count()} CPUs"
         )

@@ -26,6 +26,7 @@ from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import read_rgb
 from edgedepth.processing import resize_image
 from edgedepth.teachers.oracle import OracleTeacher
+from edgedepth.teachers.tiny import save_tiny_dpt
 
 SCENE_SIZE = (160, 120)
 # A square crop of a 4:3 scene: the covering image is 128x96, so the crop's x offset is drawn from 0..32.
@@ -203,7 +204,7 @@ def test_another_teacher_is_refused(tmp_path: Path, reference: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
     with pytest.raises(EdgedepthError, match="holds labels from teacher 'oracle', not 'hf:"):
-        label.run(config(_photo_tar(photos), out, teacher=f"hf:{_tiny_dpt(tmp_path / 'dpt')}"))
+        label.run(config(_photo_tar(photos), out, teacher=f"hf:{save_tiny_dpt(tmp_path / 'dpt')}"))
 
 
 def test_corrupt_images_and_nan_labels_are_skipped_and_logged(
@@ -286,30 +287,10 @@ def _photo_tar(folder: Path, count: int = 3) -> Path:
     return tar
 
 
-def _tiny_dpt(directory: Path) -> Path:
-    """A random-weight plain DPT (the MiDaS v3 architecture) saved as a user would, for ``hf:<dir>``."""
-    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
-
-    config = DPTConfig(
-        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=16, image_size=32, patch_size=8,
-        backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16], fusion_hidden_size=8, head_hidden_size=8,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = DPTForDepthEstimation(config)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.2)
-    model.save_pretrained(directory)
-    DPTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
-        directory
-    )
-    return directory
-
-
 def test_transformers_teacher_on_a_tar_of_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tar = _photo_tar(tmp_path)
-    teacher = f"hf:{_tiny_dpt(tmp_path / 'dpt')}"
+    teacher = f"hf:{save_tiny_dpt(tmp_path / 'dpt')}"
     out = tmp_path / "labels"
     summary = label.run(config(tar, out, teacher=teacher, recipe=label.Recipe((64, 48), (32, 24), 0)))
     assert (summary.processed, summary.skipped) == (3, 0)

@@ -21,6 +21,7 @@ from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, preprocess, upsamp
 from edgedepth.teachers import INVERSE_OF_METRIC_DEPTH, SPEC_FORMS, create_teacher
 from edgedepth.teachers.base import invert_metric_depth
 from edgedepth.teachers.midas import MIDAS_MODELS, midas_input_size
+from edgedepth.teachers.tiny import save_tiny_dpt
 
 WIDTH, HEIGHT = 96, 72  # non-square, as the seed's 512x384 crops are
 
@@ -125,28 +126,22 @@ def _save(model: torch.nn.Module, processor: object, directory: Path) -> Path:
     return directory
 
 
-def _tiny_dpt(directory: Path, hybrid: bool = False) -> Path:
+def _tiny_hybrid_dpt(directory: Path) -> Path:
+    """DPT-Hybrid (a BiT backbone under the ViT), random weights, saved for ``hf:<dir>``."""
     from transformers import BitConfig, DPTConfig, DPTForDepthEstimation, DPTImageProcessor
 
-    common = dict(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=16, image_size=32)
-    if hybrid:
-        backbone = BitConfig(
-            global_padding="same", layer_type="bottleneck", depths=[1, 1, 1], hidden_sizes=[8, 16, 32],
-            out_features=["stage1", "stage2", "stage3"], embedding_dynamic_padding=True, embedding_size=8, num_groups=2,
-        )  # fmt: skip
-        config = DPTConfig(
-            **common, is_hybrid=True, backbone_config=backbone, patch_size=16, backbone_featmap_shape=[1, 32, 2, 2],
-            backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 16, 16, 16], reassemble_factors=[1, 1, 1, 0.5],
-            fusion_hidden_size=8, head_hidden_size=8, readout_type="project",
-        )  # fmt: skip
-    else:
-        config = DPTConfig(
-            **common, patch_size=8, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16],
-            fusion_hidden_size=8, head_hidden_size=8,
-        )  # fmt: skip
+    backbone = BitConfig(
+        global_padding="same", layer_type="bottleneck", depths=[1, 1, 1], hidden_sizes=[8, 16, 32],
+        out_features=["stage1", "stage2", "stage3"], embedding_dynamic_padding=True, embedding_size=8, num_groups=2,
+    )  # fmt: skip
+    config = DPTConfig(
+        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=16, image_size=32,
+        is_hybrid=True, backbone_config=backbone, patch_size=16, backbone_featmap_shape=[1, 32, 2, 2],
+        backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 16, 16, 16], reassemble_factors=[1, 1, 1, 0.5],
+        fusion_hidden_size=8, head_hidden_size=8, readout_type="project",
+    )  # fmt: skip
     model = DPTForDepthEstimation(config)
     _randomize(model)
-    # A processor that keeps the aspect ratio: the teacher must still feed plain DPT a square.
     processor = DPTImageProcessor(
         size={"height": 32, "width": 32}, keep_aspect_ratio=True, image_mean=[0.5] * 3, image_std=[0.5] * 3
     )
@@ -175,7 +170,7 @@ def _tiny_depth_anything(directory: Path, metric: bool = False) -> Path:
 
 
 def test_plain_dpt_is_fed_a_square_and_answers_at_the_image_size(tmp_path: Path) -> None:
-    directory = _tiny_dpt(tmp_path / "dpt")
+    directory = save_tiny_dpt(tmp_path / "dpt", keep_aspect_ratio=True)
     teacher = create_teacher(f"hf:{directory}")
     seen = _record_input_sizes(teacher.model)
     out = teacher.predict_batch(_images())
@@ -197,7 +192,7 @@ def test_plain_dpt_is_fed_a_square_and_answers_at_the_image_size(tmp_path: Path)
 
 
 def test_dpt_hybrid_is_fed_exactly_its_image_size(tmp_path: Path) -> None:
-    teacher = create_teacher(f"hf:{_tiny_dpt(tmp_path / 'hybrid', hybrid=True)}")
+    teacher = create_teacher(f"hf:{_tiny_hybrid_dpt(tmp_path / 'hybrid')}")
     seen = _record_input_sizes(teacher.model)
     out = teacher.predict_batch(_images(1))
     assert seen == [(32, 32)]
