@@ -312,8 +312,38 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_label)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from edgedepth.runtime.predictor import load_predictor
+    from edgedepth.serve import make_server
+
+    predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads)
+    server = make_server(predictor, args.host, args.port, quiet=args.quiet)
+    print(f"serving {predictor.name} ({predictor.runtime}) on {server.url}: POST an image to /predict "
+          "(?format=npy|png16|color), GET /health; Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("edgedepth serve: stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve a model over HTTP: POST an image, get its inverse depth")
+    p.add_argument("--weights", type=Path, required=True, help="a .safetensors, .onnx, OpenVINO .xml or TorchScript .pt")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    p.add_argument("--size", type=_size, help="network input WIDTHxHEIGHT (default: the model's)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime / OpenVINO threads (default: all cores)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda, for .safetensors (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no log line per request")
+    p.set_defaults(func=_cmd_serve)
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_predict, _add_convert, _add_eval, _add_train, _add_synth, _add_demo, _add_export, _add_bench, _add_label
+    _add_predict, _add_convert, _add_eval, _add_train, _add_synth, _add_demo, _add_export, _add_bench, _add_label,
+    _add_serve,
 )
 
 

@@ -111,15 +111,21 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write an RGB uint8, gray uint8 or gray uint16 array as PNG, atomically."""
+def encode_png(image: np.ndarray) -> bytes:
+    """An RGB uint8, gray uint8 or gray uint16 array as PNG file bytes."""
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise EdgedepthError(f"PNG encoding failed for a {image.dtype} array of shape {image.shape}")
+    return encoded.tobytes()
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write an RGB uint8, gray uint8 or gray uint16 array as PNG, atomically."""
+    data = encode_png(image)
     with atomic_path(path) as tmp:
-        ok, encoded = cv2.imencode(".png", image)
-        if not ok:
-            raise EdgedepthError(f"{path}: PNG encoding failed")
-        tmp.write_bytes(encoded.tobytes())
+        tmp.write_bytes(data)
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
