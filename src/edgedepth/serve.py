@@ -95,13 +95,13 @@ class _Handler(BaseHTTPRequestHandler):
     server: DepthServer
     server_version = "edgedepth"
 
-    def do_GET(self) -> None:  # noqa: N802  (the name http.server calls)
+    def do_GET(self) -> None:
         if urlsplit(self.path).path != "/health":
             self._error(HTTPStatus.NOT_FOUND, f"no endpoint {urlsplit(self.path).path}: GET /health or POST /predict")
             return
         self._send(HTTPStatus.OK, json.dumps(describe(self.server.predictor)).encode(), "application/json")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         url = urlsplit(self.path)
         if url.path != "/predict":
             self._error(HTTPStatus.NOT_FOUND, f"no endpoint {url.path}: POST an image file to /predict")
@@ -148,6 +148,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (http.server's signature)
+    def log_message(self, format: str, *args: object) -> None:
         if not self.server.quiet:
             sys.stderr.write(f"edgedepth serve: {self.address_string()} {format % args}\n")
