@@ -81,12 +81,38 @@ def test_loop_errors_are_one_line(
     assert "nothing to predict" in capsys.readouterr().err
 
 
+def _pipeline_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("edgedepth-")]
+
+
 def test_loop_stops_at_limit_and_reports_each_stage(video: Path, weights: Path) -> None:
     from edgedepth.runtime.video import run_loop
 
     summary = run_loop(load_predictor(weights), str(video), limit=2)
     assert summary.frames == 2
     assert min(summary.read_seconds, summary.model_seconds, summary.post_seconds) > 0
-    stages = summary.read_seconds + summary.model_seconds + summary.post_seconds
-    assert stages <= summary.seconds <= stages + 0.5  # the stages are the loop
+    assert summary.model_seconds < summary.seconds
     assert summary.overhead == pytest.approx(summary.seconds / summary.model_seconds - 1)
+    assert summary.stages_overhead == pytest.approx((summary.read_seconds + summary.post_seconds) / summary.model_seconds)
+    assert _pipeline_threads() == []  # every stage has stopped
+
+
+def test_an_error_in_a_stage_reaches_the_caller(video: Path, weights: Path) -> None:
+    from edgedepth.errors import EdgedepthError
+    from edgedepth.runtime.video import run_loop
+
+    predictor = load_predictor(weights)
+    calls = []
+
+    def failing_infer(batch: object) -> object:
+        calls.append(batch)
+        if len(calls) == 3:
+            raise EdgedepthError("the network failed on frame 3")
+        return type(predictor).infer(predictor, batch)
+
+    predictor.infer = failing_infer  # type: ignore[method-assign]
+    with pytest.raises(EdgedepthError, match="the network failed on frame 3"):
+        run_loop(predictor, str(video))
+    assert _pipeline_threads() == []

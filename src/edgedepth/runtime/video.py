@@ -1,19 +1,31 @@
 """The real-time loop: frames from a video file or a camera, depth colour-mapped with an FPS overlay.
 
-Frames are processed as they come, on one thread: one is read, pre-processed, inferred, brought back to
-its size, colour-mapped and written (or shown) before the next is read, so nothing queues; a camera's
-driver buffer is held to one frame, so a slow model drops frames instead of falling behind. (A reader
-thread decoding ahead was tried: on a two-core machine it slowed the network by a quarter through shared
-caches and memory, more than the decoding it hid.) The summary gives the end-to-end rate and each
-stage's time, so the cost of everything around the network is visible.
+A three-stage pipeline, as real-time video systems are built, so each core does one thing:
+
+1. a reader thread decodes a frame and pre-processes it;
+2. an inference thread runs the network (its runtime on the threads it was given, e.g. ``--threads 1``);
+3. the calling thread brings the prediction back to the frame's size, colour-maps it, draws the FPS and
+   writes or shows it (OpenCV's windows belong to the main thread).
+
+Between stages sits a queue of ONE item, so nothing piles up and a frame is never more than a stage
+behind: a video file's reader waits for the network; a camera's newest frame replaces one the network
+has not taken yet (and the driver's own buffer is held to one frame), so a slow model drops frames
+instead of falling behind. OpenCV, NumPy and the runtimes release the GIL while they work.
+
+The summary reports the end-to-end rate and each stage's own busy time per frame, so what everything
+around the network costs is visible, overlapped or not.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,14 +38,16 @@ from edgedepth.runtime.predictor import Predictor
 from edgedepth.viz import colorize
 
 WINDOW = "edgedepth"
+#: What a stage puts in its queue after its last item.
+_END = object()
 
 
 @dataclass(frozen=True)
 class LoopSummary:
-    """Frames processed and seconds: the whole loop's wall clock, and each stage's own share of it.
+    """Frames processed, the loop's wall-clock seconds, and each stage's busy seconds.
 
-    ``read_seconds`` is decoding and pre-processing, ``model_seconds`` the network alone, ``post_seconds``
-    upsampling, colour map, overlay and output.
+    ``read_seconds``: decoding and pre-processing; ``model_seconds``: the network alone; ``post_seconds``:
+    upsampling, colour map, overlay and output. The stages overlap, so they may add up to more than ``seconds``.
     """
 
     frames: int
@@ -48,8 +62,78 @@ class LoopSummary:
 
     @property
     def overhead(self) -> float:
-        """What the loop adds to the network's time, as a fraction of it (0.15 = 15 %)."""
+        """What the loop adds to the network's own time, as a fraction of it (0.15 = 15 %)."""
         return self.seconds / self.model_seconds - 1.0 if self.model_seconds > 0 else 0.0
+
+    @property
+    def stages_overhead(self) -> float:
+        """What reading and post-processing would add if they ran on the network's thread, one after another."""
+        return (self.read_seconds + self.post_seconds) / self.model_seconds if self.model_seconds > 0 else 0.0
+
+
+@dataclass
+class _InFlight:
+    """A frame on its way through the pipeline: its size, its network input (then output), each stage's time."""
+
+    size: tuple[int, int]
+    batch: torch.Tensor
+    read_seconds: float
+    model_seconds: float = 0.0
+
+
+class _Slot:
+    """A one-item queue between two stages. ``latest``: a new item replaces one not yet taken (a camera)."""
+
+    def __init__(self, stop: threading.Event, latest: bool = False) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop, self._latest = stop, latest
+
+    def put(self, item: Any) -> None:
+        if self._latest and item is not _END and not isinstance(item, BaseException):
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                pass
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> Any:
+        """The next item, or :data:`_END`; an exception raised in the stage that feeds this slot is raised here."""
+        while True:
+            try:
+                item = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return _END
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            return item
+
+    def drain(self) -> None:
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+
+
+def _start_stage(name: str, work: Callable[[], None], outbox: _Slot) -> threading.Thread:
+    """Run ``work`` in a daemon thread; an exception it raises is handed on through ``outbox``."""
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001  (raised again by the stage that reads outbox)
+            outbox.put(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def open_capture(source: str | int) -> cv2.VideoCapture:
@@ -82,23 +166,40 @@ def run_loop(
     if show:
         _open_window()
     capture = open_capture(source)
-    frames, read_seconds, model_seconds, post_seconds, fps = 0, 0.0, 0.0, 0.0, 0.0
+    stop = threading.Event()
+    frames_slot, predictions_slot = _Slot(stop, latest=isinstance(source, int)), _Slot(stop)
+
+    def read() -> None:
+        while not stop.is_set():
+            start = time.perf_counter()
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            batch = preprocess([rgb], predictor.size, predictor.card.mean, predictor.card.std, predictor.interpolation)
+            frames_slot.put(_InFlight((rgb.shape[1], rgb.shape[0]), batch, time.perf_counter() - start))
+        frames_slot.put(_END)
+
+    def infer() -> None:
+        while (frame := frames_slot.get()) is not _END:
+            start = time.perf_counter()
+            frame.batch = predictor.infer(frame.batch)
+            frame.model_seconds = time.perf_counter() - start
+            predictions_slot.put(frame)
+        predictions_slot.put(_END)
+
+    frames, read_seconds, model_seconds, post_seconds, fps, last = 0, 0.0, 0.0, 0.0, 0.0, 0.0
     start = time.perf_counter()
+    threads = [_start_stage("edgedepth-read", read, frames_slot), _start_stage("edgedepth-infer", infer, predictions_slot)]
     try:
         with ExitStack() as stack:
             writer = None
             while limit is None or frames < limit:
-                tick = time.perf_counter()
-                ok, bgr = capture.read()
-                if not ok:
+                frame = predictions_slot.get()
+                if frame is _END:
                     break
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                batch = preprocess([rgb], predictor.size, predictor.card.mean, predictor.card.std,
-                                   predictor.interpolation)
-                read = time.perf_counter()
-                prediction = predictor.infer(batch)
-                inferred = time.perf_counter()
-                output = colour_depth(prediction, (rgb.shape[1], rgb.shape[0]))
+                tick = time.perf_counter()
+                output = colour_depth(frame.batch, frame.size)
                 draw_fps(output, fps)
                 if out is not None:
                     if writer is None:
@@ -110,14 +211,21 @@ def run_loop(
                     break
                 frames += 1
                 done = time.perf_counter()
-                read_seconds += read - tick
-                model_seconds += inferred - read
-                post_seconds += done - inferred
-                fps = 1.0 / (done - tick) if fps == 0.0 else 0.9 * fps + 0.1 / (done - tick)  # smoothed for display
+                read_seconds += frame.read_seconds
+                model_seconds += frame.model_seconds
+                post_seconds += done - tick
+                if last:  # the FPS shown is the rate frames come out at, smoothed
+                    fps = 1.0 / (done - last) if fps == 0.0 else 0.9 * fps + 0.1 / (done - last)
+                last = done
             if frames == 0:
                 raise EdgedepthError(f"{source}: no frame could be read")
             seconds = time.perf_counter() - start
     finally:
+        stop.set()
+        for slot in (frames_slot, predictions_slot):
+            slot.drain()
+        for thread in threads:
+            thread.join(timeout=5.0)  # a stage checks ``stop`` at least every 50 ms, or when a camera read returns
         capture.release()
         if show:
             cv2.destroyAllWindows()
