@@ -116,3 +116,20 @@ def test_an_error_in_a_stage_reaches_the_caller(video: Path, weights: Path) -> N
     with pytest.raises(EdgedepthError, match="the network failed on frame 3"):
         run_loop(predictor, str(video))
     assert _pipeline_threads() == []
+
+
+def test_a_camera_slot_keeps_only_the_newest_frame() -> None:
+    import threading
+
+    from edgedepth.runtime.video import _END, _Slot
+
+    stop = threading.Event()
+    live, file = _Slot(stop, latest=True), _Slot(stop)
+    live.put("frame 1")
+    live.put("frame 2")  # replaces frame 1: a slow network drops frames instead of falling behind
+    assert live.get() == "frame 2"
+    file.put("frame 1")
+    threading.Timer(0.2, stop.set).start()
+    file.put("frame 2")  # a file's reader waits instead (here until stopped): no frame is dropped
+    assert file.get() == "frame 1"
+    assert file.get() is _END  # stopped and empty
