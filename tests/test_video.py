@@ -95,7 +95,6 @@ def test_loop_stops_at_limit_and_reports_each_stage(video: Path, weights: Path) 
     assert min(summary.read_seconds, summary.model_seconds, summary.post_seconds) > 0
     assert summary.model_seconds < summary.seconds
     assert summary.overhead == pytest.approx(summary.seconds / summary.model_seconds - 1)
-    assert summary.stages_overhead == pytest.approx((summary.read_seconds + summary.post_seconds) / summary.model_seconds)
     assert _pipeline_threads() == []  # every stage has stopped
 
 

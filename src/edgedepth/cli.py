@@ -63,8 +63,8 @@ def _predict_loop(args: argparse.Namespace, default_out: Path) -> int:
     print(
         f"video: {summary.frames} frame(s) in {summary.seconds:.1f} s, {summary.fps:.1f} FPS end to end; per frame: "
         f"network {summary.model_seconds * per_frame:.1f} ms, read + pre-process {summary.read_seconds * per_frame:.1f} "
-        f"ms and upsample + colour + output {summary.post_seconds * per_frame:.1f} ms in their own threads: the loop "
-        f"adds {summary.overhead:.0%} to the network ({summary.stages_overhead:.0%} if they ran on its thread)"
+        f"ms and upsample + colour + output {summary.post_seconds * per_frame:.1f} ms in their own threads; the loop "
+        f"adds {summary.overhead:.0%} to the network's time"
         + (f" -> {out}" if out else "")
     )
     return 0

@@ -65,11 +65,6 @@ class LoopSummary:
         """What the loop adds to the network's own time, as a fraction of it (0.15 = 15 %)."""
         return self.seconds / self.model_seconds - 1.0 if self.model_seconds > 0 else 0.0
 
-    @property
-    def stages_overhead(self) -> float:
-        """What reading and post-processing would add if they ran on the network's thread, one after another."""
-        return (self.read_seconds + self.post_seconds) / self.model_seconds if self.model_seconds > 0 else 0.0
-
 
 @dataclass
 class _InFlight:
