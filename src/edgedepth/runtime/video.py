@@ -68,11 +68,12 @@ class LoopSummary:
 
 @dataclass
 class _InFlight:
-    """A frame on its way through the pipeline: its size, its network input (then output), each stage's time."""
+    """A frame on its way through the pipeline: its size, network input and output, and each stage's time."""
 
     size: tuple[int, int]
     batch: torch.Tensor
     read_seconds: float
+    prediction: torch.Tensor | None = None
     model_seconds: float = 0.0
 
 
@@ -178,7 +179,7 @@ def run_loop(
     def infer() -> None:
         while (frame := frames_slot.get()) is not _END:
             start = time.perf_counter()
-            frame.batch = predictor.infer(frame.batch)
+            frame.prediction = predictor.infer(frame.batch)
             frame.model_seconds = time.perf_counter() - start
             predictions_slot.put(frame)
         predictions_slot.put(_END)
@@ -194,7 +195,7 @@ def run_loop(
                 if frame is _END:
                     break
                 tick = time.perf_counter()
-                output = colour_depth(frame.batch, frame.size)
+                output = colour_depth(frame.prediction, frame.size)
                 draw_fps(output, fps)
                 if out is not None:
                     if writer is None:
