@@ -215,3 +215,17 @@ def test_size_must_be_multiple_of_32(capsys: pytest.CaptureFixture) -> None:
         main(["predict", "x.png", "--weights", "w", "--size", "250x190"])
     assert exc.value.code == 2
     assert "multiples of 32" in capsys.readouterr().err
+
+
+def test_threads_apply_to_pytorch_too(weights: Path) -> None:
+    from edgedepth.errors import EdgedepthError
+    from edgedepth.runtime.predictor import load_predictor
+
+    before = torch.get_num_threads()
+    try:
+        load_predictor(weights, threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(EdgedepthError, match="--threads 0: the network needs at least one thread"):
+        load_predictor(weights, threads=0)

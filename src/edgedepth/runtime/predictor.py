@@ -272,10 +272,13 @@ def load_predictor(
 ) -> Predictor:
     """Open a model file with the runtime its suffix names (see the module docstring).
 
-    ``threads`` applies to ONNX Runtime and OpenVINO (``None``: their default); PyTorch keeps its own setting.
+    ``threads`` sets the network's intra-op threads (``None``: the runtime's default, all cores); for PyTorch
+    (``.safetensors``, ``.pt``) that is ``torch.set_num_threads``, a process-wide setting.
     """
     from edgedepth.models.weights import load_model, read_metadata
 
+    if threads is not None and threads < 1:
+        raise EdgedepthError(f"--threads {threads}: the network needs at least one thread")
     path = Path(weights)
     device = resolve_device(device)
     suffix = path.suffix.lower()
@@ -285,6 +288,8 @@ def load_predictor(
         return OnnxPredictor(path, size, interpolation, threads)
     if suffix == ".xml":
         return OpenVinoPredictor(path, size, interpolation, threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     if suffix == ".pt" and path.is_file() and zipfile.is_zipfile(path):
         return TorchScriptPredictor(path, size, device, interpolation)
     _, provenance = read_metadata(path)  # clear errors for missing, pickled (.pth) or foreign files first
