@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,8 @@ def _drift(weights: Path, size: tuple[int, int], scenes: int) -> list[tuple[str,
     for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
         path = folder / f"int8{suffix}"
         export_model(model, path, fmt, size, calibration=calibration)
-        predictors[f"int8 ({fmt}, {load_predictor(path).export.quantizer})"] = load_predictor(path)
+        predictor = load_predictor(path)
+        predictors[f"int8 ({fmt}, {predictor.export.quantizer})"] = predictor
     rows = []
     for name, predictor in predictors.items():
         scores = []
@@ -99,14 +99,8 @@ def _video_loop(weights: Path | None, size: tuple[int, int], frames: int) -> lis
     batch = preprocess([render_scene(7000).image], size, card.mean, card.std)
     results = []
     for name, predictor in predictors.items():
-        for _ in range(20):  # warm-up, as the loop's first frames would be
-            predictor.infer(batch)
-        times = []
-        for _ in range(50):
-            start = time.perf_counter()
-            predictor.infer(batch)
-            times.append(time.perf_counter() - start)
-        results.append((name, float(np.median(times)) * 1e3, run_loop(predictor, str(video))))
+        alone = predictor.median_latency_ms(batch, warmup=20, runs=50)  # warmed up, as the loop's frames would be
+        results.append((name, alone, run_loop(predictor, str(video))))
     return results
 
 

@@ -229,3 +229,13 @@ def test_threads_apply_to_pytorch_too(weights: Path) -> None:
         torch.set_num_threads(before)
     with pytest.raises(EdgedepthError, match="--threads 0: the network needs at least one thread"):
         load_predictor(weights, threads=0)
+
+
+def test_median_latency_times_each_run_after_the_warm_up(weights: Path) -> None:
+    from edgedepth.runtime.predictor import load_predictor
+
+    predictor = load_predictor(weights)
+    calls = []
+    predictor.infer = lambda batch: calls.append(batch)  # type: ignore[method-assign]
+    assert predictor.median_latency_ms(torch.zeros(1, 3, 192, 256), warmup=2, runs=5) >= 0.0
+    assert len(calls) == 7

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -158,6 +157,8 @@ def _quantize(
     metadata: ExportMetadata,
 ) -> tuple[Path, ExportMetadata]:
     """Quantise with the chosen tool, or under ``auto`` with each, timing their files; the kept file and its metadata."""
+    from edgedepth.runtime.predictor import load_predictor
+
     names: tuple[Quantizer, ...] = QUANTIZERS if choice == "auto" else (choice,)
     built: dict[str, tuple[Path, ExportMetadata]] = {}
     for name in names:
@@ -170,25 +171,11 @@ def _quantize(
     latencies = {}
     for name, (path, candidate) in built.items():
         _write_metadata(path, fmt, candidate)  # the Predictor that times it reads its card
-        latencies[name] = round(_median_latency_ms(path, calibration[0]), 3)
+        timed = load_predictor(path, threads=TIMING_THREADS)
+        latencies[name] = round(timed.median_latency_ms(torch.from_numpy(calibration[0]), TIMING_WARMUP, TIMING_RUNS), 3)
     best = min(latencies, key=latencies.__getitem__)
     path, chosen = built[best]
     return path, replace(chosen, info=replace(chosen.info, quantizer_latency_ms=latencies))
-
-
-def _median_latency_ms(path: Path, batch: np.ndarray) -> float:
-    """Median latency of one exported file's network on one normalised image, as the bench measures it."""
-    from edgedepth.runtime.predictor import load_predictor
-
-    predictor = load_predictor(path, threads=TIMING_THREADS)
-    tensor = torch.from_numpy(batch)
-    times = []
-    for run in range(TIMING_WARMUP + TIMING_RUNS):
-        start = time.perf_counter()
-        predictor.infer(tensor)
-        if run >= TIMING_WARMUP:
-            times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
 
 
 def _check_batch(size: tuple[int, int], calibration: Sequence[np.ndarray] | None) -> np.ndarray:

@@ -15,6 +15,7 @@ Exported files have a fixed input size (their card's ``input_size``); asking for
 
 from __future__ import annotations
 
+import time
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -65,6 +66,17 @@ class Predictor(ABC):
     @abstractmethod
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         """Run the network on a normalised ``N x 3 x H x W`` batch; return ``N x 1 x H x W`` inverse depth."""
+
+    def median_latency_ms(self, batch: torch.Tensor, warmup: int = 5, runs: int = 30) -> float:
+        """Median wall time of :meth:`infer` on ``batch`` over ``runs`` calls after ``warmup`` untimed ones, in ms."""
+        for _ in range(warmup):
+            self.infer(batch)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.infer(batch)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times)) * 1e3
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Images (all the same size) to ``N x 1 x H x W`` inverse depth at that size, on the CPU."""
