@@ -168,11 +168,15 @@ def _quantize(
         built[name] = path, replace(metadata, info=replace(metadata.info, quantizer=name))
     if len(built) == 1:
         return built[names[0]]
-    latencies = {}
-    for name, (path, candidate) in built.items():
+    for path, candidate in built.values():
         _write_metadata(path, fmt, candidate)  # the Predictor that times it reads its card
-        timed = load_predictor(path, threads=TIMING_THREADS)
-        latencies[name] = round(timed.median_latency_ms(torch.from_numpy(calibration[0]), TIMING_WARMUP, TIMING_RUNS), 3)
+    # Each timing predictor lives for one statement: an OpenVINO model kept open while another IR was
+    # read, rewritten or compiled corrupted memory later in the process (OpenVINO 2026.4, seen in the tests).
+    batch = torch.from_numpy(calibration[0])
+    latencies = {
+        name: round(load_predictor(path, threads=TIMING_THREADS).median_latency_ms(batch, TIMING_WARMUP, TIMING_RUNS), 3)
+        for name, (path, _) in built.items()
+    }
     best = min(latencies, key=latencies.__getitem__)
     path, chosen = built[best]
     return path, replace(chosen, info=replace(chosen.info, quantizer_latency_ms=latencies))
