@@ -1,10 +1,12 @@
-"""Losses against values computed by hand and by an independent NumPy implementation."""
+"""Losses against values computed by hand, by an independent NumPy implementation and, for the seed's loss, by a
+reference written from kornia calls in the structure of the seed's ``DepthLoss``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from edgedepth.errors import EdgedepthError
 from edgedepth.losses import (
@@ -13,6 +15,7 @@ from edgedepth.losses import (
     get_loss,
     seed_loss,
     seed_pyramid,
+    seed_reach,
     ssi_loss,
     ssi_trim_loss,
 )
@@ -62,18 +65,46 @@ def _central(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _numpy_seed_loss(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """``(l1, grad)`` for a batch ``N x H x W`` in float64."""
+    """``(l1, grad)`` for a batch ``N x H x W`` in float64: the prediction's pyramid against the target's full-size
+    gradients."""
     n, h, w = pred.shape
     l1 = np.abs(pred - target).mean()
     grad = 0.0
     for image_p, image_t in zip(pred, target, strict=True):
+        tgx, tgy = _central(image_t)
         for level, weight in enumerate((0.5, 0.25, 0.125)):
             step = 2**level
             p = _bicubic(image_p[::step, ::step], h, w) if level else image_p
-            t = _bicubic(image_t[::step, ::step], h, w) if level else image_t
-            (pgx, pgy), (tgx, tgy) = _central(p), _central(t)
+            pgx, pgy = _central(p)
             grad += weight * (np.abs(pgx - tgx).sum() + np.abs(pgy - tgy).sum())
     return float(l1), float(grad / (n * h * w))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The seed's DepthLoss (L1Loss + MultiScaleGradientLoss(alpha=0.5, k=3)) written here from kornia calls.
+
+
+def _kornia_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    kornia = pytest.importorskip("kornia")
+    grads = kornia.filters.spatial_gradient(x, mode="diff", order=1, normalized=False)
+    return grads[:, :, 0], grads[:, :, 1]
+
+
+def _kornia_seed_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(l1, grad)``: the target's gradients once at full size; the prediction, then its nearest x0.5 reductions
+    (each of the previous reduction) upsampled back bicubically, against them with weights 0.5, 0.25, 0.125; the
+    sum of absolute differences over everything divided by the number of target elements."""
+    l1 = F.l1_loss(pred, target)
+    dx_true, dy_true = _kornia_gradients(target)
+    grad, weight, small, scaled = 0.0, 0.5, pred, pred
+    for level in range(3):
+        dx_pred, dy_pred = _kornia_gradients(scaled)
+        grad = grad + weight * ((dy_pred - dy_true).abs().sum() + (dx_pred - dx_true).abs().sum())
+        weight /= 2
+        if level < 2:
+            small = F.interpolate(small, scale_factor=0.5, mode="nearest")
+            scaled = F.interpolate(small, size=target.shape[2:], mode="bicubic", align_corners=False)
+    return l1, grad / target.numel()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,6 +119,15 @@ def test_central_gradients_by_hand() -> None:
     assert gy[0, 0].tolist() == [[1, 1, 1, 1], [3, 2, -1, -6], [-1, -2, -5, -10], [-3, -3, -3, -3]]
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 4, 4), (3, 1, 47, 63), (2, 1, 5, 2)])
+def test_central_gradients_are_kornias_diff(shape: tuple[int, ...]) -> None:
+    """Same kernel, sign, scale and (replicate) padding as kornia's unnormalised 'diff' gradients, which the seed uses."""
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(sum(shape)))
+    (gx, gy), (kx, ky) = central_gradients(x), _kornia_gradients(x)
+    torch.testing.assert_close(gx, kx, rtol=0, atol=1e-6)
+    torch.testing.assert_close(gy, ky, rtol=0, atol=1e-6)
+
+
 def test_seed_pyramid_is_nearest_then_bicubic() -> None:
     x = _t(np.arange(16).reshape(4, 4))
     level0, level1, level2 = seed_pyramid(x, 3)
@@ -99,7 +139,7 @@ def test_seed_pyramid_is_nearest_then_bicubic() -> None:
 
 
 def test_seed_loss_ramp_by_hand() -> None:
-    """A horizontal ramp 0, 1, 2, 3 in each of 4 rows against a zero target.
+    """A horizontal ramp 0, 1, 2, 3 in each of 4 rows against a zero target (zero target gradients at every scale).
 
     L1: mean of the ramp = 1.5. Scale 0: x differences per row 1, 2, 2, 1 -> 6, times 4 rows = 24, weight 0.5 -> 12.
     Scale 1: the 2x2 map [[0, 2], [0, 2]] upsampled with Keys a = -0.75 gives per row
@@ -114,6 +154,35 @@ def test_seed_loss_ramp_by_hand() -> None:
     assert parts["total"].item() == pytest.approx(2.552734375, abs=1e-6)
 
 
+def test_seed_loss_ramp_target_by_hand() -> None:
+    """A zero prediction against the ramp target: the target's gradients are taken at full size only.
+
+    L1 1.5. The target's x differences per row 1, 2, 2, 1 -> 6, 24 over 4 rows (y: 0); the zero prediction's
+    gradients are 0 at every scale, so each scale adds 24: (0.5 + 0.25 + 0.125) * 24 / 16 = 1.3125. (Sending the
+    target through the pyramid too, as this loss once did, gives (12 + 4.84375 + 0) / 16 = 1.052734375.)
+    """
+    target = _t(np.tile(np.arange(4.0), (4, 1)))
+    parts = seed_loss(torch.zeros_like(target), target)
+    assert parts["l1"].item() == pytest.approx(1.5)
+    assert parts["grad"].item() == pytest.approx(1.3125, abs=1e-6)
+    assert parts["total"].item() == pytest.approx(2.8125, abs=1e-6)
+
+
+def test_seed_loss_identical_maps_by_hand() -> None:
+    """The seed's loss is not zero for a prediction equal to the target: its coarse scales are blurred.
+
+    Prediction = target = the ramp. Scale 0: 0. Scale 1: the prediction's x differences per row 0.6640625,
+    1.7578125, 1.7578125, 0.6640625 (see the ramp test) against 1, 2, 2, 1 -> 0.3359375 + 0.2421875 + 0.2421875
+    + 0.3359375 = 1.15625 per row, 4.625 in all, weight 0.25 -> 1.15625. Scale 2: the prediction is the constant
+    0 (its top-left pixel), the target's 24 -> weight 0.125 -> 3. grad = 4.15625 / 16 = 0.259765625, L1 0.
+    """
+    ramp = _t(np.tile(np.arange(4.0), (4, 1)))
+    parts = seed_loss(ramp.clone(), ramp)
+    assert parts["l1"].item() == 0.0
+    assert parts["grad"].item() == pytest.approx(0.259765625, abs=1e-6)
+    assert parts["total"].item() == pytest.approx(0.259765625, abs=1e-6)
+
+
 def test_seed_loss_matches_numpy_reference() -> None:
     rng = np.random.default_rng(0)
     pred, target = rng.random((2, 12, 16)), rng.random((2, 12, 16))
@@ -123,9 +192,29 @@ def test_seed_loss_matches_numpy_reference() -> None:
     assert parts["grad"].item() == pytest.approx(grad, rel=1e-5)
 
 
-def test_seed_loss_zero_for_identical_maps_and_differentiable() -> None:
+@pytest.mark.parametrize("shape", [(1, 1, 48, 64), (4, 1, 48, 64), (3, 1, 47, 63), (2, 1, 31, 17), (5, 1, 23, 40)])
+def test_seed_loss_matches_kornia_reference(shape: tuple[int, ...]) -> None:
+    """Value and gradient (w.r.t. the prediction) equal the seed's computation on random maps, odd sizes included.
+
+    (The old definition, which sent the target through the pyramid too, is about 6% off here.)
+    """
+    generator = torch.Generator().manual_seed(sum(shape))
+    pred, target = torch.rand(shape, generator=generator), torch.rand(shape, generator=generator)
+    ours_pred, ref_pred = pred.clone().requires_grad_(True), pred.clone().requires_grad_(True)
+    parts = seed_loss(ours_pred, target)
+    ref_l1, ref_grad = _kornia_seed_loss(ref_pred, target)
+    assert parts["l1"].item() == pytest.approx(ref_l1.item(), rel=1e-6)
+    assert parts["grad"].item() == pytest.approx(ref_grad.item(), rel=1e-6)
+    assert parts["total"].item() == pytest.approx((ref_l1 + ref_grad).item(), rel=1e-6)
+    parts["total"].backward()
+    (ref_l1 + ref_grad).backward()
+    assert ours_pred.grad is not None and ref_pred.grad is not None
+    scale = ref_pred.grad.abs().max().item()
+    assert (ours_pred.grad - ref_pred.grad).abs().max().item() <= 1e-6 * scale
+
+
+def test_seed_loss_differentiable() -> None:
     target = torch.rand(2, 1, 8, 8)
-    assert seed_loss(target.clone(), target)["total"].item() == 0.0
     pred = torch.rand(2, 1, 8, 8, requires_grad=True)
     seed_loss(pred, target)["total"].backward()
     assert pred.grad is not None and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
@@ -147,6 +236,34 @@ def test_seed_loss_mask_ignores_invalid_pixels() -> None:
     # and the valid pixels do count: the L1 is the mean over the 48*64 - 12 valid pixels.
     expected_l1 = (pred - target).abs()[mask].sum().item() / (48 * 64 - 12)
     assert base["l1"].item() == pytest.approx(expected_l1, rel=1e-6)
+    # The target's gradients count where valid: a valid pixel's gradient far from the hole changes the loss.
+    target3 = target.clone()
+    target3[..., 5, 5] += 1.0
+    assert seed_loss(pred, target3, mask)["grad"].item() != pytest.approx(base["grad"].item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "holes"), [((2, 1, 47, 63), [(0, 0, 0), (0, 23, 31), (1, 46, 62), (1, 10, 50)]), ((1, 1, 71, 19), [(0, 40, 8)])]
+)
+def test_seed_loss_mask_invalid_pixels_reach_nothing(shape: tuple[int, ...], holes: list[tuple[int, int, int]]) -> None:
+    """No counted term depends on an invalid pixel of the prediction or the target: their gradients are exactly
+    zero, at odd sizes (where the pyramid's upsampling drifts) and with a fourth scale. Height 71 is the worst for
+    it: pixel (40, 8), kept by every reduction, reaches row 66 through the pyramid (26 rows) and row 67 through the
+    difference, so :func:`seed_reach` (3) must be 27."""
+    generator = torch.Generator().manual_seed(sum(shape))
+    pred = torch.rand(shape, generator=generator).requires_grad_(True)
+    target = torch.rand(shape, generator=generator).requires_grad_(True)
+    mask = torch.ones(shape, dtype=torch.bool)
+    for image, row, column in holes:
+        mask[image, 0, row, column] = False
+    seed_loss(pred, target, mask, weights=(0.5, 0.25, 0.125, 0.0625))["total"].backward()
+    assert pred.grad is not None and target.grad is not None
+    assert (pred.grad[~mask] == 0).all() and (target.grad[~mask] == 0).all()
+    assert (pred.grad[mask] != 0).any()
+
+
+def test_seed_reach() -> None:
+    assert [seed_reach(level) for level in range(4)] == [1, 6, 13, 27]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 All maps are ``N x 1 x H x W``; ``mask`` (same shape, bool or 0/1) marks the target pixels that count, ``None``
 meaning all. Losses are computed in float32 whatever the prediction's dtype (mixed precision).
 
-- :func:`seed_loss`: the seed's loss, mean L1 plus its multi-scale gradient loss (the default recipe).
+- :func:`seed_loss`: the seed's loss, mean L1 plus its multi-scale gradient loss (prediction pyramid against
+  full-size target gradients; the default recipe).
 - :func:`ssi_loss`: MiDaS's scale-and-shift-invariant loss (least-squares alignment per image, mean absolute
   error, multi-scale gradient matching); ``trim=0.2`` gives its trimmed variant (:func:`ssi_trim_loss`).
 """
@@ -35,17 +36,23 @@ def _as_float_mask(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tenso
 
 
 def central_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x and y central differences ``f[i+1] - f[i-1]`` (not halved) with replicate padding, same size as ``x``."""
+    """x and y central differences ``f[i+1] - f[i-1]`` (not halved) with replicate padding, same size as ``x``.
+
+    Exactly kornia's ``spatial_gradient(x, mode='diff', order=1, normalized=False)``, which the seed uses: the
+    kernel ``[-1, 0, 1]`` (x along the width, y along the height, positive when values grow), unscaled, over the
+    replicate-padded map; at an edge pixel this gives the one-sided difference, not halved.
+    """
     padded_x = F.pad(x, (1, 1, 0, 0), mode="replicate")
     padded_y = F.pad(x, (0, 0, 1, 1), mode="replicate")
     return padded_x[..., :, 2:] - padded_x[..., :, :-2], padded_y[..., 2:, :] - padded_y[..., :-2, :]
 
 
 def seed_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
-    """The seed's scales, all at full size: ``x``, then repeatedly halved (nearest) and upsampled back (bicubic).
+    """The seed's scales of the prediction, all at full size: ``x``, then repeatedly halved and upsampled back.
 
-    Level ``k`` is the level ``k - 1`` map (at its reduced size) downsampled by 2 with nearest-neighbour,
-    upsampled to ``x``'s size bicubically with ``align_corners=False``.
+    Level ``k`` is the level ``k - 1`` map (at its reduced size) downsampled by 2 with nearest-neighbour
+    (``scale_factor=0.5``, so reduced pixel ``j`` is pixel ``2 j``), upsampled to ``x``'s size bicubically with
+    ``align_corners=False``.
     """
     size = x.shape[-2:]
     maps, small = [x], x
@@ -63,12 +70,16 @@ def _erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def seed_reach(level: int) -> int:
-    """How far (in full-size pixels) a pixel's value can reach a central difference at pyramid level ``level``.
+    """How far (in full-size pixels, per axis) a prediction pixel can reach a gradient at pyramid level ``level``.
 
-    The bicubic upsampling of a map reduced ``2^level`` times mixes reduced pixels up to 2 away (under
-    ``3 * 2^level`` full-size pixels); the central difference adds one.
+    Level ``k >= 1`` keeps the pixels at multiples of ``2^k`` (nearest) and upsamples them bicubically: a kept
+    pixel feeds the output pixels whose sample point lies under 2 reduced pixels (``2^(k+1)`` full-size pixels)
+    from it, and a sample point lies less than ``2^(k-1) + 2^k - 1`` pixels from its output pixel (half-pixel
+    centres, plus the drift when the size is not a multiple of ``2^k``). So less than ``3.5 * 2^k - 1`` pixels,
+    that is at most ``3.5 * 2^k - 2`` (attained, e.g. 5, 12, 26 for heights 7, 19, 71); the central difference
+    adds one. At level 0 only the central difference: 1, which is also the reach of the target's gradients.
     """
-    return 1 + (3 * 2**level if level else 0)
+    return 7 * 2 ** (level - 1) - 1 if level else 1
 
 
 def seed_loss(
@@ -77,14 +88,18 @@ def seed_loss(
     mask: torch.Tensor | None = None,
     weights: Sequence[float] = SEED_GRADIENT_WEIGHTS,
 ) -> LossParts:
-    """The seed's loss: mean absolute error plus its multi-scale gradient loss.
+    """The seed's loss (its ``DepthLoss``): mean absolute error plus its multi-scale gradient loss.
 
-    Prediction and target go through :func:`seed_pyramid` alike; at each scale the absolute differences of
-    their :func:`central_gradients` are summed over pixels and both directions and weighted; the weighted
-    sums are added and divided by the number of target pixels (``N x H x W``). With a mask, both terms count
-    valid pixels only, and at scale ``k`` a gradient counts only if no invalid pixel lies within
-    :func:`seed_reach` of it (so values made up from invalid pixels never count); the divisor becomes the
-    number of valid pixels.
+    The target's :func:`central_gradients` are taken once, at full size. Only the prediction goes through
+    :func:`seed_pyramid`; at scale ``k`` the absolute differences of its gradients from the target's are summed
+    over pixels and both directions and weighted by ``weights[k]``; the weighted sums are added and divided by
+    the number of target pixels (``N x H x W``). So the loss is not zero for a prediction equal to the target:
+    its coarse scales compare a smoothed prediction with the sharp target, as the seed's did.
+
+    With a mask, both terms count valid pixels only, and at scale ``k`` a gradient counts only if no invalid
+    pixel lies within :func:`seed_reach` of it, so neither the target's values at invalid pixels (its gradients
+    count only where valid) nor the prediction's reach a counted term; the divisor becomes the number of valid
+    pixels. Without a mask (or with an all-valid one) the value is the seed's.
 
     Returns:
         ``{"total", "l1", "grad"}``, scalars.
@@ -93,13 +108,14 @@ def seed_loss(
     valid = _as_float_mask(mask, target)
     count = valid.sum().clamp(min=1.0)
     l1 = ((prediction - target).abs() * valid).sum() / count
+    target_gx, target_gy = central_gradients(target)
     grad = prediction.new_zeros(())
-    pyramids = zip(seed_pyramid(prediction, len(weights)), seed_pyramid(target, len(weights)), strict=True)
-    for level, (weight, (pred_k, target_k)) in enumerate(zip(weights, pyramids, strict=True)):
+    for level, (weight, pred_k) in enumerate(zip(weights, seed_pyramid(prediction, len(weights)), strict=True)):
         pred_gx, pred_gy = central_gradients(pred_k)
-        target_gx, target_gy = central_gradients(target_k)
         valid_k = valid if mask is None else _erode(valid, seed_reach(level))
-        grad = grad + weight * (((pred_gx - target_gx).abs() + (pred_gy - target_gy).abs()) * valid_k).sum()
+        grad = grad + weight * (
+            ((pred_gy - target_gy).abs() * valid_k).sum() + ((pred_gx - target_gx).abs() * valid_k).sum()
+        )
     grad = grad / count
     return {"total": l1 + grad, "l1": l1, "grad": grad}
 
