@@ -355,3 +355,126 @@ def test_output_must_be_safetensors(
 def test_python_function_rejects_another_layout() -> None:
     with pytest.raises(EdgedepthError, match="not a layout edgedepth can convert.*supported: the seed's"):
         convert_state_dict(nn.Linear(2, 2).state_dict())
+
+
+# --- Our own checkpoints: edgedepth train's checkpoint.pt and a plain state_dict() of a student -------------
+
+
+def _outputs_equal(a: nn.Module, b: nn.Module, size: tuple[int, int] = (64, 64)) -> bool:
+    x = torch.rand(2, 3, size[1], size[0])
+    return torch.equal(_forward(a.eval(), x), _forward(b.eval(), x))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ``edgedepth train`` run folder (one epoch of a tiny CPU run): checkpoint.pt and final.safetensors."""
+    from test_train import tiny_config, write_pairs
+
+    from edgedepth import train
+
+    folder = tmp_path_factory.mktemp("trained")
+    data = write_pairs(folder / "pairs", 8)
+    train.run(tiny_config(data, folder / "run", "schedule.epochs=1", "model.args={detach_skips: true}"))
+    return folder / "run"
+
+
+def test_training_checkpoint_converts_to_the_trained_model(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The name, constructor arguments and input size come from the checkpoint's saved config."""
+    checkpoint, target = trained_run / "checkpoint.pt", tmp_path / "run.safetensors"
+    assert main(["convert", str(checkpoint), str(target)]) == 0
+    assert f"converted {checkpoint} (fastdepth_v3) -> {target}" in capsys.readouterr().out
+    converted, final = load_model(target), load_model(trained_run / "final.safetensors")
+    assert converted.card == final.card  # fastdepth_v3, detach_skips, trained at 64x64
+    assert converted.card.model_args == {"detach_skips": True} and converted.card.input_size == (64, 64)
+    assert _outputs_equal(converted, final)
+    _, provenance = read_metadata(target)
+    _, final_provenance = read_metadata(trained_run / "final.safetensors")
+    assert provenance["converted_from"] == "edgedepth_training_checkpoint" and provenance["source"] == "checkpoint.pt"
+    for key in ("training_data", "run_dir", "steps", "epochs_done", "loss", "config"):
+        assert provenance[key] == final_provenance[key], key
+    # The same checkpoint with --model naming another student is refused, with the command that works.
+    assert main(["convert", str(checkpoint), str(tmp_path / "other.safetensors"), "--model", "fastdepth"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"drop --model: edgedepth convert {checkpoint} OUT.safetensors" in err
+
+
+def test_plain_state_dict_of_a_student_converts_with_model(
+    randomize_batchnorm: Callable[[nn.Module, int], nn.Module], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    torch.manual_seed(3)
+    net = randomize_batchnorm(create_model("fastdepth_v3"), 3).eval()
+    source, target = tmp_path / "student.pth", tmp_path / "student.safetensors"
+    torch.save(net.state_dict(), source)
+
+    assert main(["convert", str(source), str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgedepth: error: ") and err.count("\n") == 1 and not target.exists()
+    hint = f"edgedepth convert {source} OUT.safetensors --model fastdepth_v3"
+    assert "--model" in err and hint in err, err
+
+    assert main(["convert", str(source), str(target), "--model", "fastdepth_v3"]) == 0
+    model = load_model(target)
+    assert model.card.name == "fastdepth_v3" and _outputs_equal(model, net, (128, 96))
+    assert read_metadata(target)[1] == {"source": "student.pth", "converted_from": "edgedepth_state_dict"}
+    # In memory as well.
+    assert _outputs_equal(convert_state_dict(net.state_dict(), model="fastdepth_v3"), net)
+
+
+def test_own_state_dict_must_fit_exactly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Missing and unexpected tensors are named; another student's name is answered with the one that fits."""
+    state = create_model("fastdepth_v3").state_dict()
+    del state["decoder.head.0.weight"]
+    state["decoder.extra.weight"] = torch.zeros(1)
+    with pytest.raises(EdgedepthError, match=r"does not fit model 'fastdepth_v3': 1 missing tensors "
+                                             r"\(decoder\.head\.0\.weight\); 1 unexpected tensors \(decoder\.extra"):
+        convert_state_dict(state, model="fastdepth_v3")
+    source = tmp_path / "student.pth"
+    torch.save(create_model("fastdepth_v3").state_dict(), source)
+    assert main(["convert", str(source), str(tmp_path / "out.safetensors"), "--model", "fastdepth"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit model 'fastdepth'" in err
+    assert err.rstrip().endswith(f"edgedepth convert {source} OUT.safetensors --model fastdepth_v3"), err
+    # A foreign layout with the wrong --model is refused too.
+    seed = tmp_path / "seed.pth"
+    torch.save(SeedMobileNetV3SkipAdd().state_dict(), seed)
+    assert main(["convert", str(seed), str(tmp_path / "out.safetensors"), "--model", "fastdepth"]) == 2
+    assert f"converts to fastdepth_v3, not --model fastdepth; drop --model: edgedepth convert {seed}" in (
+        capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_checkpoints_given_as_weights_name_the_convert_command_that_works(
+    command: str, trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """predict/eval handed checkpoint.pt or a state dict (.pt or .pth) print a convert command; running it works."""
+    import cv2
+    import numpy as np
+
+    from edgedepth.data.nyu import write_labeled_mat, write_splits_mat
+
+    state_dict = tmp_path / "student.pt"  # the zip format, which TorchScript's loader calls corrupt
+    torch.save(create_model("fastdepth_v3").state_dict(), state_dict)
+    legacy = tmp_path / "student.pth"
+    torch.save(create_model("fastdepth_v3").state_dict(), legacy)
+    image, nyu, splits = tmp_path / "x.png", tmp_path / "nyu.mat", tmp_path / "splits.mat"
+    cv2.imwrite(str(image), np.zeros((48, 64, 3), np.uint8))
+    write_labeled_mat(nyu, np.zeros((2, 48, 64, 3), np.uint8), *[np.ones((2, 48, 64), np.float32)] * 2)
+    write_splits_mat(splits, [0], [1])
+    for weights in (trained_run / "checkpoint.pt", state_dict, legacy):
+        if command == "predict":
+            args = ["predict", str(image), "--weights", str(weights), "--out", str(tmp_path / "out")]
+        else:
+            args = ["eval", "--data", str(nyu), "--splits", str(splits), "--crop", "none", "--weights", str(weights),
+                    "--out", str(tmp_path / "out")]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        found = re.search(r"convert it first: edgedepth (convert \S+ OUT\.safetensors(?: --model \S+)?)", err)
+        assert found, err
+        assert "corrupt" not in err
+        assert ("--model" in found.group(1)) == (weights != trained_run / "checkpoint.pt")
+        target = tmp_path / f"{weights.stem}.safetensors"
+        assert main(found.group(1).replace("OUT.safetensors", str(target)).split()) == 0
+        assert load_model(target).card.name == "fastdepth_v3"
+        capsys.readouterr()

@@ -89,15 +89,18 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from edgedepth.models import convert
 
-    card = convert.convert_checkpoint(args.input, args.output)
+    card = convert.convert_checkpoint(args.input, args.output, args.model)
     print(f"converted {args.input} ({card.name}) -> {args.output}")
     return 0
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert a seed or FastDepth checkpoint (.pth) to edgedepth .safetensors")
-    p.add_argument("input", type=Path, help="state dict or training checkpoint saved by the seed or by FastDepth")
+    p = sub.add_parser("convert", help="convert a PyTorch checkpoint (.pth, .pt) to edgedepth .safetensors")
+    p.add_argument("input", type=Path, help="a state dict or training checkpoint of the seed or FastDepth, a "
+                   "checkpoint.pt of edgedepth train, or a state_dict() of an edgedepth student (with --model)")
     p.add_argument("output", type=Path, help="where to write the .safetensors weights")
+    p.add_argument("--model", metavar="NAME",
+                   help="the student a plain state_dict() was saved from, e.g. fastdepth_v3 (not recorded in it)")
     p.set_defaults(func=_cmd_convert)
 
 

@@ -1,13 +1,16 @@
-"""Converters from the seed's and FastDepth's PyTorch checkpoints to our weights format.
+"""Converters from PyTorch checkpoints to our weights format: the seed's, FastDepth's, and our own.
 
-A checkpoint's layout is recognised from its keys. Each layout is a table of key prefixes (theirs -> ours)
+A foreign checkpoint's layout is recognised from its keys. Each layout is a table of key prefixes (theirs -> ours)
 onto a registered student built to compute exactly what the original network computed, so conversion is
-renaming plus checks. Files are read with ``torch.load(weights_only=True)``: tensors and plain containers
-only, never pickled code.
+renaming plus checks. Our own files need no renaming: a training checkpoint (``checkpoint.pt`` of
+``edgedepth train``) names its model in its saved config, and a plain ``state_dict()`` of a student is converted
+with the model name given (``--model``). Files are read with ``torch.load(weights_only=True)``: tensors and plain
+containers only, never pickled code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from collections.abc import Iterable, Mapping
@@ -19,7 +22,7 @@ import torch
 from torch import nn
 
 from edgedepth.errors import EdgedepthError
-from edgedepth.models.registry import ModelCard, create_model
+from edgedepth.models.registry import ModelCard, create_model, list_models
 from edgedepth.models.weights import save_weights
 
 #: Where training checkpoints keep the model's state dict (the seed's ``model_state_dict``, others').
@@ -28,6 +31,11 @@ _NESTED_STATE_KEYS = ("model_state_dict", "state_dict")
 _PARALLEL_PREFIX = "module."
 #: BatchNorm's step counter, absent from checkpoints of PyTorch < 0.4.1 and unused in eval mode.
 _OPTIONAL_SUFFIX = "num_batches_tracked"
+#: The top-level modules of every edgedepth student: the keys of its own ``state_dict()`` start with these.
+_OWN_PREFIXES = ("encoder.", "decoder.")
+#: ``converted_from`` of a converted ``checkpoint.pt`` of ``edgedepth train`` and of a plain student state dict.
+TRAINING_CHECKPOINT = "edgedepth_training_checkpoint"
+OWN_STATE_DICT = "edgedepth_state_dict"
 
 
 @dataclass(frozen=True)
@@ -178,24 +186,199 @@ def _fit(
     return {key: renamed.get(key, value) for key, value in expected.items()}
 
 
-def _convert(checkpoint: Any, what: str) -> tuple[nn.Module, SourceLayout]:
+def _describe_keys(keys: Iterable[str]) -> str:
+    keys = list(keys)
+    heads = sorted({key.split(".")[0] for key in keys})
+    return f"{len(keys)} tensors under " + (", ".join(heads[:6]) + (", ..." if len(heads) > 6 else "") or "nothing")
+
+
+def _named(keys: list[str], limit: int = 3) -> str:
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _load_own(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Load a student's own state dict strictly: every missing, unexpected or reshaped tensor is named."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state and not key.endswith(_OPTIONAL_SUFFIX)]
+    unexpected = [key for key in state if key not in expected]
+    wrong = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in state
+        if key in expected and state[key].shape != expected[key].shape
+    ]
+    problems = [
+        f"{len(keys)} {label} ({_named(keys)})"
+        for label, keys in (
+            ("missing tensors", missing), ("unexpected tensors", unexpected), ("tensors of another shape", wrong)
+        )
+        if keys
+    ]
+    if problems:
+        name = model.card.name  # type: ignore[union-attr]
+        raise EdgedepthError(f"{what}: does not fit model {name!r}: {'; '.join(problems)}")
+    model.load_state_dict({key: state.get(key, value) for key, value in expected.items()})
+
+
+def _training_checkpoint(checkpoint: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
+    """``(state dict, saved config)`` of an ``edgedepth train`` checkpoint, or None for anything else.
+
+    Such a checkpoint holds the model's state dict under ``model`` and the run's config (as plain data) under
+    ``config``, whose ``model`` section names the student and its constructor arguments.
+    """
+    if not isinstance(checkpoint, Mapping):
+        return None
+    state, config = checkpoint.get("model"), checkpoint.get("config")
+    if not (isinstance(state, Mapping) and isinstance(config, Mapping) and isinstance(config.get("model"), Mapping)):
+        return None
+    return state, config
+
+
+def _from_training_checkpoint(
+    state: Mapping[str, Any], config: Mapping[str, Any], model_name: str | None, what: str
+) -> nn.Module:
+    """The student a training checkpoint trained, with the card its ``final.safetensors`` would have."""
+    from edgedepth.processing import SIZE_DIVISOR, parse_size
+
+    section = config["model"]
+    name, args = section.get("name"), section.get("args") or {}
+    if not isinstance(name, str) or not isinstance(args, Mapping):
+        raise EdgedepthError(f"{what}: its saved config has no usable model.name/model.args (not from edgedepth train?)")
+    if model_name is not None and model_name != name:
+        raise EdgedepthError(
+            f"{what}: a training checkpoint of {name!r} (from its saved config), not of --model {model_name!r}; "
+            f"drop --model: edgedepth convert {what} OUT.safetensors"
+        )
+    model = create_model(name, **args)
+    size = (config.get("data") or {}).get("input_size")
+    if size is not None:
+        try:
+            model.card = dataclasses.replace(model.card, input_size=parse_size(str(size), SIZE_DIVISOR))
+        except EdgedepthError as exc:
+            raise EdgedepthError(f"{what}: saved config data.input_size: {exc}") from None
+    _load_own(model, unwrap_state_dict(state, what), what)
+    return model
+
+
+def _fitting_models(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Registered students whose state dict has exactly these keys and shapes (for the hint of a missing --model)."""
+    fitting = []
+    for name in list_models():
+        try:
+            expected = create_model(name).state_dict()
+        except EdgedepthError:
+            continue
+        if set(expected) == set(state) and all(expected[k].shape == state[k].shape for k in expected):
+            fitting.append(name)
+    return fitting
+
+
+def _model_hint(state: Mapping[str, torch.Tensor], what: str) -> str:
+    fitting = _fitting_models(state)
+    name = fitting[0] if len(fitting) == 1 else "NAME"
+    known = f" (its tensors fit {name})" if len(fitting) == 1 else (
+        f" (registered: {', '.join(list_models())}, or fastdepth_<encoder>)"
+    )
+    return f"edgedepth convert {what} OUT.safetensors --model {name}{known}"
+
+
+def _is_own_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
+    return bool(state) and all(key.startswith(_OWN_PREFIXES) for key in state)
+
+
+def _convert(checkpoint: Any, what: str, model_name: str | None = None) -> tuple[nn.Module, str]:
+    """The student in ``checkpoint`` (eval mode) and what it was converted from (for the provenance)."""
+    training = _training_checkpoint(checkpoint)
+    if training is not None:
+        return _from_training_checkpoint(*training, model_name, what).eval(), TRAINING_CHECKPOINT
     state = unwrap_state_dict(checkpoint, what)
-    layout = detect_layout(state, what)
+    if model_name is None:
+        if _is_own_state_dict(state):
+            raise EdgedepthError(
+                f"{what}: a state dict of an edgedepth student ({_describe_keys(state)}), which does not record "
+                f"which model it is; name it with --model: {_model_hint(state, what)}"
+            )
+        layout = detect_layout(state, what)
+    else:
+        layout = next(
+            (layout for layout in LAYOUTS if all(any(k.startswith(p) for k in state) for p in layout.signature)), None
+        )
+        if layout is not None and layout.model != model_name:
+            raise EdgedepthError(
+                f"{what}: holds {layout.title}, which converts to {layout.model}, not --model {model_name}; "
+                f"drop --model: edgedepth convert {what} OUT.safetensors"
+            )
+    if layout is None:
+        assert model_name is not None
+        model = create_model(model_name)
+        try:
+            _load_own(model, state, what)
+        except EdgedepthError as exc:
+            fitting = [name for name in _fitting_models(state) if name != model_name]
+            if not fitting:
+                raise
+            command = f"edgedepth convert {what} OUT.safetensors --model {fitting[0]}"
+            raise EdgedepthError(f"{exc}; its tensors fit {fitting[0]}: {command}") from None
+        return model.eval(), OWN_STATE_DICT
     model = create_model(layout.model)
     model.load_state_dict(_fit(model, state, layout, what))
-    return model.eval(), layout
+    return model.eval(), layout.name
 
 
-def convert_state_dict(checkpoint: Mapping[str, Any]) -> nn.Module:
-    """Build our student from a seed or FastDepth state dict (or training checkpoint) in memory; eval mode."""
-    return _convert(checkpoint, "state dict")[0]
+def convert_state_dict(checkpoint: Mapping[str, Any], model: str | None = None) -> nn.Module:
+    """Build our student from a state dict or training checkpoint in memory; eval mode.
+
+    The seed's and FastDepth's layouts are recognised from their keys; a training checkpoint of
+    ``edgedepth train`` names its model; a plain state dict of one of our students needs ``model``.
+    """
+    return _convert(checkpoint, "state dict", model)[0]
 
 
-def convert_checkpoint(in_path: str | Path, out_path: str | Path) -> ModelCard:
-    """Convert a seed or FastDepth ``.pth`` file to our ``.safetensors`` weights (written atomically)."""
+def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | None = None) -> ModelCard:
+    """Convert a ``.pth``/``.pt`` file to our ``.safetensors`` weights (written atomically).
+
+    Accepted: the seed's or FastDepth's state dict or training checkpoint, a ``checkpoint.pt`` of
+    ``edgedepth train``, and a plain ``state_dict()`` of one of our students when ``model`` names it.
+    """
     in_path, out_path = Path(in_path), Path(out_path)
     if out_path.suffix.lower() != ".safetensors":
         raise EdgedepthError(f"{out_path}: the output must be a .safetensors file")
-    model, layout = _convert(load_checkpoint(in_path), str(in_path))
-    save_weights(model, out_path, source=in_path.name, converted_from=layout.name)
-    return model.card
+    checkpoint = load_checkpoint(in_path)
+    converted, source = _convert(checkpoint, str(in_path), model)
+    provenance: dict[str, Any] = {"source": in_path.name, "converted_from": source}
+    training = _training_checkpoint(checkpoint)
+    if training is not None:
+        provenance.update(_training_provenance(checkpoint, training[1]))
+    save_weights(converted, out_path, **provenance)
+    return converted.card
+
+
+def _training_provenance(checkpoint: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``final.safetensors`` of the same run records about its training, as far as the checkpoint knows."""
+    position = checkpoint.get("position") if isinstance(checkpoint.get("position"), Mapping) else {}
+    data, optim, run = (config.get(key) if isinstance(config.get(key), Mapping) else {} for key in ("data", "optim", "run"))
+    return {
+        "training_data": data.get("path"),
+        "run_dir": run.get("dir"),
+        "steps": position.get("step"),
+        "epochs_done": position.get("epoch"),
+        "loss": optim.get("loss"),
+        "config": dict(config),
+    }
+
+
+def convert_hint(path: str | Path) -> str:
+    """The ``edgedepth convert`` command that turns the PyTorch file ``path`` into our weights.
+
+    For messages of commands that were handed a ``.pth``/``.pt`` checkpoint instead of weights. The file is read
+    (``weights_only=True``) to tell whether it needs ``--model``; an unreadable one gets the plain command,
+    which then says what is wrong with it.
+    """
+    plain = f"edgedepth convert {path} OUT.safetensors"
+    try:
+        checkpoint = load_checkpoint(path)
+        if _training_checkpoint(checkpoint) is not None:
+            return plain
+        state = unwrap_state_dict(checkpoint, str(path))
+    except EdgedepthError:
+        return plain
+    return _model_hint(state, str(path)) if _is_own_state_dict(state) else plain

@@ -8,6 +8,7 @@ training run, teacher, metrics, source checkpoint). Nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +42,38 @@ def save_weights(model: nn.Module, path: str | Path, **provenance: Any) -> Path:
     return path
 
 
+def is_torch_save_archive(path: str | Path) -> bool:
+    """Whether ``path`` is a ``torch.save`` zip archive (a pickle and its tensors), not a TorchScript export."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(name.endswith("/data.pkl") for name in names) and not any(
+        name.endswith("/constants.pkl") for name in names
+    )
+
+
+def pickled_checkpoint_error(path: str | Path) -> EdgedepthError:
+    """The error for a PyTorch checkpoint handed where weights are expected: it names the command that converts it."""
+    from edgedepth.models.convert import convert_hint
+
+    return EdgedepthError(f"{path}: a PyTorch checkpoint, not edgedepth weights; convert it first: {convert_hint(path)}")
+
+
 def read_metadata(path: str | Path) -> tuple[ModelCard, dict[str, Any]]:
     """Read the card and provenance of a weights file without loading its tensors."""
     path = Path(path)
     if not path.exists():
         raise EdgedepthError(f"{path}: no such weights file")
     if path.suffix.lower() in _PICKLE_SUFFIXES:
-        raise EdgedepthError(
-            f"{path}: a pickled PyTorch checkpoint; convert it first: edgedepth convert {path} OUT.safetensors"
-        )
+        raise pickled_checkpoint_error(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
+        if is_torch_save_archive(path):
+            raise pickled_checkpoint_error(path) from None
         raise EdgedepthError(f"{path}: not a readable .safetensors weights file ({exc})") from None
     if metadata.get("format") != FORMAT or "card" not in metadata:
         raise EdgedepthError(f"{path}: a .safetensors file without edgedepth model metadata (not our weights)")

@@ -223,16 +223,21 @@ class TorchScriptPredictor(_ExportedPredictor):
     ) -> None:
         import json
 
+        from edgedepth.models.convert import convert_hint
+        from edgedepth.models.weights import is_torch_save_archive, pickled_checkpoint_error
+
         path = _existing(path)
         extra = {TORCHSCRIPT_METADATA: ""}
         if not zipfile.is_zipfile(path):
             raise EdgedepthError(f"{path}: not a TorchScript archive")
+        if is_torch_save_archive(path):  # a checkpoint or state dict (torch.save), which TorchScript calls corrupt
+            raise pickled_checkpoint_error(path)
         try:
             self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         except RuntimeError as exc:
             raise EdgedepthError(
-                f"{path}: not a TorchScript export ({_last_line(exc)}); if it is the seed's or FastDepth's "
-                f"checkpoint, convert it first: edgedepth convert {path} OUT.safetensors"
+                f"{path}: not a TorchScript export ({_last_line(exc)}); if it is a PyTorch checkpoint, convert it "
+                f"first: {convert_hint(path)}"
             ) from None
         try:
             values = json.loads(extra[TORCHSCRIPT_METADATA] or "{}")
