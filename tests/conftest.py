@@ -11,6 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+import edgedepth  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch is imported; see edgedepth/__init__.py)
+
 
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:

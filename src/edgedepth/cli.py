@@ -310,8 +310,9 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=8, help="images per teacher call (default: 8)")
     p.add_argument("--shard-size", type=int, default=1000, help="inputs per shard (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-image random crops (default: 0)")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                   help="decoding processes, 0 = decode in the main process (default: min(4, CPU count))")
+    p.add_argument("--workers", type=int, default=4,
+                   help="decoding processes, 0 = decode in the main process (default: 4, at most one fewer than "
+                        "the cores this process may use)")
     p.add_argument("--device", default="cpu", help="cpu or cuda; under torchrun cuda means cuda:LOCAL_RANK (default: cpu)")
     p.set_defaults(func=_cmd_label)
 

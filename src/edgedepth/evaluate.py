@@ -25,6 +25,7 @@ import yaml
 from tqdm import tqdm
 
 from edgedepth import __version__, report
+from edgedepth.cores import compute_threads
 from edgedepth.data.nyu import NYU_CROPS, GroundTruth, NyuLabeled, read_splits
 from edgedepth.errors import EdgedepthError
 from edgedepth.metrics import (
@@ -194,7 +195,8 @@ def open_model(cfg: EvalConfig) -> tuple[DepthModel, str, str]:
         raise EdgedepthError("nothing to evaluate: pass --weights W.safetensors (or best_model in --config)")
     from edgedepth.runtime.predictor import load_predictor
 
-    predictor = load_predictor(cfg.weights, cfg.size, cfg.device)  # .safetensors, .onnx, .xml or TorchScript .pt
+    # .safetensors, .onnx, .xml or TorchScript .pt, on the cores this process may use
+    predictor = load_predictor(cfg.weights, cfg.size, cfg.device, threads=compute_threads())
     training_data = cfg.training_data or str(predictor.provenance.get("training_data") or "unknown")
     return predictor, f"{predictor.name} ({cfg.weights.name})", training_data
 

@@ -38,6 +38,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from edgedepth.cores import WorkerInit, loader_workers, set_compute_threads
 from edgedepth.data.shards import (
     FORMAT,
     FORMAT_VERSION,
@@ -475,12 +476,16 @@ def _write_shards(
     cfg: LabelConfig, out: Path, todo: list[_Shard], items: list[SourceItem], teacher: Teacher, rank: int
 ) -> tuple[int, int]:
     """Write this rank's unfinished shards; returns (samples written, inputs skipped)."""
+    workers = loader_workers(cfg.workers)  # decoding workers beside the teacher, each on a core of its own
+    if cfg.device == "cpu" and "WORLD_SIZE" not in os.environ:
+        set_compute_threads(busy_workers=workers)
     loader = DataLoader(
         _Prepare(items, cfg.recipe, teacher.requires_depth),
         batch_size=cfg.batch_size,
-        num_workers=cfg.workers,
+        num_workers=workers,
         collate_fn=_collate,
         pin_memory=False,
+        worker_init_fn=WorkerInit() if workers > 0 else None,
     )
     pool = ThreadPoolExecutor(max_workers=FINISHING_THREADS)
     label = _Labeller(teacher, cfg.recipe, cfg.device, pool)

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from edgedepth.config import ScheduleConfig, TrainConfig, dump_config, save_config, to_dict
+from edgedepth.cores import WorkerInit, available_cores, loader_workers, set_compute_threads
 from edgedepth.data.pairs import Sample, build_dataset
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path
@@ -301,6 +302,21 @@ def run(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> Train
             dist.destroy_process_group()
 
 
+def _size_cpu_work(requested_workers: int, device: torch.device, world_size: int, is_main: bool) -> int:
+    """Loader workers for this process, and (training on the CPU alone) PyTorch's threads, sized to its cores.
+
+    Workers decode small label pairs and mostly wait on a full prefetch queue, so PyTorch keeps every core; each
+    worker runs one thread. Under ``torchrun`` on CPU, the launcher's ``OMP_NUM_THREADS`` stands.
+    """
+    workers = loader_workers(requested_workers)
+    if workers < requested_workers and is_main:
+        print(f"data.num_workers={requested_workers}: this process may use {available_cores()} core(s); "
+              f"using {workers} loader worker(s)", flush=True)
+    if device.type == "cpu" and world_size == 1:
+        set_compute_threads()
+    return workers
+
+
 def _train(
     cfg: TrainConfig, device: torch.device, rank: int, world_size: int, on_step: Callable[[int], None] | None
 ) -> TrainResult:
@@ -325,12 +341,13 @@ def _train(
             f"optim.batch_size={cfg.optim.batch_size}; add data or lower the batch"
         )
     sampler = ResumableSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.run.seed)
-    workers = cfg.data.num_workers
+    workers = _size_cpu_work(cfg.data.num_workers, device, world_size, is_main)
     loader = DataLoader(
         dataset,
         batch_size=per_process,
         sampler=sampler,
         num_workers=workers,
+        worker_init_fn=WorkerInit() if workers > 0 else None,
         pin_memory=device.type == "cuda",
         drop_last=True,
         persistent_workers=workers > 0,
