@@ -170,6 +170,29 @@ def test_oracle_is_perfect_on_the_seed_protocol(
     assert seed["abs_rel"] < 1e-6 and seed["rmse"] < 1e-5 and seed["delta1"] == 1.0
 
 
+def test_repeated_and_shared_split_indices_warn_and_score_each_frame_once(
+    tmp_path: Path, nyu: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Frame 3 listed three times would weigh triple in the mean: it is scored once, and eval says so."""
+    # Off on frame 3 only (zero-based 2: depth^1.3, not affine in disparity), so its weight shows in the mean.
+    _use_model(monkeypatch, OracleModel(depth_of=lambda k: _scene(k)[1] ** (1.3 if k == 2 else 1.0)))
+    data, _ = nyu
+    splits, clean = tmp_path / "splits.mat", tmp_path / "clean.mat"
+    write_splits_mat(splits, train_indices=[0, 1], test_indices=[1, 2, 2, 2, 3])
+    write_splits_mat(clean, train_indices=[0], test_indices=[1, 2, 3])
+    out, out_clean = tmp_path / "out", tmp_path / "out_clean"
+    assert main(["eval", "--data", str(data), "--splits", str(splits), "--weights", "x", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"edgedepth: warning: {splits}: 2 duplicate test indices (e.g. frame 3); each frame counts once" in err
+    assert f"edgedepth: warning: {splits}: 1 test index also in the train split (e.g. frame 2)" in err
+    assert main(["eval", "--data", str(data), "--splits", str(clean), "--weights", "x", "--out", str(out_clean)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert [row["nyu_index"] for row in _read_csv(out / "per_image.csv")] == ["2", "3", "4"]
+    metrics, expected = (json.loads((o / "metrics.json").read_text()) for o in (out, out_clean))
+    assert metrics["images"] == expected["images"] == {"scored": 3, "skipped": 0, "total": 3}
+    assert metrics["metrics"] == expected["metrics"] and metrics["metrics"]["abs_rel"] > 1e-3
+
+
 @pytest.mark.parametrize(
     ("overrides", "low", "high"),
     [

@@ -100,6 +100,28 @@ def test_splits_roundtrip_and_numeric_types(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_splits(hdf5, 3).test, [2])
 
 
+def test_splits_with_repeated_or_shared_indices_warn_and_count_each_frame_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "splits.mat"
+    # test: 3 is repeated once and 5 twice (3 extra entries), 0 and 2 are train frames too; train repeats 2.
+    write_splits_mat(path, train_indices=[0, 2, 2, 4], test_indices=[5, 0, 3, 3, 2, 5, 5, 1])
+    splits = read_splits(path, num_images=6)
+    np.testing.assert_array_equal(splits.test, [5, 0, 3, 2, 1])  # first occurrences, in the file's order
+    np.testing.assert_array_equal(splits.train, [0, 2, 4])
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"edgedepth: warning: {path}: 1 duplicate train index (e.g. frame 3); each frame counts once",
+        f"edgedepth: warning: {path}: 3 duplicate test indices (e.g. frame 4); each frame counts once",
+        (f"edgedepth: warning: {path}: 2 test indices also in the train split (e.g. frame 1); scores on frames the "
+         "model trained on are not test scores"),
+    ]
+    # A clean split says nothing.
+    write_splits_mat(path, train_indices=[0, 2], test_indices=[1, 3])
+    read_splits(path, num_images=6)
+    assert capsys.readouterr().err == ""
+
+
 def test_crops_are_the_documented_boxes() -> None:
     assert NYU_CROPS["seed"] == (45, 471, 41, 601)  # 426 x 560, the seed's and BTS/AdaBins' eval_mask
     assert NYU_CROPS["eigen"] == (44, 471, 40, 601)  # 427 x 561, the NYU toolbox's get_projection_mask
