@@ -239,3 +239,198 @@ def test_median_latency_times_each_run_after_the_warm_up(weights: Path) -> None:
     predictor.infer = lambda batch: calls.append(batch)  # type: ignore[method-assign]
     assert predictor.median_latency_ms(torch.zeros(1, 3, 192, 256), warmup=2, runs=5) >= 0.0
     assert len(calls) == 7
+
+
+def _write_bilevel_png(path: Path, width: int, height: int) -> None:
+    """A blank 1-bit PNG of any size written by hand: 20000x20000 is a 48 KB file that decodes to 1.2 GB of RGB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress((b"\x00" * (1 + (width + 7) // 8)) * height, 9)
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grayscale
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def test_pixel_limit_is_exact_and_per_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from edgedepth.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLargeError
+
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    bomb, warned = tmp_path / "bomb.png", tmp_path / "warned.png"
+    _write_bilevel_png(bomb, 20000, 20000)  # above twice Pillow's limit: Pillow raises DecompressionBombError
+    _write_bilevel_png(warned, 10000, 9000)  # between one and two times it: Pillow would only warn, and decode
+    for path, size in ((bomb, "20000x20000"), (warned, "10000x9000")):
+        with pytest.raises(ImageTooLargeError, match=f"{path.name}: {size} is .* above the pixel limit of 89,478,485"):
+            read_rgb(path)
+    assert DEFAULT_MAX_IMAGE_PIXELS == 89_478_485
+    # The limit is the call's own, exact, and replaces Pillow's global for that call only.
+    small = tmp_path / "small.png"
+    _write_bilevel_png(small, 100, 100)
+    with pytest.raises(ImageTooLargeError, match="--max-image-pixels"):
+        read_rgb(small, max_pixels=9_999)
+    assert read_rgb(small, max_pixels=10_000).shape == (100, 100, 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # Pillow alone would refuse 10,000 pixels
+    assert read_rgb(small, max_pixels=0).shape == (100, 100, 3)
+    assert read_rgb(small, max_pixels=None).shape == (100, 100, 3)
+    assert Image.MAX_IMAGE_PIXELS == 1_000  # put back after each call
+    monkeypatch.undo()
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit
+
+
+def test_image_above_the_pixel_limit_is_skipped_in_a_folder_and_an_error_alone(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture
+) -> None:
+    src = tmp_path / "photos"
+    _write_image(src / "a.png", seed=1)
+    _write_bilevel_png(src / "huge.png", 20000, 20000)
+    out = tmp_path / "out"
+    assert main(["predict", str(src), "--weights", str(weights), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert (out / "a.color.png").is_file() and not list(out.rglob("huge*"))
+    assert "1 image(s)" in captured.out and "skipped 1" in captured.out
+    assert "huge.png: 20000x20000" in captured.err and "above the pixel limit" in captured.err
+    assert "Traceback" not in captured.err and "internal error" not in captured.err
+
+    code = main(["predict", str(src / "huge.png"), "--weights", str(weights), "--out", str(tmp_path / "alone")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("edgedepth: error: ") and "huge.png" in err and "pixel limit" in err
+    assert "--max-image-pixels N, 0 for no limit" in err
+    assert not (tmp_path / "alone").exists() or not any((tmp_path / "alone").rglob("*.png"))
+
+    # The flag moves the limit: 80x60 = 4800 pixels is refused under 4799 and read under 4800.
+    single = ["predict", str(src / "a.png"), "--weights", str(weights), "--out", str(tmp_path / "flag")]
+    assert main([*single, "--max-image-pixels", "4799"]) == 2
+    assert "4,800 pixels, above the pixel limit of 4,799" in capsys.readouterr().err
+    assert main([*single, "--max-image-pixels", "4800"]) == 0
+    with pytest.raises(SystemExit):
+        main([*single, "--max-image-pixels", "-1"])
+    assert "0 for no limit" in capsys.readouterr().err
+
+
+def test_summary_times_the_images_not_the_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Model loading and the runtime's first call (set-up) are reported apart from the per-image rate."""
+    from types import SimpleNamespace
+
+    from edgedepth import predict
+
+    clock = SimpleNamespace(now=100.0)
+
+    class SlowStarter:
+        size = (64, 32)
+        calls = 0
+
+        def __call__(self, image: np.ndarray) -> np.ndarray:
+            clock.now += 1.0 if self.calls == 0 else 0.25  # the first call sets the runtime up
+            self.calls += 1
+            height, width = image.shape[:2]
+            return np.linspace(0, 1, height * width, dtype=np.float32).reshape(height, width)
+
+    def load(weights: Path, size: object, device: str) -> SlowStarter:
+        clock.now += 2.5
+        return SlowStarter()
+
+    monkeypatch.setattr(predict, "load_predictor", load)
+    monkeypatch.setattr(predict, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    _write_image(tmp_path / "in" / "a.png", seed=1)
+    _write_image(tmp_path / "in" / "b.png", seed=2)
+    assert main(["predict", str(tmp_path / "in"), "--weights", "w.safetensors", "--out", str(tmp_path / "out")]) == 0
+    line = capsys.readouterr().out
+    assert "predicted 2 image(s) in 0.5 s (4.0 images/s; model loaded in 3.5 s)" in line, line
+    summary = predict.run(predict.PredictConfig(str(tmp_path / "in" / "a.png"), Path("w"), tmp_path / "out2"))
+    assert (summary.processed, summary.seconds, summary.load_seconds) == (1, 0.25, 3.5)
+
+
+def _exif_jpeg(path: Path, stored: np.ndarray, orientation: int) -> None:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.ascontiguousarray(stored)).save(path, quality=95, exif=exif.tobytes())
+
+
+def test_exif_rotated_jpeg_is_read_as_displayed(tmp_path: Path, weights: Path) -> None:
+    from edgedepth.imageio import decode_rgb
+
+    rng = np.random.default_rng(9)
+    upright = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (80, 60), interpolation=cv2.INTER_LINEAR)
+    # Orientation 6: the viewer turns the stored pixels 90 degrees clockwise; 8: counter-clockwise.
+    for orientation, stored in ((6, np.rot90(upright, 1)), (8, np.rot90(upright, -1))):
+        path = tmp_path / f"exif{orientation}.jpg"
+        _exif_jpeg(path, stored, orientation)
+        for decoded in (read_rgb(path), decode_rgb(path.read_bytes(), path.name)):  # Pillow, and OpenCV for bytes
+            assert decoded.shape == upright.shape
+            assert np.abs(decoded.astype(int) - upright).mean() < 3  # JPEG's loss, not a turned picture (~60)
+    plain = tmp_path / "upright.jpg"
+    _exif_jpeg(plain, upright, 1)
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "exif6.jpg"), "--weights", str(weights), "--out", str(out), "--npy"]) == 0
+    assert main(["predict", str(plain), "--weights", str(weights), "--out", str(out), "--npy"]) == 0
+    rotated, reference = np.load(out / "exif6.npy"), np.load(out / "upright.npy")
+    assert rotated.shape == reference.shape == (60, 80)
+    assert np.corrcoef(rotated.ravel(), reference.ravel())[0, 1] > 0.99
+
+
+def _equivalents(folder: Path) -> dict[str, np.ndarray]:
+    """Unusual but valid files beside the plain 8-bit RGB each should read as (all lossless)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(10)
+    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    gray = rng.integers(0, 256, (24, 32), dtype=np.uint8)
+    gray_rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "gray.png"), gray)
+    cv2.imwrite(str(folder / "gray16.png"), gray.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "gray16.pgm"), gray.astype(np.uint16) * 257)  # Pillow opens it as mode I
+    cv2.imwrite(str(folder / "gray16.tif"), gray.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "rgb16.png"), rgb[:, :, ::-1].astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "rgba.png"), np.dstack([rgb[:, :, ::-1], np.full(gray.shape, 255, np.uint8)]))
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.tif")
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(folder / "palette.png")
+    cv2.imwrite(str(folder / "one.png"), rgb[:1, :1, ::-1])
+    # A dark 16-bit image (every sample below 256) is dark whatever its container: its high bytes are 0.
+    cv2.imwrite(str(folder / "dark16.png"), gray.astype(np.uint16))
+    cv2.imwrite(str(folder / "dark16.pgm"), gray.astype(np.uint16))
+    palette = np.asarray(Image.open(folder / "palette.png").convert("RGB"))
+    return {
+        "gray.png": gray_rgb, "gray16.png": gray_rgb, "gray16.pgm": gray_rgb, "gray16.tif": gray_rgb,
+        "rgb16.png": rgb, "rgba.png": rgb, "cmyk.tif": rgb, "palette.png": palette, "one.png": rgb[:1, :1],
+        "dark16.png": np.zeros_like(gray_rgb), "dark16.pgm": np.zeros_like(gray_rgb),
+    }
+
+
+def test_unusual_images_read_as_their_8bit_rgb_equivalent(tmp_path: Path) -> None:
+    for name, expected in _equivalents(tmp_path).items():
+        got = read_rgb(tmp_path / name)
+        assert got.dtype == np.uint8 and got.shape == expected.shape, name
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def test_unusual_images_predict_as_their_8bit_rgb_equivalent(tmp_path: Path, weights: Path) -> None:
+    from edgedepth.predict import collect_inputs
+
+    chosen = ("one.png", "gray16.pgm", "rgb16.png", "rgba.png", "cmyk.tif", "dark16.pgm")  # the end to end share
+    expected = {name: rgb for name, rgb in _equivalents(tmp_path / "all").items() if name in chosen}
+    (tmp_path / "odd").mkdir()
+    for name in chosen:
+        (tmp_path / "all" / name).rename(tmp_path / "odd" / name)
+    (tmp_path / "plain").mkdir()
+    for name, rgb in expected.items():  # each one's plain 8-bit RGB equivalent, as an ordinary PNG
+        assert cv2.imwrite(str(tmp_path / "plain" / f"{name.replace('.', '_')}.png"), rgb[:, :, ::-1])
+    for folder in ("odd", "plain"):
+        out = tmp_path / f"{folder}_out"
+        assert main(["predict", str(tmp_path / folder), "--weights", str(weights), "--out", str(out), "--npy"]) == 0
+    stems = {file.name: stem for file, stem in collect_inputs(str(tmp_path / "odd")).images}
+    for name, rgb in expected.items():
+        odd = np.load(tmp_path / "odd_out" / f"{stems[name]}.npy")
+        assert odd.shape == rgb.shape[:2], name
+        np.testing.assert_array_equal(odd, np.load(tmp_path / "plain_out" / f"{name.replace('.', '_')}.npy"),
+                                      err_msg=name)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import json
 import socket
+import struct
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -17,6 +20,7 @@ import pytest
 
 from edgedepth.cli import main
 from edgedepth.data.synthetic import render_scene
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import encode_png
 from edgedepth.runtime.predictor import load_predictor
 from edgedepth.serve import DepthServer, make_server
@@ -96,3 +100,96 @@ def test_port_in_use_is_a_one_line_error(weights: Path, capsys: pytest.CaptureFi
         assert main(["serve", "--weights", str(weights), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"edgedepth: error: cannot listen on 127.0.0.1:{port}: ") and err.count("\n") == 1, err
+
+
+@pytest.fixture
+def make_test_server(server: DepthServer) -> Iterator[Callable[..., DepthServer]]:
+    """Start another server around the module's predictor, with its own options; stop it at the end."""
+    started = []
+
+    def start(**options: object) -> DepthServer:
+        extra = make_server(server.predictor, port=0, **options)
+        threading.Thread(target=extra.serve_forever, daemon=True).start()
+        started.append(extra)
+        return extra
+
+    yield start
+    for extra in started:
+        extra.shutdown()
+        extra.server_close()
+
+
+def _raw_exchange(server: DepthServer, request: bytes, wait: float = 10.0) -> tuple[float, bytes]:
+    """Send raw bytes, read until the server closes; return the seconds that took and what came back."""
+    with socket.create_connection(server.server_address[:2], timeout=wait) as client:
+        client.sendall(request)
+        start, answer = time.monotonic(), b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return time.monotonic() - start, answer
+
+
+def _blank_bilevel_png(width: int, height: int) -> bytes:
+    """A blank 1-bit PNG of any size, written by hand in a few kilobytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress((b"\x00" * (1 + (width + 7) // 8)) * height, 9)
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def test_image_above_the_pixel_limit_is_a_413(server: DepthServer,
+                                              make_test_server: Callable[..., DepthServer]) -> None:
+    huge = _blank_bilevel_png(20000, 20000)  # 48 KB of PNG, 1.2 GB of RGB
+    status, headers, body = _request(server, "/predict", huge)
+    error = json.loads(body)["error"]
+    assert (status, headers["Content-Type"]) == (413, "application/json"), error
+    assert "20000x20000" in error and "above the pixel limit of 89,478,485" in error and "--max-image-pixels" in error
+    # The limit is the server's option, exact, and JPEGs (which OpenCV decodes) obey it too.
+    strict = make_test_server(quiet=True, max_image_pixels=64 * 48 - 1)
+    image = render_scene(4, (64, 48)).image
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+    for data in (encode_png(image), jpeg):
+        status, _, body = _request(strict, "/predict", data)
+        assert status == 413 and "64x48 is 3,072 pixels" in json.loads(body)["error"]
+    assert _request(make_test_server(quiet=True, max_image_pixels=64 * 48), "/predict", jpeg)[0] == 200
+    assert _request(server, "/predict", jpeg)[0] == 200  # the other server's limit is its own
+
+
+def test_a_short_body_times_out_with_a_408(make_test_server: Callable[..., DepthServer],
+                                           capsys: pytest.CaptureFixture) -> None:
+    quick = make_test_server(timeout=1.0)
+    # The body is 10 of the 1000 bytes its Content-Length promises, and the client waits.
+    seconds, answer = _raw_exchange(quick, b"POST /predict HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 408 ") and b"application/json" in head
+    assert "did not arrive within 1 s (10 of its 1000 bytes came)" in json.loads(body)["error"]
+    assert 0.9 < seconds < 5.0
+    # Headers that never end: the same, and the server closes the connection.
+    seconds, answer = _raw_exchange(quick, b"POST /predict HTTP/1.1\r\nContent-Le")
+    assert answer.startswith(b"HTTP/1.0 408 ") and 0.9 < seconds < 5.0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and err.count(" 408: ") == 2 and "Traceback" not in err, err
+    with pytest.raises(EdgedepthError, match="--timeout 0: give a positive number of seconds"):
+        make_server(quick.predictor, port=0, timeout=0)
+
+
+def test_a_client_that_leaves_early_is_one_log_line(make_test_server: Callable[..., DepthServer],
+                                                     capsys: pytest.CaptureFixture) -> None:
+    logging = make_test_server()
+    image = render_scene(5, (1000, 750)).image  # its answer (3 MB of .npy) outgrows the socket buffers
+    body = encode_png(image)
+    with socket.create_connection(logging.server_address[:2]) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    err, deadline = "", time.monotonic() + 60
+    while "disconnected" not in err and time.monotonic() < deadline:
+        time.sleep(0.1)
+        err += capsys.readouterr().err
+    assert "client disconnected" in err, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith('edgedepth serve: 127.0.0.1 "POST /predict HTTP/1.1" ')
+    # It goes on serving, and logs a success in one line too.
+    assert _request(logging, "/health")[0] == 200
+    assert capsys.readouterr().err.count("\n") == 1

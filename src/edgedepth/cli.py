@@ -25,6 +25,25 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _pixel_limit(text: str) -> int:
+    """``--max-image-pixels``: a whole number of pixels, 0 for no limit."""
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of pixels (width x height), 0 for no limit")
+    return value
+
+
+def _add_pixel_limit(p: argparse.ArgumentParser) -> None:
+    from edgedepth.imageio import DEFAULT_MAX_IMAGE_PIXELS
+
+    p.add_argument("--max-image-pixels", type=_pixel_limit, default=DEFAULT_MAX_IMAGE_PIXELS, metavar="N",
+                   help="refuse images with more pixels (width x height), a guard against decompression bombs; "
+                   f"0: no limit (default: {DEFAULT_MAX_IMAGE_PIXELS}, Pillow's)")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from edgedepth import predict
 
@@ -35,13 +54,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.input is None:
         raise EdgedepthError("nothing to predict: pass an image, folder, glob or video, or --video FILE / --camera N")
     cfg = predict.PredictConfig(
-        source=args.input, weights=args.weights, out=args.out, size=args.size, device=args.device, save_npy=args.npy
+        source=args.input, weights=args.weights, out=args.out, size=args.size, device=args.device, save_npy=args.npy,
+        max_image_pixels=args.max_image_pixels,
     )
     summary = predict.run(cfg)
     skipped = f", skipped {summary.skipped} (see warnings)" if summary.skipped else ""
     print(
         f"predicted {summary.processed} image(s) in {summary.seconds:.1f} s "
-        f"({summary.images_per_second:.1f} images/s) -> {cfg.out}{skipped}"
+        f"({summary.images_per_second:.1f} images/s; model loaded in {summary.load_seconds:.1f} s) "
+        f"-> {cfg.out}{skipped}"
     )
     return 0
 
@@ -83,6 +104,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=_size, help="network input WIDTHxHEIGHT (default: the model's, e.g. 256x192)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--npy", action="store_true", help="also write the raw float32 prediction as .npy")
+    _add_pixel_limit(p)
     p.set_defaults(func=_cmd_predict)
 
 
@@ -321,8 +343,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from edgedepth.runtime.predictor import load_predictor
     from edgedepth.serve import make_server
 
+    if not args.timeout > 0:
+        raise EdgedepthError(f"--timeout {args.timeout:g}: give a positive number of seconds")
     predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads)
-    server = make_server(predictor, args.host, args.port, quiet=args.quiet)
+    server = make_server(predictor, args.host, args.port, quiet=args.quiet, timeout=args.timeout,
+                         max_image_pixels=args.max_image_pixels)
     print(f"serving {predictor.name} ({predictor.runtime}) on {server.url}: POST an image to /predict "
           "(?format=npy|png16|color), GET /health; Ctrl-C stops", flush=True)
     try:
@@ -342,7 +367,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=_size, help="network input WIDTHxHEIGHT (default: the model's)")
     p.add_argument("--threads", type=int, help="threads for the network, any runtime (default: all cores)")
     p.add_argument("--device", default="cpu", help="cpu or cuda, for .safetensors (default: cpu)")
-    p.add_argument("--quiet", action="store_true", help="no log line per request")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="a client that stalls this long (per read or write; for the whole body once the headers "
+                   "are in) gets a 408 and is disconnected (default: 30)")
+    _add_pixel_limit(p)
+    p.add_argument("--quiet", action="store_true", help="no log line per successful request (failures still log one)")
     p.set_defaults(func=_cmd_serve)
 
 
