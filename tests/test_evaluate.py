@@ -351,3 +351,43 @@ def test_a_teacher_is_evaluated_like_a_student(
     assert 0 < summary["metrics"]["abs_rel"] < 10
     table = (out / "table.md").read_text()
     assert spec in table and "128x96" in table
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model-free baselines
+
+
+def test_ramp_baseline_is_exact_on_a_scene_whose_inverse_depth_is_a_vertical_ramp(tmp_path: Path) -> None:
+    y = np.mgrid[0:HEIGHT, 0:WIDTH][0].astype(np.float32)
+    depth = 1.0 / (0.12 + 0.8 * y / HEIGHT)  # 1.1 m (bottom) to 8.3 m (top): inverse depth linear in the row
+    images = np.zeros((2, HEIGHT, WIDTH, 3), np.uint8)
+    data, splits = tmp_path / "ramp.mat", tmp_path / "splits.mat"
+    write_labeled_mat(data, images, np.stack([depth, depth]), np.stack([depth, depth]))
+    write_splits_mat(splits, train_indices=[0], test_indices=[1])
+    summary = evaluate.run(evaluate.EvalConfig(data=data, splits=splits, baseline="ramp", out=tmp_path / "out"))
+    assert summary.metrics["abs_rel"] < 1e-6 and summary.metrics["delta1"] == 1.0
+
+
+def test_constant_baseline_is_the_ground_truth_median(nyu: tuple[Path, Path], tmp_path: Path) -> None:
+    from edgedepth.data.nyu import NYU_CROPS
+    from edgedepth.metrics import valid_mask
+
+    data, splits = nyu
+    summary = evaluate.run(evaluate.EvalConfig(data=data, splits=splits, baseline="constant", out=tmp_path / "c"))
+    expected = []
+    for k in TEST_INDICES:
+        _, _, raw = _scene(k)
+        mask = valid_mask(raw, 0.0, 10.0, NYU_CROPS["seed"])
+        truth = raw[mask].astype(np.float64)
+        expected.append(np.mean(np.abs(np.median(truth) - truth) / truth))
+    assert summary.metrics["abs_rel"] == pytest.approx(np.mean(expected), rel=1e-9)
+    table = (tmp_path / "c" / "table.md").read_text()
+    assert "constant depth, the ground truth's median (oracle)" in table and "| - |" in table
+
+
+def test_ramp_baseline_from_the_command_line(nyu: tuple[Path, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    data, splits = nyu
+    assert main(["eval", "--data", str(data), "--splits", str(splits), "--baseline", "ramp",
+                 "--out", str(tmp_path / "r")]) == 0  # fmt: skip
+    assert "vertical ramp (no image input)" in capsys.readouterr().out

@@ -131,7 +131,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     protocol = evaluate.make_protocol(args.protocol, ground_truth=args.gt, alignment=args.align, crop=args.crop)
     cfg = evaluate.EvalConfig(
-        data=args.data, splits=args.splits, weights=args.weights, teacher=args.teacher, size=args.size,
+        data=args.data, splits=args.splits, weights=args.weights, teacher=args.teacher, baseline=args.baseline,
+        size=args.size,
         protocol=protocol, split=args.split, out=args.out, device=args.device, batch_size=args.batch_size,
         limit=args.limit, training_data=args.training_data, config_file=args.config,
     )
@@ -155,6 +156,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     model = p.add_mutually_exclusive_group()
     model.add_argument("--weights", type=Path, help="student weights (.safetensors) or an export (.onnx, .xml, .pt)")
     model.add_argument("--teacher", metavar="SPEC", help="a teacher instead: hf:, midas:, onnx: or an alias")
+    model.add_argument("--baseline", choices=["ramp", "constant"],
+                       help="a model-free baseline: ramp = inverse depth rising towards the bottom row (the "
+                            "positional prior a model must beat), constant = the ground truth's median (oracle)")
     p.add_argument("--config", type=Path, help="the seed's config.yaml (nyu_data_path, nyu_split_path, best_model, "
                    "height, width); command-line flags win over it")
     p.add_argument("--size", type=_size, help="network input WIDTHxHEIGHT (default: the model's, e.g. 256x192)")

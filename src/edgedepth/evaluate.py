@@ -58,6 +58,38 @@ class DepthModel(Protocol):
         ...
 
 
+class VerticalRamp:
+    """A baseline that ignores the image: inverse depth rising linearly from the top row to the bottom row.
+
+    Indoors the floor comes nearer towards the bottom of the frame, so this positional prior alone scores well;
+    a model is worth its compute by how far it beats it.
+    """
+
+    name = "vertical ramp (no image input)"
+    size: tuple[int, ...] = ()  # no network input
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        height, width = images[0].shape[:2]
+        ramp = torch.linspace(0.0, 1.0, height)[:, None].expand(height, width)
+        return ramp.expand(len(images), 1, height, width).clone()
+
+
+class ConstantDepth:
+    """A baseline that predicts one depth for the whole frame; scored with median scaling (the alignment
+    :func:`run` gives it), that depth is the ground truth's median: an oracle constant."""
+
+    name = "constant depth, the ground truth's median (oracle)"
+    size: tuple[int, ...] = ()  # no network input
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        height, width = images[0].shape[:2]
+        return torch.ones(len(images), 1, height, width)
+
+
+Baseline = Literal["ramp", "constant"]
+BASELINES: dict[str, type[VerticalRamp] | type[ConstantDepth]] = {"ramp": VerticalRamp, "constant": ConstantDepth}
+
+
 @dataclass(frozen=True)
 class EvalProtocol:
     """How predictions are scored. The defaults are the seed's protocol."""
@@ -114,6 +146,7 @@ class EvalConfig:
     splits: Path | None = None
     weights: Path | None = None
     teacher: str | None = None
+    baseline: Baseline | None = None
     size: tuple[int, int] | None = None
     protocol: EvalProtocol = field(default_factory=EvalProtocol)
     split: Split = "test"
@@ -184,6 +217,11 @@ def apply_seed_config(cfg: EvalConfig) -> tuple[EvalConfig, list[str]]:
 
 def open_model(cfg: EvalConfig) -> tuple[DepthModel, str, str]:
     """The model to evaluate, its label for the table and the training data it names."""
+    if cfg.baseline is not None:
+        if cfg.baseline not in BASELINES:
+            raise EdgedepthError(f"unknown baseline {cfg.baseline!r}; use one of {', '.join(BASELINES)}")
+        baseline = BASELINES[cfg.baseline]()
+        return baseline, baseline.name, "none"
     if cfg.teacher is not None:
         from edgedepth.teachers import create_teacher
 
@@ -252,6 +290,8 @@ def run(cfg: EvalConfig) -> EvalSummary:
         raise EdgedepthError("pass --data nyu_depth_v2_labeled.mat and --splits splits.mat (or a --config with them)")
     if cfg.batch_size < 1:
         raise EdgedepthError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    if cfg.baseline == "constant":  # median scaling turns the constant into the ground truth's median
+        cfg = replace(cfg, protocol=replace(cfg.protocol, alignment="median-depth"))
     start = time.perf_counter()
     with NyuLabeled(cfg.data) as labeled:
         indices = select_indices(cfg, len(labeled))
@@ -264,7 +304,7 @@ def run(cfg: EvalConfig) -> EvalSummary:
         grid = _grid_rows(model, labeled, scored, cfg.protocol)
     seconds = time.perf_counter() - start
     means = mean_metrics([r.metrics for r in scored if r.metrics is not None])
-    size = format_size(tuple(model.size))  # type: ignore[arg-type]
+    size = format_size(tuple(model.size)) if model.size else "-"  # type: ignore[arg-type]
     skipped = len(results) - len(scored)
     notes_md = (
         f"NYU Depth v2 {cfg.split} split: {len(scored)} images scored, {skipped} skipped. "
