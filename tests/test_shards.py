@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from edgedepth.data.shards import ShardWriter, iter_tar_samples
-from edgedepth.data.sources import decode_image, make_keys, open_source, split_member_name
+from edgedepth.data.sources import make_keys, open_source, split_member_name
 from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import read_rgb
+from edgedepth.imageio import decode_rgb, read_rgb
 
 
 def _jpeg(path: Path, image: np.ndarray, exif: Image.Exif | None = None) -> bytes:
@@ -155,14 +155,14 @@ def test_fast_jpeg_decode_matches_read_rgb_and_keeps_its_errors(tmp_path: Path) 
     exif[0x0112] = 6  # rotated 90 degrees clockwise
     for name, tags in (("plain.jpg", None), ("rotated.jpg", exif)):
         data = _jpeg(tmp_path / name, _image(3, (48, 32)), tags)
-        decoded = decode_image(data, name)
+        decoded = decode_rgb(data, name)
         np.testing.assert_array_equal(decoded, read_rgb(tmp_path / name))
     assert decoded.shape == (48, 32, 3)  # the EXIF rotation was applied
     gray = io.BytesIO()
     Image.fromarray(_image(4)[:, :, 0]).save(gray, "JPEG")
-    assert decode_image(gray.getvalue(), "gray.jpg").shape == (30, 40, 3)
+    assert decode_rgb(gray.getvalue(), "gray.jpg").shape == (30, 40, 3)
     data = (tmp_path / "plain.jpg").read_bytes()
     with pytest.raises(EdgedepthError, match="cut.jpg: unreadable image"):
-        decode_image(data[: len(data) // 2], "cut.jpg")
+        decode_rgb(data[: len(data) // 2], "cut.jpg")
     with pytest.raises(EdgedepthError, match="junk.jpg: not an image"):
-        decode_image(b"\xff\xd8 junk \xff\xd9", "junk.jpg")
+        decode_rgb(b"\xff\xd8 junk \xff\xd9", "junk.jpg")

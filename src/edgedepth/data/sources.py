@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import IMAGE_SUFFIXES, read_rgb
+from edgedepth.imageio import IMAGE_SUFFIXES, decode_rgb
 
 #: Suffixes of an image whose same-named ``.png`` is its depth.
 DEPTH_PARTNER_SUFFIXES = frozenset({".jpg", ".jpeg"})
@@ -40,7 +40,6 @@ DEPTH_PARTNER_SUFFIXES = frozenset({".jpg", ".jpeg"})
 #: Millimetres in a metre: depth PNGs hold millimetres.
 MM_PER_M = 1000.0
 
-_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +71,12 @@ class SourceItem:
     depth: Blob | None = None
 
     def load_image(self) -> np.ndarray:
-        """The image as ``H x W x 3`` uint8 RGB (:func:`decode_image`); an unreadable one raises EdgedepthError."""
+        """The image as ``H x W x 3`` uint8 RGB (:func:`edgedepth.imageio.decode_rgb`, with its pixel limit); an unreadable one raises EdgedepthError."""
         try:
             data = self.image.read()
         except OSError as exc:
             raise EdgedepthError(f"{self.origin}: cannot read ({exc.strerror or exc})") from None
-        return decode_image(data, self.origin)
+        return decode_rgb(data, self.origin)
 
     def load_depth(self) -> np.ndarray:
         """The depth in metres, ``H x W`` float32, 0 where invalid; EdgedepthError if there is none."""
@@ -109,20 +108,6 @@ class Source:
             digest.update(item.key.encode())
             digest.update(b"\0")
         return digest.hexdigest()
-
-
-def decode_image(data: bytes, origin: str) -> np.ndarray:
-    """Decode an image file's bytes to ``H x W x 3`` uint8 RGB with :func:`edgedepth.imageio.read_rgb`'s semantics.
-
-    Complete JPEGs (they start with SOI and end with EOI) take OpenCV's decoder, which gives the same pixels
-    as Pillow's (both are libjpeg-turbo with the same settings; EXIF orientation applied) in two thirds of
-    the time; everything else, truncated JPEGs included, goes through ``read_rgb``, which raises on them.
-    """
-    if data.startswith(_JPEG_START) and data.rstrip(b"\0").endswith(_JPEG_END):
-        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if decoded is not None:
-            return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-    return read_rgb(origin, data)
 
 
 def decode_depth_mm(data: bytes, origin: str) -> np.ndarray:
