@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -206,8 +207,13 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(pairs: Path, tmp_path
     assert train.load_checkpoint(tmp_path / "short" / train.CHECKPOINT)["position"]["batch"] == 2
 
 
-def test_validation_on_nyu_exports_the_best_weights(pairs: Path, tmp_path: Path) -> None:
-    """Each epoch end scores the student on a small NYU-layout file; the best by RMSE is exported with its metrics."""
+def test_validation_on_nyu_exports_the_best_weights(
+    pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each epoch end scores the student on a small NYU-layout file; the best by RMSE is exported with its metrics.
+
+    The metrics of every epoch are printed (one line) and logged in log.jsonl, which the loss plot still reads.
+    """
     y, x = np.mgrid[0:480, 0:640].astype(np.float32)
     depths = np.stack([1.0 + k + 3.0 * y / 480 + 2.0 * x / 640 for k in range(2)])
     images = np.stack([np.stack([x * 0.3 % 256, y * 0.5 % 256, np.full_like(x, 90 * k)], -1) for k in range(2)])
@@ -218,6 +224,7 @@ def test_validation_on_nyu_exports_the_best_weights(pairs: Path, tmp_path: Path)
     result = train.run(tiny_config(pairs, run_dir, "schedule.epochs=2", "model.freeze_bn=true",
                                    f"validation.nyu_data_path={tmp_path / 'nyu.mat'}",
                                    f"validation.nyu_splits_path={tmp_path / 'splits.mat'}"))
+    err = capsys.readouterr().err
     best = run_dir / train.BEST_WEIGHTS
     _, provenance = read_metadata(best)
     assert result.best_metrics is not None and provenance["nyu_metrics"] == result.best_metrics
@@ -226,6 +233,30 @@ def test_validation_on_nyu_exports_the_best_weights(pairs: Path, tmp_path: Path)
     summary = evaluate.run(evaluate.EvalConfig(data=tmp_path / "nyu.mat", splits=tmp_path / "splits.mat", weights=best,
                                                out=tmp_path / "eval"))
     assert summary.metrics["rmse"] == pytest.approx(result.best_metrics["rmse"], rel=1e-5)
+
+    # One validation record per epoch, after that epoch's last step record: {"step", "epoch", "val_<metric>"}.
+    log = read_log(run_dir)
+    validations = [r for r in log if "val_rmse" in r]
+    assert [(r["step"], r["epoch"]) for r in validations] == [(3, 1), (6, 2)]
+    assert [r["step"] for r in log] == [1, 2, 3, 3, 4, 5, 6, 6]
+    assert set(validations[0]) == {"step", "epoch", *(f"val_{name}" for name in result.best_metrics)}
+    best = min(validations, key=lambda r: r["val_rmse"])
+    assert {k[4:]: v for k, v in best.items() if k.startswith("val_")} == result.best_metrics
+    # Printed as one line per epoch; "(best)" marks each new lowest RMSE.
+    line = r"^epoch (\d)/2: val abs_rel (\S+) delta1 (\S+) rmse (\S+)( \(best\))?$"
+    printed = re.findall(line, err, re.MULTILINE)
+    assert [int(p[0]) for p in printed] == [1, 2]
+    for (_, abs_rel, delta1, rmse, _marked), record in zip(printed, validations, strict=True):
+        assert (abs_rel, delta1, rmse) == tuple(f"{record[f'val_{k}']:.3f}" for k in ("abs_rel", "delta1", "rmse"))
+    assert printed[0][4] == " (best)"
+    assert (printed[1][4] == " (best)") == (validations[1]["val_rmse"] < validations[0]["val_rmse"])
+    # The splits file shares frame 1 between train and test: said at each validation.
+    assert err.count("1 test index also in the train split") == 2
+    # The loss plot reads the log with its validation records.
+    from edgedepth.viz import plot_loss_curve
+
+    plot_loss_curve(run_dir / train.LOG, tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").stat().st_size > 0
 
 
 def test_resume_flag_needs_a_checkpoint(pairs: Path, tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ global batch (DistributedSampler) and DistributedDataParallel averages the gradi
 
 A run folder holds ``config.yaml`` (what ran), ``checkpoint.pt`` (model, optimiser, scheduler, scaler, RNG
 states, data position; replaced atomically every ``run.checkpoint_every_steps`` steps and at each epoch end),
-``log.jsonl`` (one line per logged step), ``final.safetensors`` (the weights when the run stops) and, when
-validating on NYU, ``best.safetensors`` (lowest RMSE, metrics in its metadata). Rerunning the same command into
+``log.jsonl`` (one line per logged step, and when validating on NYU one per epoch with ``val_<metric>`` keys,
+also printed), ``final.safetensors`` (the weights when the run stops) and, when validating on NYU,
+``best.safetensors`` (lowest RMSE, metrics in its metadata). Rerunning the same command into
 the same folder continues from the checkpoint; on CPU a resumed run ends with the weights of an uninterrupted one.
 """
 
@@ -205,6 +206,24 @@ def _truncate_log(path: Path, last_step: int) -> None:
     kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in kept))
+
+
+#: Prefix of the validation metrics in a ``log.jsonl`` record (flat numbers, as every other record holds).
+VAL_PREFIX = "val_"
+
+
+def _report_validation(
+    log_path: Path, step: int, epoch: int, epochs: int, metrics: dict[str, float], best: bool
+) -> str:
+    """Append the epoch's NYU metrics to ``log.jsonl`` (``{"step", "epoch", "val_<metric>": ...}``) and return the
+    line printed for them."""
+    record = {"step": step, "epoch": epoch, **{VAL_PREFIX + key: value for key, value in metrics.items()}}
+    with log_path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    return (
+        f"epoch {epoch}/{epochs}: val abs_rel {metrics['abs_rel']:.3f} delta1 {metrics['delta1']:.3f} "
+        f"rmse {metrics['rmse']:.3f}" + (" (best)" if best else "")
+    )
 
 
 def _tensorboard(cfg: TrainConfig, run_dir: Path) -> Any:
@@ -486,10 +505,13 @@ def _train(
         if is_main:
             metrics = _validate(model_without_ddp, cfg, device)
             if metrics is not None:
+                best = metrics["rmse"] < position.best_rmse
+                bar.write(_report_validation(log_path, position.step, epoch, cfg.schedule.epochs, metrics, best),
+                          file=sys.stderr)
                 if writer is not None:
                     for key, value in metrics.items():
                         writer.add_scalar(f"val/{key}", value, position.step)
-                if metrics["rmse"] < position.best_rmse:
+                if best:
                     position.best_rmse, best_metrics = metrics["rmse"], metrics
                     save_weights(model_without_ddp, run_dir / BEST_WEIGHTS, **_provenance(cfg, position, metrics))
         checkpoint(epoch, 0)
