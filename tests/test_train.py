@@ -259,6 +259,29 @@ def test_validation_on_nyu_exports_the_best_weights(
     assert (tmp_path / "loss.png").stat().st_size > 0
 
 
+def test_offline_pretrained_encoder_names_the_config_key(
+    pairs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the network, the hint is the override edgedepth train takes (model.pretrained=false), which works."""
+    import urllib.error
+
+    import torchvision
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    args = ["train", "--config", str(DEFAULT_CONFIG), f"data.path={pairs}", f"run.dir={tmp_path / 'run'}",
+            "data.input_size=64x64", "data.num_workers=0", "optim.batch_size=4", "run.device=cpu",
+            "schedule.max_steps=1", "logging.progress_bar=false"]
+    assert main([*args, "model.pretrained=true"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("edgedepth: error: downloading the pretrained weights of MobileNetV3-Large"), err
+    assert "train with model.pretrained=false (a KEY=VALUE argument of edgedepth train" in err
+    assert "pretrained=False" not in err
+    assert main([*args, "model.pretrained=false"]) == 0
+
+
 def test_resume_flag_needs_a_checkpoint(pairs: Path, tmp_path: Path) -> None:
     with pytest.raises(EdgedepthError, match="no checkpoint to resume from"):
         train.run(tiny_config(pairs, tmp_path / "fresh", "run.resume=true"))

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -244,7 +245,10 @@ def _tensorboard(cfg: TrainConfig, run_dir: Path) -> Any:
 def _build_model(cfg: TrainConfig, device: torch.device, distributed: bool) -> nn.Module:
     """The student, on ``device``, with the card it will be exported with (trained input size)."""
     torch.manual_seed(cfg.run.seed)
-    model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.args)
+    try:
+        model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.args)
+    except EdgedepthError as exc:
+        raise EdgedepthError(_as_config_hint(str(exc))) from None
     model.card = dataclasses.replace(model.card, input_size=cfg.data.input_size)
     if cfg.model.sync_bn and distributed:
         if device.type != "cuda":
@@ -254,6 +258,16 @@ def _build_model(cfg: TrainConfig, device: torch.device, distributed: bool) -> n
     if cfg.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def _as_config_hint(message: str) -> str:
+    """A model builder's advice in Python terms (``pretrained=False``) in the terms of a training config."""
+    message = re.sub(
+        r"build (?:the model|it) with pretrained=False",
+        "train with model.pretrained=false (a KEY=VALUE argument of edgedepth train, or in the config file)",
+        message,
+    )
+    return message.replace("pretrained=False", "model.pretrained=false")
 
 
 def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
