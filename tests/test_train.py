@@ -282,6 +282,33 @@ def test_offline_pretrained_encoder_names_the_config_key(
     assert main([*args, "model.pretrained=false"]) == 0
 
 
+def test_schedule_that_starves_the_run_warns_at_start(
+    pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def warning(*overrides: str) -> str | None:
+        return train.schedule_warning(load_config(TrainConfig, DEFAULT_CONFIG, list(overrides)))
+
+    # The seed's 0.316 over 6 epochs ends at 0.316^6 = 9.96e-4 of optim.lr: fine for 450,000 images, not a small set.
+    assert warning() == (
+        "schedule.gamma=0.316 over schedule.epochs=6 ends the learning rate at 9.96e-04 x optim.lr: the second half "
+        "of the run trains at 3.2e-05 or less and the last epoch at 3.2e-06, too little to learn much on a small "
+        "data set (the seed's recipe was made for 450,000 images); set schedule.gamma=0.464 (ends at 0.01 x "
+        "optim.lr) or schedule.name=cosine"
+    )
+    assert "schedule.gamma=0.794 " in (warning("schedule.epochs=20") or "")
+    # What the warning suggests silences it; so do a milder decay, the cosine schedule and a single epoch.
+    for overrides in [("schedule.gamma=0.464",), ("schedule.epochs=20", "schedule.gamma=0.794"), ("schedule.gamma=0.5",),
+                      ("schedule.name=cosine", "schedule.epochs=20"), ("schedule.epochs=1",)]:
+        assert warning(*overrides) is None, overrides
+    # Said once, at the start of the run (one step here: gamma 0.0005 over one epoch ends at 5e-4).
+    train.run(tiny_config(pairs, tmp_path / "run", "schedule.epochs=1", "schedule.gamma=0.0005",
+                          "schedule.max_steps=1"))
+    err = capsys.readouterr().err
+    assert err.count("edgedepth: warning: schedule.gamma=0.0005 over schedule.epochs=1 ends the learning rate at "
+                     "5.00e-04 x optim.lr") == 1
+    assert err.index("edgedepth: warning: schedule.gamma") > err.index("edgedepth train: config")
+
+
 def test_resume_flag_needs_a_checkpoint(pairs: Path, tmp_path: Path) -> None:
     with pytest.raises(EdgedepthError, match="no checkpoint to resume from"):
         train.run(tiny_config(pairs, tmp_path / "fresh", "run.resume=true"))

@@ -102,6 +102,39 @@ def lr_factor(step: int, cfg: ScheduleConfig, steps_per_epoch: int) -> float:
     return factor
 
 
+#: Warn when the exponential schedule ends below this fraction of ``optim.lr`` (``gamma ** epochs``).
+MIN_FINAL_LR_FACTOR = 1e-3
+#: Where the suggested ``schedule.gamma`` ends the run instead.
+SUGGESTED_FINAL_LR_FACTOR = 1e-2
+
+
+def schedule_warning(cfg: TrainConfig) -> str | None:
+    """Why the exponential schedule starves the end of the run, and what to set instead; None when it does not.
+
+    ``exponential`` multiplies the rate by ``gamma`` at each epoch end, so the schedule ends at ``gamma ** epochs``
+    and epoch ``k`` (from 1) trains at ``gamma ** (k - 1)``. The seed's 0.316 over 6 epochs ends at 1.0e-3 (its
+    last epoch trains at 3.2e-3 of ``optim.lr``): made for 450,000 images, it leaves a small set's run mostly at
+    rates too small to learn, and more epochs make it worse. ``cosine`` is not checked: only its last steps
+    approach ``min_lr_ratio``.
+    """
+    schedule = cfg.schedule
+    if schedule.name != "exponential" or not 0 < schedule.gamma < 1:
+        return None
+    final = schedule.gamma**schedule.epochs
+    if final >= MIN_FINAL_LR_FACTOR:
+        return None
+    second_half = schedule.gamma ** math.ceil(schedule.epochs / 2) * cfg.optim.lr
+    last_epoch = schedule.gamma ** (schedule.epochs - 1) * cfg.optim.lr
+    suggested = SUGGESTED_FINAL_LR_FACTOR ** (1 / schedule.epochs)
+    return (
+        f"schedule.gamma={schedule.gamma:g} over schedule.epochs={schedule.epochs} ends the learning rate at "
+        f"{final:.2e} x optim.lr: the second half of the run trains at {second_half:.1e} or less and the last epoch "
+        f"at {last_epoch:.1e}, too little to learn much on a small data set (the seed's recipe was made for 450,000 "
+        f"images); set schedule.gamma={suggested:.3f} (ends at {SUGGESTED_FINAL_LR_FACTOR:g} x optim.lr) or "
+        "schedule.name=cosine"
+    )
+
+
 def resolve_device(name: str, local_rank: int) -> torch.device:
     """``run.device`` to a device; asking for CUDA on a machine without it is a clear error."""
     if name == "cuda" and not torch.cuda.is_available():
@@ -418,6 +451,9 @@ def _train(
 
     if is_main:
         print(f"edgedepth train: config\n{dump_config(cfg)}", file=sys.stderr)
+        warning = schedule_warning(cfg)
+        if warning is not None:
+            print(f"edgedepth: warning: {warning}", file=sys.stderr)
         save_config(cfg, run_dir / "config.yaml")
     writer = _tensorboard(cfg, run_dir) if is_main else None
 
