@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import os
+import subprocess
+import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -20,8 +25,9 @@ from edgedepth.data.synthetic import render_scene
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import write_png
 from edgedepth.models import create_model, list_models, save_weights
+from edgedepth.models.registry import ModelCard
 from edgedepth.runtime import OnnxPredictor, OpenVinoPredictor, TorchPredictor, TorchScriptPredictor, load_predictor
-from edgedepth.runtime.export import export_model
+from edgedepth.runtime.export import export_model, pearson_correlation
 from edgedepth.runtime.quantize import calibration_batches
 
 PREDICTORS = {"onnx": OnnxPredictor, "openvino": OpenVinoPredictor, "torchscript": TorchScriptPredictor}
@@ -295,3 +301,91 @@ def test_predict_takes_an_exported_model(tmp_path: Path, weights: Path, scenes: 
         outputs[path.suffix] = np.load(out / "0.npy")
     assert outputs[".xml"].shape == (240, 320)
     assert np.abs(outputs[".xml"] - outputs[".safetensors"]).max() <= 1e-4 * np.abs(outputs[".safetensors"]).max()
+
+
+def test_pearson_correlation_is_nan_without_a_warning_where_undefined() -> None:
+    ramp = np.linspace(0.0, 1.0, 50, dtype=np.float32).reshape(1, 1, 5, 10)
+    noise = np.random.default_rng(0).standard_normal(ramp.shape).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # np.corrcoef warns "invalid value encountered in divide" on a constant map
+        assert pearson_correlation(ramp, 2 * ramp + 1) == pytest.approx(1.0)
+        assert pearson_correlation(ramp, -ramp) == pytest.approx(-1.0)
+        assert pearson_correlation(ramp, noise) == pytest.approx(np.corrcoef(ramp.ravel(), noise.ravel())[0, 1])
+        assert math.isnan(pearson_correlation(np.zeros_like(ramp), np.zeros_like(ramp)))  # both constant
+        assert math.isnan(pearson_correlation(ramp, np.full_like(ramp, 3.0)))  # one constant
+        assert math.isnan(pearson_correlation(np.where(ramp > 0.5, np.nan, ramp), ramp))  # not finite
+
+
+class _Constant(nn.Module):
+    """A network whose output is 0 whatever the image (a dead ReLU), with a card."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.constant_(self.conv.bias, -1.0)
+        self.card = ModelCard(name="constant", input_size=(32, 32), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x))
+
+
+def test_int8_check_refuses_a_constant_output(tmp_path: Path) -> None:
+    """Correlation is undefined on a constant map: the INT8 check says so, and does not pass it as NaN would."""
+    calibration = [np.random.default_rng(k).standard_normal((1, 3, 32, 32), dtype=np.float32) for k in range(2)]
+    out = tmp_path / "constant.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(EdgedepthError, match=r"FP32's output is constant .*\(correlation undefined\); nothing"):
+            export_model(_Constant(), out, "onnx", calibration=calibration, quantizer="onnxruntime")
+        assert not out.exists()
+        # Without a bar (the benchmark's random-weight peers), the file is written and its correlation is NaN.
+        result = export_model(_Constant(), out, "onnx", calibration=calibration, quantizer="onnxruntime",
+                              min_correlation=None)
+    assert out.is_file() and math.isnan(result.correlation)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_raises_no_warning(tmp_path: Path, students: dict[str, nn.Module], fmt: str) -> None:
+    """PyTorch's deprecation of the TorchScript-based ONNX exporter and of torch.jit is silenced at its call."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_model(students["fastdepth_v3"], tmp_path / f"m{SUFFIX[fmt]}", fmt, size=(64, 64))
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    # Left to the TorchScript predictor, which loads the file to check it (runtime/predictor.py, as predict does).
+    messages = [m for m in messages if not m.startswith("FutureWarning: `torch.jit.load` is deprecated")]
+    assert messages == []
+
+
+_NNCF_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np
+import torch
+from edgedepth.runtime.export import _export_onnx
+from edgedepth.runtime.quantize import quantize
+
+folder = Path(sys.argv[1])
+network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()
+_export_onnx(network, folder / "fp32.onnx", (16, 16))
+batches = [np.random.default_rng(k).standard_normal((1, 3, 16, 16), dtype=np.float32) for k in range(2)]
+quantize(folder / "fp32.onnx", folder / "int8.onnx", "onnx", "nncf", batches)
+print("quantized")
+"""
+
+
+@pytest.mark.slow  # two fresh interpreters import PyTorch, one NNCF
+def test_nncf_quantisation_logs_nothing_about_cuda(tmp_path: Path) -> None:
+    """NNCF's backend detection imports torch.utils.cpp_extension, which logs "No CUDA runtime is found" where a
+    CUDA toolkit folder exists but no GPU is visible (PyTorch logs it once per process: hence a fresh one)."""
+    toolkit = tmp_path / "cuda"
+    toolkit.mkdir()
+    env = {**os.environ, "CUDA_HOME": str(toolkit), "CUDA_VISIBLE_DEVICES": ""}
+    control = subprocess.run([sys.executable, "-c", "import torch.utils.cpp_extension"], env=env, capture_output=True,
+                             text=True, timeout=300, check=True)
+    assert "No CUDA runtime is found" in control.stderr  # the setting does provoke the message
+    done = subprocess.run([sys.executable, "-c", _NNCF_SCRIPT, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0 and "quantized" in done.stdout, done.stderr[-3000:]
+    assert "No CUDA runtime" not in done.stdout + done.stderr
+    assert "Warning" not in done.stderr, done.stderr[-3000:]

@@ -16,7 +16,9 @@ model card's mean and std, so the ranges are those the network sees at inference
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -77,14 +79,41 @@ def quantize(
         import nncf
         import onnx
 
-        quantized = nncf.quantize(onnx.load(str(fp32)), nncf.Dataset([{input_name: b} for b in batches]),
-                                  subset_size=len(batches))
+        with _no_cuda_probe_message():
+            quantized = nncf.quantize(onnx.load(str(fp32)), nncf.Dataset([{input_name: b} for b in batches]),
+                                      subset_size=len(batches))
         onnx.save(quantized, str(out))
     else:
         import nncf
 
-        quantized = nncf.quantize(_openvino_model(fp32, batches), nncf.Dataset(list(batches)), subset_size=len(batches))
+        with _no_cuda_probe_message():
+            quantized = nncf.quantize(_openvino_model(fp32, batches), nncf.Dataset(list(batches)),
+                                      subset_size=len(batches))
         _save_openvino(quantized, out)
+
+
+class _DropNoCudaRuntime(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No CUDA runtime is found")
+
+
+@contextmanager
+def _no_cuda_probe_message() -> Iterator[None]:
+    """Drop PyTorch's "No CUDA runtime is found, using CUDA_HOME=..." while NNCF quantises an ONNX or OpenVINO model.
+
+    NNCF picks its backend by asking, in order, whether the model is a torch.fx or torch model; that question
+    imports ``nncf.torch`` (nncf/common/utils/backend.py, ``is_torch_model``), which imports
+    ``torch.utils.cpp_extension``, which logs that warning at import wherever a CUDA toolkit folder exists but
+    PyTorch sees no GPU. We quantise ONNX and OpenVINO models on the CPU and compile no extension, so the
+    message (a ``logging`` record of PyTorch's, not a Python warning) is noise; only that record is dropped.
+    """
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    dropper = _DropNoCudaRuntime()
+    logger.addFilter(dropper)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropper)
 
 
 def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_name: str = "input") -> None:
