@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedepth.bench import BenchConfig, Cell, flop_floor_ms, run
+from edgedepth.bench import BELOW_FLOOR_MARK, BenchConfig, Cell, below_floor, flop_floor_ms, run
 from edgedepth.data.synthetic import render_scene
 from edgedepth.metrics import score_prediction
 from edgedepth.processing import parse_size, preprocess
@@ -128,11 +128,16 @@ def main() -> None:
     ratio_fp32 = fp32.median_ms / floor
     speedup = fp32.median_ms / int8.median_ms
     print(f"# targets, {MODEL} at {args.size}, batch 1, one thread; VNNI: {'yes' if vnni else 'no'}; "
-          f"FLOP floor {floor:.2f} ms at {machine.sgemm_gflops:.1f} GFLOP/s")
+          f"FLOP floor {floor:.2f} ms at {machine.sgemm_gflops:.1f} GFLOP/s (the best of "
+          f"{len(machine.sgemm_samples)} sgemm measurements through the run)")
     print("| target | measured | goal | met |")
     print("|---|---|---|---|")
-    print(f"| best FP32 ({fp32.runtime}, {fp32.median_ms:.2f} ms) / FLOP floor | {ratio_fp32:.2f}x | <= 1.2x | "
-          f"{'yes' if ratio_fp32 <= 1.2 else 'no'} |")
+    # Below 1x on one FP32 thread is faster than sgemm itself: the bench table marks it, and it meets nothing.
+    error = below_floor(fp32, machine.sgemm_gflops)
+    met = "measurement error: rerun on a quiet machine" if error else "yes" if ratio_fp32 <= 1.2 else "no"
+    mark = f" {BELOW_FLOOR_MARK}" if error else ""
+    print(f"| best FP32 ({fp32.runtime}, {fp32.median_ms:.2f} ms) / FLOP floor | {ratio_fp32:.2f}x{mark} | <= 1.2x | "
+          f"{met} |")
     print(f"| best FP32 / best INT8 ({int8.runtime}, {int8.median_ms:.2f} ms) | {speedup:.2f}x | >= {int8_target}x | "
           f"{'yes' if speedup >= int8_target else 'no'} |")
     print(f"| PyTorch eager FP32 ({torch_cell.median_ms:.2f} ms) / best INT8 | "

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
 import pytest
 import torch
 
-from edgedepth.bench import Cell, build_network, cpu_isa, flop_floor_ms, int8_summary, timing_size
+from edgedepth.bench import (
+    BenchConfig,
+    Cell,
+    Machine,
+    best_peak,
+    build_network,
+    cpu_isa,
+    flop_floor_ms,
+    format_duration,
+    format_table,
+    int8_summary,
+    time_left,
+    timing_size,
+)
 from edgedepth.cli import main
 from edgedepth.models.complexity import count_macs, count_parameters
 
@@ -44,9 +58,60 @@ def test_int8_summary_compares_the_best_of_each_precision() -> None:
              cell("openvino-int8", 1, 4.0), cell("onnx", 2, 6.0)]
     # 0.5 GFLOP at 100 GFLOP/s: a 5 ms floor. Two threads have no INT8 cell: no line.
     assert int8_summary(cells, 100.0) == [
-        "- fastdepth_v3, 1 thread(s): best FP32 onnx 10.0 ms (2.00x the FLOP floor); best INT8 openvino-int8 4.0 ms, "
-        "2.50x faster than the best FP32, 7.50x faster than PyTorch eager"
+        ("- fastdepth_v3, 1 thread(s): best FP32 onnx 10.0 ms (2.00x the FLOP floor); best INT8 openvino-int8 4.0 ms, "
+         "2.50x faster than the best FP32, 7.50x faster than PyTorch eager")
     ]
+
+
+def test_sgemm_peak_is_the_best_of_the_measurements_through_the_run() -> None:
+    # Three measurements of one machine under changing load (issue 14): load only slows sgemm, so the best is the peak.
+    assert best_peak([90.0, 121.0, 144.0, 118.5]) == 144.0
+    assert best_peak([97.0]) == 97.0
+    with pytest.raises(ValueError):
+        best_peak([])
+
+
+def _cell(model: str, runtime: str, threads: int, ms: float, macs: int = 500_000_000) -> Cell:
+    return Cell(model, runtime, threads, (256, 192), 3_600_000, macs, latencies_ms=[ms, ms, ms])
+
+
+def _machine(gflops: float) -> Machine:
+    return Machine("test CPU", ("avx2", "fma"), gflops, (0.5, 0.5, 0.5), {"torch": "2.14.1"}, (gflops - 30, gflops))
+
+
+def _floor_column(table: str) -> dict[tuple[str, str, str], str]:
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| m |")]
+    return {(r[0].strip(), r[1].strip(), r[2].strip()): r[9].strip() for r in rows}
+
+
+def test_an_fp32_cell_below_its_flop_floor_is_flagged_as_a_measurement_error() -> None:
+    # 1 GFLOP at 100 GFLOP/s: a 10 ms floor for every cell.
+    cells = [
+        _cell("m", "torch", 1, 12.0),          # 1.20x: a result
+        _cell("m", "onnx", 1, 7.6),            # 0.76x on one FP32 thread: faster than sgemm, impossible
+        _cell("m", "onnx-int8", 1, 4.0),       # 0.40x: INT8 may go below the FP32 floor
+        _cell("m", "onnx", 2, 6.0),            # 0.60x: two threads may too
+    ]
+    table = format_table(_machine(100.0), cells, BenchConfig(runs=3, warmup=1))
+    floor = _floor_column(table)
+    assert floor == {("m", "torch", "1"): "1.20", ("m", "onnx", "1"): "0.76 (!)", ("m", "onnx-int8", "1"): "0.40",
+                     ("m", "onnx", "2"): "0.60"}
+    notes = [line for line in table.splitlines() if line.startswith("(!)")]
+    assert len(notes) == 1 and "1 FP32 one-thread cell(s) below 1x" in notes[0] and "MEASUREMENT ERROR" in notes[0]
+    assert "(0.76x the FLOP floor (!))" in table  # the INT8 summary's best FP32 is that cell: marked there too
+    assert "the best of 2 measurements through the run, lowest 70.0" in table
+
+    # With the peak measured on a quiet moment (140 GFLOP/s: a 7.1 ms floor), nothing is flagged, no note is added.
+    table = format_table(_machine(140.0), cells, BenchConfig(runs=3, warmup=1))
+    assert _floor_column(table)[("m", "onnx", "1")] == "1.06" and "(!)" not in table
+
+
+def test_time_left_and_durations() -> None:
+    assert time_left(3, 24, 30.0) == pytest.approx(210.0)  # 10 s a step, 21 to go
+    assert time_left(24, 24, 240.0) == 0.0
+    assert format_duration(time_left(0, 24, 0.0)) == "?"
+    assert [format_duration(s) for s in (8.4, 59.6, 65, 3599, 3725)] == ["8 s", "1 min 00 s", "1 min 05 s",
+                                                                         "59 min 59 s", "1 h 02 min"]
 
 
 @pytest.mark.slow  # builds two peers (timm, transformers) and runs them once
@@ -69,7 +134,8 @@ def test_tiny_bench_writes_its_table(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = tmp_path / "bench"
     assert main(["bench", "--models", "fastdepth_v3", "--runtimes", "torch,onnx,openvino", "--threads", "1",
                  "--size", "64x64", "--runs", "3", "--warmup", "1", "--out", str(out), "--chart"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md", "bench.png"]
     table = (out / "bench.md").read_text()
     assert table in printed
@@ -80,6 +146,9 @@ def test_tiny_bench_writes_its_table(tmp_path: Path, capsys: pytest.CaptureFixtu
     report = json.loads((out / "bench.json").read_text())
     gflops = report["machine"]["sgemm_gflops"]
     assert gflops > 1.0
+    # The peak is measured at the start and after each of the 4 rounds (1 warm-up + 3 timed), and is their best.
+    samples = report["machine"]["sgemm_samples"]
+    assert len(samples) == 5 and gflops == pytest.approx(max(samples), abs=0.01)
     macs = count_macs(build_network("fastdepth_v3", (64, 64)), (64, 64))
     for cell in report["cells"]:
         assert cell["error"] is None, cell["error"]
@@ -90,7 +159,22 @@ def test_tiny_bench_writes_its_table(tmp_path: Path, capsys: pytest.CaptureFixtu
     row = rows[1].split("|")
     onnx = report["cells"][1]
     assert row[7].strip() == f"{onnx['median_ms']:.1f}" and row[9].strip() == f"{1e3 / onnx['median_ms']:.1f}"
-    assert row[10].strip() == f"{onnx['median_ms'] / onnx['flop_floor_ms']:.2f}"
+    assert row[10].strip().split()[0] == f"{onnx['median_ms'] / onnx['flop_floor_ms']:.2f}"
+
+    # Progress on stderr (the table alone on stdout): each prepared process, the time left while timing, each cell.
+    progress = captured.err.splitlines()
+    assert progress[0].startswith("bench: 3 cells (1 model(s) x 3 runtime(s) x 1 thread count(s))")
+    prepared = [line for line in progress if line.startswith("[prepare ")]
+    assert [line.split(":")[0] for line in prepared] == [
+        "[prepare 1/3] fastdepth_v3 torch", "[prepare 2/3] fastdepth_v3 onnx", "[prepare 3/3] fastdepth_v3 openvino"]
+    assert all(": ready in " in line for line in prepared) and "left to prepare" in prepared[0]
+    timing = [line for line in progress if line.startswith("[timing ")]
+    assert timing[0].startswith("[timing 1 thread: round 1/4, 1/4 in all] about ")
+    assert timing[-1] == "[timing 1 thread: round 4/4, 4/4 in all] about 0 s left"
+    done = [line for line in progress if re.match(r"\[\d/3\] ", line)]
+    assert done == [f"[{k + 1}/3] fastdepth_v3 {c['runtime']} 1 thread: {c['median_ms']:.1f} ms"
+                    for k, c in enumerate(report["cells"])]
+    assert not any(line in printed for line in progress)
 
 
 def test_bad_bench_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -4,7 +4,11 @@ One run measures everything, so ratios are comparable even where absolute times 
 
 - the CPU's instruction sets (``/proc/cpuinfo`` flags) and its single-thread FP32 matrix-multiply peak
   (``torch.mm`` on one thread, GFLOP/s), so every latency is also a multiple of the network's FLOP floor
-  (``2 x MACs / peak``: what the network would take if every FLOP ran at sgemm speed);
+  (``2 x MACs / peak``: what the network would take if every FLOP ran at sgemm speed). Load only ever slows
+  sgemm down, and one measurement under load read 90 GFLOP/s where another read 144 on the same machine, so the
+  peak is measured again after every round of cells (interleaved with them, as the cells are with each other)
+  and the best of all those measurements is the peak. An FP32 cell on one thread below 1x its floor would be
+  faster than sgemm itself: the table marks it as a measurement error, not a result;
 - each cell (model x runtime x threads) runs the network alone on a normalised batch of one through the
   same :class:`~edgedepth.runtime.predictor.Predictor` that ``predict`` and ``eval`` use (``infer``: no
   resizing), in its own process. Within a thread count the cells take turns run by run (all of run 1,
@@ -20,16 +24,22 @@ Peers (random weights: speed only): ``midas_small``, an architecture replica of 
 (EfficientNet-Lite3 encoder from timm + MiDaS's small RefineNet-style decoder, 256x256), and
 ``depth_anything_v2_small`` (transformers' Depth Anything with a DINOv2-small backbone config, at the
 multiples of 14 nearest the requested size). INT8 cells are calibrated on synthetic scenes.
+
+A run prints its progress on stderr: one line per prepared model x runtime, a line with the time left while
+the rounds run (at most every :data:`PROGRESS_SECONDS`), and one line per cell once its thread count is done.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import platform
 import resource
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -52,6 +62,12 @@ MIDAS_SMALL_SIZE = (256, 256)
 DEPTH_ANYTHING_PATCH = 14
 #: Synthetic scenes used to calibrate the INT8 cells (speed only: a few are enough for realistic ranges).
 CALIBRATION_SCENES = 8
+#: The sgemm measurement after each round: the best of this many 1024-cubed products (~20 ms each).
+SGEMM_REPEATS_PER_ROUND = 2
+#: While the rounds run, a progress line at most this often (seconds), and after the first and the last round.
+PROGRESS_SECONDS = 10.0
+#: Marks a cell measured below its FLOP floor in the table (see :func:`below_floor`).
+BELOW_FLOOR_MARK = "(!)"
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class BenchConfig:
     warmup: int = 5
     out: Path = Path("bench_out")
     chart: bool = False
+    progress: bool = True
 
 
 @dataclass
@@ -96,13 +113,17 @@ class Cell:
 
 @dataclass(frozen=True)
 class Machine:
-    """The CPU, its instruction sets and its measured single-thread FP32 matmul peak."""
+    """The CPU, its instruction sets and its measured single-thread FP32 matmul peak.
+
+    ``sgemm_gflops`` is the best of ``sgemm_samples``, the measurements taken through the run (:func:`best_peak`).
+    """
 
     cpu: str
     isa: tuple[str, ...]
     sgemm_gflops: float
     load_average: tuple[float, float, float]
     versions: dict[str, str]
+    sgemm_samples: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,13 +172,26 @@ def sgemm_peak_gflops(size: int = 1024, repeats: int = 5) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def best_peak(samples: Sequence[float]) -> float:
+    """The single-thread peak from sgemm measurements spread over a run: the fastest of them.
+
+    Other work on the machine only ever slows sgemm down, never speeds it up, so the fastest measurement is the
+    one closest to what the CPU can do; a mean or a median would carry the load of the moments it was taken in.
+    """
+    if not samples:
+        raise ValueError("no sgemm measurement")
+    return max(samples)
+
+
 def describe_machine() -> Machine:
+    """The machine, with one sgemm measurement (:func:`run` adds one after every round)."""
     import onnxruntime
     import openvino
 
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     versions = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__}
-    return Machine(_cpu_name(cpuinfo), cpu_isa(cpuinfo), sgemm_peak_gflops(), _load_average(), versions)
+    sgemm = sgemm_peak_gflops()
+    return Machine(_cpu_name(cpuinfo), cpu_isa(cpuinfo), sgemm, _load_average(), versions, (sgemm,))
 
 
 def _load_average() -> tuple[float, float, float]:
@@ -300,15 +334,24 @@ def _calibration(card: Any) -> list[np.ndarray]:
 
 
 def _export_cell_file(model: nn.Module, runtime: str, folder: Path) -> tuple[Path, float | None]:
-    """The model file a runtime cell loads; for INT8, also its output's correlation with FP32."""
+    """The model file a runtime cell loads; for INT8, also its output's correlation with FP32 (``None`` if the
+    correlation is undefined: a random-weight peer whose output is constant)."""
+    import warnings
+
     from edgedepth.runtime.export import export_model
 
     fmt = "onnx" if runtime.startswith("onnx") else "openvino"
     int8 = runtime.endswith("-int8")
     path = folder / f"{model.card.name}.{runtime}{'.onnx' if fmt == 'onnx' else '.xml'}"
     calibration = _calibration(model.card) if int8 else None
-    result = export_model(model, path, fmt, source="bench", calibration=calibration, min_correlation=-1.0)
-    return path, result.correlation if int8 else None
+    with warnings.catch_warnings():
+        # Tracing transformers' Depth Anything for ONNX warns that shape checks in its code become constants: they
+        # do, at the one input size a cell is timed at, which is what the bench exports.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"transformers\.")
+        result = export_model(model, path, fmt, source="bench", calibration=calibration, min_correlation=None)
+    if not int8 or math.isnan(result.correlation):
+        return path, None
+    return path, result.correlation
 
 
 # ------------------------------------------------------------------------------------------ cell process
@@ -414,47 +457,123 @@ def run(cfg: BenchConfig) -> BenchResult:
     """Measure every cell of ``cfg`` in one interleaved run; write ``bench.md``, ``bench.json`` (and ``bench.png``)."""
     import multiprocessing
 
-    from edgedepth.models.complexity import count_macs, count_parameters
-
     unknown = sorted(set(cfg.runtimes) - set(RUNTIMES))
     if unknown:
         raise EdgedepthError(f"unknown runtime(s) {', '.join(unknown)}; use some of {', '.join(RUNTIMES)}")
     if cfg.runs < 1 or cfg.warmup < 0 or not cfg.threads or min(cfg.threads) < 1:
         raise EdgedepthError("--runs must be >= 1, --warmup >= 0 and --threads positive")
+    progress = _Progress(cfg.progress)
     machine = describe_machine()
+    sgemm = list(machine.sgemm_samples)
     context = multiprocessing.get_context("spawn")
     cells: list[Cell] = []
     processes: list[_CellProcess] = []
+    pairs, rounds = len(cfg.models) * len(cfg.runtimes), len(cfg.threads) * (cfg.warmup + cfg.runs)
+    progress.say(f"bench: {pairs * len(cfg.threads)} cells ({len(cfg.models)} model(s) x {len(cfg.runtimes)} "
+                 f"runtime(s) x {len(cfg.threads)} thread count(s)): preparing {pairs} model x runtime processes "
+                 f"(exports, INT8 calibration), then {rounds} rounds of timing")
     with tempfile.TemporaryDirectory(prefix="edgedepth-bench-") as folder:
-        for name in cfg.models:
-            model = build_network(name, cfg.size)
-            size = model.card.input_size
-            params, macs = count_parameters(model), count_macs(model, size)
-            for runtime in cfg.runtimes:
-                row = {count: Cell(name, runtime, count, size, params, macs) for count in cfg.threads}
-                cells += row.values()
-                path = None
-                if runtime != "torch":
-                    try:
-                        path, correlation = _export_cell_file(model, runtime, Path(folder))
-                    except Exception as exc:  # noqa: BLE001  (a peer a runtime cannot take: reported, not fatal)
-                        for cell in row.values():
-                            cell.error = f"export: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                        continue
-                    for cell in row.values():
-                        cell.int8_correlation = correlation
-                processes.append(_CellProcess(context, row, path, cfg.size))
-        for count in cfg.threads:
-            for turn in range(cfg.warmup + cfg.runs):
-                for handle in processes:
-                    latency = handle.time_one_run(count)
-                    if latency is not None and turn >= cfg.warmup:
-                        handle.row[count].latencies_ms.append(latency)
+        _prepare(cfg, context, Path(folder), cells, processes, progress)
+        _time_rounds(cfg, cells, processes, sgemm, progress)
         for handle in processes:
             handle.finish()
+    machine = replace(machine, sgemm_gflops=best_peak(sgemm), sgemm_samples=tuple(round(g, 2) for g in sgemm))
     table = format_table(machine, cells, cfg)
     _write_outputs(cfg, machine, cells, table)
     return BenchResult(machine, cells, table)
+
+
+def _prepare(cfg: BenchConfig, context: Any, folder: Path, cells: list[Cell], processes: list[_CellProcess],
+             progress: _Progress) -> None:
+    """Build each model, export it for each runtime and start its cell process; one progress line per pair."""
+    from edgedepth.models.complexity import count_macs, count_parameters
+
+    pairs = len(cfg.models) * len(cfg.runtimes)
+    start = last = time.monotonic()
+    for name in cfg.models:
+        model = build_network(name, cfg.size)
+        size = model.card.input_size
+        params, macs = count_parameters(model), count_macs(model, size)
+        for runtime in cfg.runtimes:
+            row = {count: Cell(name, runtime, count, size, params, macs) for count in cfg.threads}
+            cells.extend(row.values())
+            path, correlation, error = None, None, None
+            if runtime != "torch":
+                try:
+                    path, correlation = _export_cell_file(model, runtime, folder)
+                except Exception as exc:  # noqa: BLE001  (a peer a runtime cannot take: reported, not fatal)
+                    error = f"export: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            for cell in row.values():
+                cell.error, cell.int8_correlation = error, correlation
+            if error is None:
+                processes.append(_CellProcess(context, row, path, cfg.size))
+                error = processes[-1].error  # the process could not open the file (set on its cells at the end)
+            now, done = time.monotonic(), len(cells) // len(cfg.threads)
+            status = f"failed ({error})" if error else "ready"
+            left = f"; about {format_duration(time_left(done, pairs, now - start))} left to prepare" if done < pairs else ""
+            progress.say(f"[prepare {done}/{pairs}] {name} {runtime}: {status} in {now - last:.1f} s{left}")
+            last = now
+
+
+def _time_rounds(cfg: BenchConfig, cells: list[Cell], processes: list[_CellProcess], sgemm: list[float],
+                 progress: _Progress) -> None:
+    """Within each thread count, all cells take turns, run by run; an sgemm measurement closes every round."""
+    per_count = cfg.warmup + cfg.runs
+    rounds = len(cfg.threads) * per_count
+    done = reported = 0
+    start = time.monotonic()
+    last_report = -math.inf
+    for count in cfg.threads:
+        for turn in range(per_count):
+            for handle in processes:
+                latency = handle.time_one_run(count)
+                if latency is not None and turn >= cfg.warmup:
+                    handle.row[count].latencies_ms.append(latency)
+            sgemm.append(sgemm_peak_gflops(repeats=SGEMM_REPEATS_PER_ROUND))
+            done += 1
+            now = time.monotonic()
+            if done in (1, rounds) or now - last_report >= PROGRESS_SECONDS:
+                left = format_duration(time_left(done, rounds, now - start))
+                progress.say(f"[timing {count} thread{'s' if count > 1 else ''}: round {turn + 1}/{per_count}, "
+                             f"{done}/{rounds} in all] about {left} left")
+                last_report = now
+        errors = {id(handle.row[count]): handle.error for handle in processes}
+        for cell in (c for c in cells if c.threads == count):
+            reported += 1
+            error = cell.error or errors.get(id(cell))
+            result = f"failed: {error}" if error or not cell.latencies_ms else f"{cell.median_ms:.1f} ms"
+            progress.say(f"[{reported}/{len(cells)}] {cell.model} {cell.runtime} {count} "
+                         f"thread{'s' if count > 1 else ''}: {result}")
+
+
+class _Progress:
+    """Progress lines on stderr (the table goes to stdout), or nothing."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def say(self, line: str) -> None:
+        if self.enabled:
+            print(line, file=sys.stderr, flush=True)
+
+
+def time_left(done: int, total: int, elapsed: float) -> float:
+    """Seconds left if the ``total - done`` steps to go take as long, each, as the ``done`` ones did."""
+    if done <= 0:
+        return math.nan
+    return elapsed / done * max(total - done, 0)
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``3 min 05 s``, ``1 h 02 min``; ``?`` when unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -465,14 +584,26 @@ def flop_floor_ms(macs: int, gflops: float) -> float:
     return 2 * macs / (gflops * 1e9) * 1e3
 
 
+def below_floor(cell: Cell, gflops: float) -> bool:
+    """An FP32 cell on one thread faster than its FLOP floor: a measurement error, not a result.
+
+    One thread of FP32 cannot beat the sgemm rate that defines the floor, so either the peak was measured under
+    load (too low) or the cell's runs were disturbed. INT8 (4x the FP32 operations per instruction) and several
+    threads can legitimately go below 1x, so they are not flagged.
+    """
+    return (cell.threads == 1 and not cell.runtime.endswith("-int8") and bool(cell.latencies_ms)
+            and cell.median_ms < flop_floor_ms(cell.macs, gflops))
+
+
 def format_table(machine: Machine, cells: list[Cell], cfg: BenchConfig) -> str:
     """The markdown report: a header on the machine, then one row per cell."""
     versions = ", ".join(f"{k} {v.split('-')[0]}" for k, v in machine.versions.items())
     title = (f"# edgedepth bench: batch 1, {cfg.runs} timed runs after {cfg.warmup} warm-up, requested size "
              f"{format_size(cfg.size)}")
+    samples = machine.sgemm_samples or (machine.sgemm_gflops,)
     cpu = (f"CPU: {machine.cpu}; instruction sets: {', '.join(machine.isa) or 'none detected'}; single-thread "
-           f"FP32 sgemm peak {machine.sgemm_gflops:.1f} GFLOP/s; load average at start "
-           f"{machine.load_average[0]:.2f}; {versions}")
+           f"FP32 sgemm peak {machine.sgemm_gflops:.1f} GFLOP/s (the best of {len(samples)} measurements through "
+           f"the run, lowest {min(samples):.1f}); load average at start {machine.load_average[0]:.2f}; {versions}")
     legend = ("× floor: median latency / (2 × MACs / single-thread sgemm peak), for every thread count (below 1 "
               "at INT8 or several threads is possible). Peak RSS: the cell's own process (PyTorch imported in "
               "all); runtime RSS: resident memory after the runs minus after the common imports (runtime "
@@ -480,6 +611,7 @@ def format_table(machine: Machine, cells: list[Cell], cfg: BenchConfig) -> str:
     header = ("| model | runtime | threads | input | params (M) | GMACs | median ms | p90 ms | FPS | × floor "
               "| vs torch | peak RSS MiB | runtime RSS MiB |")
     lines = [title, "", cpu, "", legend, "", header, "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    flagged = 0
     for cell in cells:
         head = [cell.model, cell.runtime, str(cell.threads), format_size(cell.input_size), f"{cell.params / 1e6:.2f}",
                 f"{cell.macs / 1e9:.3f}"]
@@ -489,12 +621,17 @@ def format_table(machine: Machine, cells: list[Cell], cfg: BenchConfig) -> str:
         torch_cell = next((c for c in cells if (c.model, c.runtime, c.threads) == (cell.model, "torch", cell.threads)
                            and c.latencies_ms), None)
         speedup = f"{torch_cell.median_ms / cell.median_ms:.2f}x" if torch_cell else "—"
-        floor = flop_floor_ms(cell.macs, machine.sgemm_gflops)
+        ratio = f"{cell.median_ms / flop_floor_ms(cell.macs, machine.sgemm_gflops):.2f}"
+        if below_floor(cell, machine.sgemm_gflops):
+            ratio, flagged = f"{ratio} {BELOW_FLOOR_MARK}", flagged + 1
         rss = (f"{cell.peak_rss_mib:.0f}", f"{cell.runtime_rss_mib:.0f}") if cell.peak_rss_mib else ("—", "—")
         lines.append("| " + " | ".join([
-            *head, f"{cell.median_ms:.1f}", f"{cell.p90_ms:.1f}", f"{1e3 / cell.median_ms:.1f}",
-            f"{cell.median_ms / floor:.2f}", speedup, *rss,
+            *head, f"{cell.median_ms:.1f}", f"{cell.p90_ms:.1f}", f"{1e3 / cell.median_ms:.1f}", ratio, speedup, *rss,
         ]) + " |")
+    if flagged:
+        lines += ["", (f"{BELOW_FLOOR_MARK} {flagged} FP32 one-thread cell(s) below 1x the FLOP floor, i.e. faster "
+                       "than sgemm itself: a MEASUREMENT ERROR (the machine was busy while the peak or the cell was "
+                       "measured), not a result. Rerun on a quiet machine.")]
     summary = int8_summary(cells, machine.sgemm_gflops)
     return "\n".join(lines + (["", *summary] if summary else [])) + "\n"
 
@@ -511,10 +648,11 @@ def int8_summary(cells: list[Cell], sgemm_gflops: float) -> list[str]:
         if fp32 is None or int8 is None:
             continue
         floor = flop_floor_ms(fp32.macs, sgemm_gflops)
+        mark = f" {BELOW_FLOOR_MARK}" if below_floor(fp32, sgemm_gflops) else ""
         versus_eager = f", {eager.median_ms / int8.median_ms:.2f}x faster than PyTorch eager" if eager else ""
         lines.append(
             f"- {model}, {threads} thread(s): best FP32 {fp32.runtime} {fp32.median_ms:.1f} ms "
-            f"({fp32.median_ms / floor:.2f}x the FLOP floor); best INT8 {int8.runtime} {int8.median_ms:.1f} ms, "
+            f"({fp32.median_ms / floor:.2f}x the FLOP floor{mark}); best INT8 {int8.runtime} {int8.median_ms:.1f} ms, "
             f"{fp32.median_ms / int8.median_ms:.2f}x faster than the best FP32{versus_eager}"
         )
     return lines
@@ -530,7 +668,8 @@ def _write_outputs(cfg: BenchConfig, machine: Machine, cells: list[Cell], table:
         "cells": [
             {**asdict(cell), "median_ms": cell.median_ms if cell.latencies_ms else None,
              "p90_ms": cell.p90_ms if cell.latencies_ms else None,
-             "flop_floor_ms": flop_floor_ms(cell.macs, machine.sgemm_gflops)}
+             "flop_floor_ms": flop_floor_ms(cell.macs, machine.sgemm_gflops),
+             "below_floor": below_floor(cell, machine.sgemm_gflops)}
             for cell in cells
         ],
     }
