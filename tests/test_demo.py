@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from edgedepth import demo
 from edgedepth.demo import DemoConfig, run
 
 
@@ -24,12 +26,16 @@ def test_tiny_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
     cfg = _tiny(tmp_path / "demo")
     report = run(cfg)
     page = report.read_text()
-    for section in ('id="metrics"', 'id="loss"', 'id="latency"', 'id="timings"', 'id="grid"', "untrained", "trained"):
+    for section in ('id="metrics"', 'id="loss"', 'id="latency"', 'id="timings"', 'id="grid"', "untrained", "trained",
+                    "vertical ramp, no image input", "median (oracle)"):
         assert section in page
     assert page.count("data:image/png;base64,") >= 3  # loss curve, latency chart and an evaluation grid
     assert (tmp_path / "demo" / "student.onnx").is_file() and "onnx" in (tmp_path / "demo" / "bench" / "bench.md").read_text()
     summary = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert isinstance(summary["metrics"]["untrained"], dict) and 0 < summary["metrics"]["untrained"]["abs_rel"]
+    assert set(summary["metrics"]) == {"trained", "untrained", "ramp", "constant"}
+    assert summary["verdict"] and html.escape(summary["verdict"]) in page
+    assert all(0 < summary["metrics"][row]["abs_rel"] < 1 for row in ("ramp", "constant"))
     assert (tmp_path / "demo" / "run" / "final.safetensors").is_file()
 
     again = _tiny(cfg.out)
@@ -66,3 +72,18 @@ def test_report_renders_its_images_in_headless_chromium(tmp_path: Path) -> None:
     assert found, dom[:500]
     ok, total = int(found.group(1)), int(found.group(2))
     assert total >= 2 and ok == total
+
+
+def test_each_step_announces_the_time_left_from_the_speed_so_far(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = iter([0.0, 120.0, 120.0, 120.0])  # the first step (render train, a tenth of the demo) takes 2 minutes
+    monkeypatch.setattr(demo.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(demo, "STEP_SHARES", {"render train": 0.1, "train": 0.9})
+    steps = demo._Steps({})
+    with steps("render train", "render"):
+        pass
+    with steps("train", "train"):
+        pass
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["== demo: render", "== demo: train (about 18 min left)"]  # 0.9 of the work at 2 min per 0.1
