@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from edgedepth import bench
 from edgedepth.bench import (
     BenchConfig,
     Cell,
@@ -182,3 +183,10 @@ def test_bad_bench_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert err.startswith("edgedepth: error: unknown runtime(s) tensorrt") and err.count("\n") == 1
     assert not (tmp_path / "b").exists()
+
+
+def test_default_thread_counts_stay_within_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench, "available_cores", lambda: 1)
+    assert bench.BenchConfig().threads == (1,)
+    monkeypatch.setattr(bench, "available_cores", lambda: 8)
+    assert bench.BenchConfig().threads == (1, 2)

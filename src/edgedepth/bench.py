@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgedepth.cores import available_cores
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path
 from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, format_size
@@ -70,13 +71,19 @@ PROGRESS_SECONDS = 10.0
 BELOW_FLOOR_MARK = "(!)"
 
 
+def default_thread_counts() -> tuple[int, ...]:
+    """One thread and two, as far as the cores this process may use allow (more threads than cores time the
+    contention, not the network)."""
+    return tuple(count for count in (1, 2) if count <= available_cores())
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """What ``edgedepth bench`` was asked to do."""
 
     models: tuple[str, ...] = ("fastdepth_v3", "fastdepth", "midas_small", "depth_anything_v2_small")
     runtimes: tuple[str, ...] = RUNTIMES
-    threads: tuple[int, ...] = (1, 2)
+    threads: tuple[int, ...] = field(default_factory=default_thread_counts)
     size: tuple[int, int] = (256, 192)
     runs: int = 30
     warmup: int = 5
@@ -463,6 +470,9 @@ def run(cfg: BenchConfig) -> BenchResult:
     if cfg.runs < 1 or cfg.warmup < 0 or not cfg.threads or min(cfg.threads) < 1:
         raise EdgedepthError("--runs must be >= 1, --warmup >= 0 and --threads positive")
     progress = _Progress(cfg.progress)
+    if max(cfg.threads) > available_cores():
+        print(f"edgedepth: warning: --threads {max(cfg.threads)}: this process may use {available_cores()} "
+                     "core(s); cells with more threads than cores measure contention, not the network", file=sys.stderr)
     machine = describe_machine()
     sgemm = list(machine.sgemm_samples)
     context = multiprocessing.get_context("spawn")

@@ -298,7 +298,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    "(default: fastdepth_v3, fastdepth and both peers)")
     p.add_argument("--runtimes", help="comma-separated, of torch, onnx, onnx-int8, openvino, openvino-int8 "
                    "(default: all)")
-    p.add_argument("--threads", help="comma-separated thread counts (default: 1,2)")
+    p.add_argument("--threads", help="comma-separated thread counts (default: 1,2, at most the cores this process may use)")
     p.add_argument("--size", type=_size, help="input WIDTHxHEIGHT (default: 256x192)")
     p.add_argument("--runs", type=int, help="timed runs per cell (default: 30)")
     p.add_argument("--warmup", type=int, help="untimed runs first (default: 5)")
