@@ -55,8 +55,8 @@ class DemoConfig:
 
 #: Each step's share of a whole demo's wall time, measured on a 2-core CPU (see README); the estimate of the time
 #: left scales the shares still to come by how fast this machine ran the ones done.
-STEP_SHARES = {"render train": 0.10, "render test": 0.03, "label": 0.03, "train": 0.74, "evaluate": 0.07,
-               "export": 0.01, "bench": 0.02}
+STEP_SHARES = {"render train": 0.14, "render test": 0.035, "label": 0.015, "train": 0.75, "evaluate": 0.03,
+               "export": 0.002, "bench": 0.028}
 
 
 class _Steps:
