@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
+from edgedepth.imageio import atomic_path, check_input_file
 from edgedepth.processing import SIZE_DIVISOR, format_size, parse_size
 
 T = TypeVar("T")
@@ -228,16 +228,25 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     """Load a config of type ``cls`` from a YAML file (or the defaults when ``path`` is None) plus overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
+        path = check_input_file(path, "a YAML config", "no such config file")
         try:
             data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise EdgedepthError(f"{path}: no such config file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EdgedepthError(f"{path}: cannot read the config ({getattr(exc, 'strerror', None) or exc})") from None
         except yaml.YAMLError as exc:
             raise EdgedepthError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
         if not isinstance(data, dict):
-            raise EdgedepthError(f"{path}: a config file must be a mapping of sections")
-    return from_dict(cls, apply_overrides(data, overrides))
+            raise EdgedepthError(f"{path}: a config file must be a mapping of sections, not {type(data).__name__}")
+    try:
+        return from_dict(cls, apply_overrides(data, overrides))
+    except EdgedepthError as exc:
+        if path is None:
+            raise
+        try:  # the file alone: a key or value it gets wrong is named with the file; an override's, without
+            from_dict(cls, apply_overrides(data, []))
+        except EdgedepthError:
+            raise EdgedepthError(f"{path}: {exc}") from None
+        raise
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from edgedepth import __version__, report
 from edgedepth.cores import compute_threads
 from edgedepth.data.nyu import NYU_CROPS, GroundTruth, NyuLabeled, read_splits
 from edgedepth.errors import EdgedepthError
+from edgedepth.imageio import check_input_file, check_output_folder
 from edgedepth.metrics import (
     ALIGNMENTS,
     METRIC_NAMES,
@@ -189,9 +190,7 @@ def apply_seed_config(cfg: EvalConfig) -> tuple[EvalConfig, list[str]]:
     """
     if cfg.config_file is None:
         return cfg, []
-    path = cfg.config_file
-    if not path.is_file():
-        raise EdgedepthError(f"{path}: no such config file")
+    path = check_input_file(cfg.config_file, "the seed's config.yaml", "no such config file")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -290,6 +289,7 @@ def run(cfg: EvalConfig) -> EvalSummary:
         raise EdgedepthError("pass --data nyu_depth_v2_labeled.mat and --splits splits.mat (or a --config with them)")
     if cfg.batch_size < 1:
         raise EdgedepthError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    check_output_folder(cfg.out)  # now, not once every frame has been scored
     if cfg.baseline == "constant":  # median scaling turns the constant into the ground truth's median
         cfg = replace(cfg, protocol=replace(cfg.protocol, alignment="median-depth"))
     start = time.perf_counter()

@@ -1,8 +1,10 @@
-"""Reading images and writing outputs: robust decoding, atomic writes.
+"""Reading images and writing outputs: robust decoding, atomic writes, and the checks of the paths they use.
 
 Every image that enters edgedepth comes through :func:`read_rgb` (a file) or :func:`decode_rgb` (a file's
-bytes), so grayscale, 16-bit, palette, RGBA and CMYK files, EXIF rotation, truncated files and the pixel limit
-are handled in one place.
+bytes), so grayscale, 16-bit, palette, RGBA and CMYK files, EXIF rotation, truncated and empty files and the
+pixel limit are handled in one place. Input files other than images are checked by :func:`check_input_file`
+(missing, a folder, empty), output folders by :func:`check_output_folder` before the work and
+:func:`make_folder` when writing, and every output file is written through :func:`atomic_path`.
 """
 
 from __future__ import annotations
@@ -83,17 +85,21 @@ def read_rgb(
 
     The EXIF orientation is applied; grayscale is replicated to three channels, alpha is dropped, CMYK and
     palette images are converted, 16-bit samples keep their high byte (see :func:`_to_uint8_rgb`). A missing,
-    unreadable or truncated file raises :class:`EdgedepthError` naming the file; one with more than
+    unreadable, truncated or empty file raises :class:`EdgedepthError` naming the file; one with more than
     ``max_pixels`` pixels (``None`` or 0: no limit) raises :class:`ImageTooLargeError` before its pixels are
     decoded. ``data``, when given, is the file's content already in memory (a member of a tar shard, a posted
     body); ``path`` then only names it in errors.
     """
     path = Path(path)
+    if data == b"" if data is not None else path.is_file() and path.stat().st_size == 0:
+        raise EdgedepthError(f"{path}: empty file (0 bytes), not an image")
     try:
         with _open_limited(io.BytesIO(data) if data is not None else path, path, max_pixels) as image:
             array = _to_uint8_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError:
         raise EdgedepthError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise EdgedepthError(f"{path}: a folder, not an image file") from None
     except UnidentifiedImageError:
         raise EdgedepthError(f"{path}: not an image file (unrecognised format)") from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL reports truncation and corruption as OSError
@@ -177,14 +183,62 @@ def _current_umask() -> int:
     return mask
 
 
+def check_input_file(path: str | Path, what: str, missing: str = "no such file") -> Path:
+    """``path``, if it is a file with something in it; else an EdgedepthError naming it and what is wrong.
+
+    ``what`` is what the file should be (``"edgedepth weights (.safetensors)"``), for the messages of a folder
+    and of an empty file; ``missing`` is the message for a path where nothing is.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise EdgedepthError(f"{path}: {missing}")
+    if path.is_dir():
+        raise EdgedepthError(f"{path}: a folder, not a file; expected {what}")
+    if path.stat().st_size == 0:
+        raise EdgedepthError(f"{path}: empty file (0 bytes), not {what}; copy or download it again")
+    return path
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """``path``, if it is a folder or could be made one; else an EdgedepthError naming the file in the way.
+
+    Commands call it before their work, so that an output folder given as (or under) an existing file fails at
+    once, not after minutes of work; nothing is created.
+    """
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            break
+        if folder.exists() or folder.is_symlink():
+            if folder == path:
+                raise EdgedepthError(f"{path}: a file, not a folder; choose another output folder")
+            raise EdgedepthError(
+                f"{folder}: a file, not a folder, so {path} cannot be made in it; choose another output folder"
+            )
+    return path
+
+
+def make_folder(path: str | Path) -> Path:
+    """Create the folder ``path`` (and its parents) if need be; a file in the way is an EdgedepthError naming it."""
+    path = check_output_folder(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgedepthError(f"{path}: cannot make the folder ({exc.strerror or exc})") from None
+    return path
+
+
 @contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it over ``final`` only if the block succeeds.
 
-    A crash or a full disk never leaves a half-written file under the final name.
+    A crash or a full disk never leaves a half-written file under the final name. A folder at ``final``, or a
+    file where its folder should be, is an EdgedepthError before anything is written.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.is_dir():
+        raise EdgedepthError(f"{final}: a folder, not a file; choose another output file name")
+    make_folder(final.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part" + final.suffix, dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)

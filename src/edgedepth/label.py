@@ -52,7 +52,7 @@ from edgedepth.data.shards import (
 )
 from edgedepth.data.sources import Source, SourceItem, open_source
 from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
+from edgedepth.imageio import atomic_path, make_folder
 from edgedepth.processing import format_size, resize_image
 from edgedepth.teachers import Teacher, create_teacher
 from edgedepth.viz import to_uint16
@@ -450,7 +450,7 @@ def _run(cfg: LabelConfig, rank: int, world_size: int, local_rank: int) -> Label
             raise EdgedepthError(f"the ranks see different inputs in {cfg.source}; every rank must see the same SOURCE")
     resumed = _check_out(out, identity)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out)
         _remove_stale_temporaries(out)
         if not resumed:
             _write_json(out / INDEX_NAME, {**identity, "complete": False, "shards": []})

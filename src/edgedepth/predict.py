@@ -23,6 +23,7 @@ from edgedepth.imageio import (
     DEFAULT_MAX_IMAGE_PIXELS,
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
+    check_output_folder,
     iter_video_frames,
     read_rgb,
     video_info,
@@ -121,6 +122,12 @@ def _warn(message: str) -> None:
 def run(cfg: PredictConfig) -> PredictSummary:
     """Predict every input of ``cfg.source`` and write the outputs under ``cfg.out``."""
     inputs = collect_inputs(cfg.source)
+    check_output_folder(cfg.out)
+    single = len(inputs.images) == 1 and not inputs.ignored and Path(cfg.source).is_file()
+    # A single image is read before the model loads: an unreadable one fails at once.
+    read_start = time.perf_counter()
+    first = read_rgb(inputs.images[0][0], max_pixels=cfg.max_image_pixels) if single else None
+    first_read = time.perf_counter() - read_start
     load_start = time.perf_counter()
     predictor: Predictor = load_predictor(cfg.weights, cfg.size, cfg.device)
     # One untimed run at the network's size: the first call of a runtime sets itself up (kernel selection,
@@ -134,13 +141,10 @@ def run(cfg: PredictConfig) -> PredictSummary:
     start = time.perf_counter()
 
     if inputs.images:
-        single = len(inputs.images) == 1 and not inputs.ignored and Path(cfg.source).is_file()
         for file, stem in tqdm(inputs.images, desc="predict", unit="img", disable=single):
             try:
-                image = read_rgb(file, max_pixels=cfg.max_image_pixels)
+                image = first if first is not None else read_rgb(file, max_pixels=cfg.max_image_pixels)
             except EdgedepthError as exc:
-                if single:
-                    raise
                 _warn(f"{exc}; skipped")
                 skipped += 1
                 continue
@@ -157,4 +161,4 @@ def run(cfg: PredictConfig) -> PredictSummary:
 
     if processed == 0:
         raise EdgedepthError(f"{cfg.source}: no input could be read ({skipped} skipped)")
-    return PredictSummary(processed, skipped, time.perf_counter() - start, load_seconds)
+    return PredictSummary(processed, skipped, time.perf_counter() - start + first_read, load_seconds)

@@ -24,6 +24,7 @@ lines of successful requests.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -109,7 +110,8 @@ def make_server(
     try:
         return DepthServer((host, port), predictor, quiet, timeout=timeout, max_image_pixels=max_image_pixels)
     except OSError as exc:
-        raise EdgedepthError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        hint = "; pick another --port (0 picks a free one)" if exc.errno == errno.EADDRINUSE else ""
+        raise EdgedepthError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
 
 
 def describe(predictor: Predictor) -> dict[str, object]:

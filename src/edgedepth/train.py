@@ -37,7 +37,7 @@ from edgedepth.config import ScheduleConfig, TrainConfig, dump_config, save_conf
 from edgedepth.cores import WorkerInit, available_cores, loader_workers, set_compute_threads
 from edgedepth.data.pairs import Sample, build_dataset
 from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
+from edgedepth.imageio import atomic_path, check_output_folder
 from edgedepth.losses import get_loss
 from edgedepth.models import create_model, save_weights
 
@@ -229,7 +229,8 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) 
     if changed:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
         raise EdgedepthError(
-            f"{path} was started with another config ({details}); resume with the same settings or use another run.dir"
+            f"{path}: a run started with another config ({details}); resume with the same settings or use another "
+            "run.dir"
         )
 
 
@@ -312,6 +313,19 @@ def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
                 module.eval()
 
 
+def check_validation_files(cfg: TrainConfig) -> None:
+    """Open the NYU files validation will read, so that a missing, corrupt or swapped one (or a split index out of
+    range) fails before training, not at the end of the first epoch."""
+    if cfg.validation.nyu_data_path is None:
+        return
+    if cfg.validation.nyu_splits_path is None:
+        raise EdgedepthError("validation.nyu_data_path is set but validation.nyu_splits_path (splits.mat) is not")
+    from edgedepth.data.nyu import NyuLabeled, read_splits
+
+    with NyuLabeled(Path(cfg.validation.nyu_data_path)) as labeled:
+        read_splits(Path(cfg.validation.nyu_splits_path), len(labeled))
+
+
 def _validate(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[str, float] | None:
     """NYU Depth v2 test-split metrics (the seed's protocol) through the evaluation code.
 
@@ -386,9 +400,10 @@ def _size_cpu_work(requested_workers: int, device: torch.device, world_size: int
 def _train(
     cfg: TrainConfig, device: torch.device, rank: int, world_size: int, on_step: Callable[[int], None] | None
 ) -> TrainResult:
-    run_dir = Path(cfg.run.dir)
+    run_dir = check_output_folder(cfg.run.dir)
     checkpoint_path, log_path = run_dir / CHECKPOINT, run_dir / LOG
     is_main = rank == 0
+    check_validation_files(cfg)
     use_amp = cfg.run.amp and device.type == "cuda"
     memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
 

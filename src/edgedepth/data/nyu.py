@@ -26,7 +26,7 @@ import scipy.io
 from scipy.io.matlab import MatReadError
 
 from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
+from edgedepth.imageio import atomic_path, check_input_file
 
 #: The two ground truths of the labeled set: ``depths`` is in-painted (dense), ``rawDepths`` is the sensor's.
 GroundTruth = Literal["depths", "rawDepths"]
@@ -312,10 +312,8 @@ def _zero_based(path: Path, key: str, values: np.ndarray, num_images: int | None
 
 
 def _check_exists(path: Path, what: str) -> None:
-    if not path.exists():
-        raise EdgedepthError(f"{path}: no such file ({what})")
-    if not path.is_file():
-        raise EdgedepthError(f"{path}: not a file ({what})")
+    expected = "nyu_depth_v2_labeled.mat" if what == "labeled data" else "splits.mat"
+    check_input_file(path, f"the {what} ({expected})", f"no such file ({what})")
 
 
 def _looks_like_splits(path: Path) -> bool:

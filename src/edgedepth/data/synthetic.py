@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from edgedepth.data import nyu
 from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path, write_png
+from edgedepth.imageio import atomic_path, make_folder, write_png
 from edgedepth.processing import format_size
 
 #: Bumped whenever a seed would render a different scene; recorded in each folder's ``index.json``.
@@ -1014,6 +1014,8 @@ def _open_index(out: Path, seed: int, size: tuple[int, int], count: int) -> dict
     """Read or create ``index.json``; refuse a folder made with another seed, size or generator version."""
     identity = {"generator": "edgedepth.data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "size": list(size)}
     path = out / INDEX_NAME
+    if path.is_dir():
+        raise EdgedepthError(f"{path}: a folder, not a file; remove it or choose another folder")
     if path.exists():
         try:
             index = json.loads(path.read_text())
@@ -1116,7 +1118,7 @@ def write_folder(
         raise EdgedepthError("--nyu-mat needs at least 2 scenes (one train, one test)")
     if out.exists() and not out.is_dir():
         raise EdgedepthError(f"{out}: is a file; synth writes a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     index = _open_index(out, seed, size, count)
 
     start = time.perf_counter()

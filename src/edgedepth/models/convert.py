@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from edgedepth.errors import EdgedepthError
+from edgedepth.imageio import check_input_file, check_output_folder
 from edgedepth.models.registry import ModelCard, create_model, list_models
 from edgedepth.models.weights import save_weights
 
@@ -91,9 +92,7 @@ LAYOUTS: tuple[SourceLayout, ...] = (SEED_LAYOUT, FASTDEPTH_LAYOUT)
 
 def load_checkpoint(path: str | Path) -> Any:
     """Read a PyTorch file with ``weights_only=True``; anything that needs arbitrary unpickling is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgedepthError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    path = check_input_file(path, "a PyTorch checkpoint (.pth, .pt)")
     unreadable = f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or another format)"
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -342,6 +341,9 @@ def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | N
     in_path, out_path = Path(in_path), Path(out_path)
     if out_path.suffix.lower() != ".safetensors":
         raise EdgedepthError(f"{out_path}: the output must be a .safetensors file")
+    if out_path.is_dir():
+        raise EdgedepthError(f"{out_path}: a folder, not a file; choose another output file name")
+    check_output_folder(out_path.parent)
     checkpoint = load_checkpoint(in_path)
     converted, source = _convert(checkpoint, str(in_path), model)
     provenance: dict[str, Any] = {"source": in_path.name, "converted_from": source}

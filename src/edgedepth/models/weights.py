@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
+from edgedepth.imageio import atomic_path, check_input_file
 from edgedepth.models.registry import ModelCard, create_model
 
 FORMAT = "edgedepth.weights/1"
@@ -63,9 +63,7 @@ def pickled_checkpoint_error(path: str | Path) -> EdgedepthError:
 
 def read_metadata(path: str | Path) -> tuple[ModelCard, dict[str, Any]]:
     """Read the card and provenance of a weights file without loading its tensors."""
-    path = Path(path)
-    if not path.exists():
-        raise EdgedepthError(f"{path}: no such weights file")
+    path = check_input_file(path, "edgedepth weights (.safetensors)", "no such weights file")
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise pickled_checkpoint_error(path)
     try:

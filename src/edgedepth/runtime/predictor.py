@@ -16,6 +16,7 @@ Exported files have a fixed input size (their card's ``input_size``); asking for
 from __future__ import annotations
 
 import time
+import warnings
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from edgedepth.errors import EdgedepthError
+from edgedepth.imageio import check_input_file
 from edgedepth.models.registry import ModelCard
 from edgedepth.processing import SIZE_DIVISOR, Interpolation, format_size, preprocess, upsample_prediction
 from edgedepth.runtime.metadata import KEYS, ExportInfo, ExportMetadata
@@ -185,6 +187,7 @@ class OpenVinoPredictor(_ExportedPredictor):
         import openvino as ov
 
         path = _existing(path)
+        _check_ir(path)
         core = ov.Core()
         try:
             model = core.read_model(str(path))
@@ -233,7 +236,11 @@ class TorchScriptPredictor(_ExportedPredictor):
         if is_torch_save_archive(path):  # a checkpoint or state dict (torch.save), which TorchScript calls corrupt
             raise pickled_checkpoint_error(path)
         try:
-            self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+            # PyTorch 2.14 marks torch.jit deprecated (a FutureWarning per load, on the user's stderr); it works, and
+            # a TorchScript file is what was asked for, as ``edgedepth export`` silences its trace and save.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+                self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         except RuntimeError as exc:
             raise EdgedepthError(
                 f"{path}: not a TorchScript export ({_last_line(exc)}); if it is a PyTorch checkpoint, convert it "
@@ -253,10 +260,24 @@ class TorchScriptPredictor(_ExportedPredictor):
 
 
 def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise EdgedepthError(f"{path}: no such model file")
-    return path
+    return check_input_file(path, f"a model file ({Path(path).suffix or 'no suffix'})", "no such model file")
+
+
+def _check_ir(path: Path) -> None:
+    """An IR is a well-formed ``<net>`` XML with its ``.bin`` beside it: checked before OpenVINO reads it, since
+    OpenVINO offers a file its IR reader refuses to its other frontends, and TensorFlow's logs its parse errors
+    on stderr (lines a user of this command would see above its own)."""
+    from xml.etree import ElementTree
+
+    unreadable = f"{path}: not a readable OpenVINO IR (.xml with its .bin beside it)"
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (ElementTree.ParseError, OSError) as exc:
+        raise EdgedepthError(f"{unreadable}: not well-formed XML ({exc}); export it again") from None
+    if root.tag != "net":
+        raise EdgedepthError(f"{unreadable}: its root element is <{root.tag}>, not <net>")
+    if not path.with_suffix(".bin").is_file():
+        raise EdgedepthError(f"{unreadable}: {path.with_suffix('.bin').name} is missing; keep it beside the .xml")
 
 
 def _last_line(exc: BaseException) -> str:

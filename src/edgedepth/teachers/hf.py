@@ -108,8 +108,17 @@ def _hub_unreachable(exc: BaseException | None) -> bool:
 
 def _load(loader: Any, reference: str, what: str, **kwargs: Any) -> Any:
     """``loader.from_pretrained(reference)`` with its failures turned into one-line :class:`EdgedepthError`."""
+    from safetensors import SafetensorError
+
     try:
         return loader.from_pretrained(reference, **kwargs)
+    except SafetensorError as exc:  # a local weights file cut short or corrupt: name it
+        weights = sorted(Path(reference).glob("*.safetensors")) if Path(reference).is_dir() else []
+        where = str(weights[0]) if len(weights) == 1 else f"hf:{reference}"
+        problem = "empty file (0 bytes)" if weights and weights[0].stat().st_size == 0 else str(exc).strip()
+        raise EdgedepthError(
+            f"{where}: not a readable .safetensors weights file ({problem}); save or download the model again"
+        ) from None
     except (OSError, ValueError) as exc:
         if _hub_unreachable(exc):
             raise EdgedepthError(_UNREACHABLE.format(reference=reference)) from None

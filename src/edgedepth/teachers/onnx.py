@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from edgedepth.errors import EdgedepthError
+from edgedepth.imageio import check_input_file
 from edgedepth.processing import format_size, parse_size, preprocess
 from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD
 from edgedepth.teachers.base import Teacher
@@ -65,8 +66,7 @@ class OnnxTeacher(Teacher):
         import onnxruntime
 
         path, size, self.mean, self.std = parse_onnx_spec(spec)
-        if not path.is_file():
-            raise EdgedepthError(f"{path}: no such ONNX file")
+        check_input_file(path, "an ONNX model", "no such ONNX file")
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
