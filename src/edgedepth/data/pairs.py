@@ -7,14 +7,17 @@ A sample is a dict: ``image`` (``3 x H x W`` float32, normalised as the student 
 Sources:
 - a folder in the seed's layout, ``<name>.jpg`` beside a 16-bit ``<name>.png`` (:class:`FolderPairs`);
 - the label shards of ``edgedepth label`` (WebDataset tars), read in place by member offset (:class:`ShardPairs`).
+
+A pair that cannot be read (a truncated or empty image, an image above the pixel limit, a corrupt depth PNG, a
+sample cut short in its shard) is skipped with a one-line warning, once per process, and the next readable pair
+takes its place, so batches keep their size and one bad file among thousands does not stop a long run.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import tarfile
 
 import cv2
 import numpy as np
@@ -22,8 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from edgedepth.config import DataConfig, PngMeaning
-from edgedepth.data.shards import decode_label_sample, read_index
-from edgedepth.data.sources import MM_PER_M, Blob, split_member_name
+from edgedepth.data.shards import IMAGE_EXT, LABEL_EXT, META_EXT, decode_label_sample, read_index
+from edgedepth.data.sources import MM_PER_M, Blob, list_tar_members, split_member_name
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import read_rgb
 from edgedepth.processing import format_size, normalize_inverse_depth, preprocess, resize_image
@@ -87,13 +90,45 @@ def make_sample(
     }
 
 
-class FolderPairs(Dataset[Sample]):
+class _Pairs(Dataset[Sample]):
+    """Training pairs by index; an unreadable pair is skipped with a warning and the next readable one stands in."""
+
+    root: Path
+
+    def __init__(self) -> None:
+        self._warned: set[int] = set()  # per process (each loader worker has its own)
+
+    def load(self, index: int) -> Sample:
+        """Pair ``index`` as a sample; EdgedepthError naming its file when it cannot be read."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Sample:
+        count = len(self)  # type: ignore[arg-type]
+        for step in range(count):
+            current = (index + step) % count
+            try:
+                return self.load(current)
+            except EdgedepthError as exc:
+                if current not in self._warned:
+                    self._warned.add(current)
+                    print(f"edgedepth: warning: {exc}; skipped (the next readable pair takes its place)",
+                          file=sys.stderr, flush=True)
+        raise EdgedepthError(f"{self.root}: no training pair could be read (see the warnings)")
+
+
+class FolderPairs(_Pairs):
     """``<name>.jpg`` beside ``<name>.png`` anywhere under a folder (the seed's layout), sorted by path."""
 
     def __init__(
         self, root: str | Path, size: tuple[int, int], mean: Sequence[float], std: Sequence[float], png: PngMeaning
     ) -> None:
+        super().__init__()
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise EdgedepthError(
+                f"{self.root}: a file, not a folder; data.path names a folder of <name>.jpg + <name>.png pairs "
+                "(or of label shards, with data.format=shards)"
+            )
         if not self.root.is_dir():
             raise EdgedepthError(f"{self.root}: training data folder does not exist")
         self.images = sorted(p for p in self.root.rglob("*.jpg") if p.with_suffix(".png").is_file())
@@ -107,13 +142,13 @@ class FolderPairs(Dataset[Sample]):
     def key(self, index: int) -> str:
         return self.images[index].relative_to(self.root).with_suffix("").as_posix()
 
-    def __getitem__(self, index: int) -> Sample:
+    def load(self, index: int) -> Sample:
         path = self.images[index]
         target = read_png_target(path.with_suffix(".png"), self.png)
         return make_sample(read_rgb(path), target, self.size, self.mean, self.std, self.key(index))
 
 
-class ShardPairs(Dataset[Sample]):
+class ShardPairs(_Pairs):
     """The samples of a finished ``edgedepth label`` folder, by index, read in place from the tars.
 
     Opening scans the tar headers once (no member is unpacked); a sample is then three seeks and reads. Being
@@ -121,6 +156,7 @@ class ShardPairs(Dataset[Sample]):
     """
 
     def __init__(self, root: str | Path, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
         self.root = Path(root)
         index = read_index(self.root)
         if not index.get("complete"):
@@ -133,7 +169,7 @@ class ShardPairs(Dataset[Sample]):
             )
         self.samples: list[tuple[str, dict[str, Blob]]] = []
         for shard in index["shards"]:
-            self.samples.extend(_tar_members(self.root / shard["name"]))
+            self.samples.extend(_tar_members(self.root / shard["name"], alone=len(index["shards"]) == 1))
         if not self.samples:
             raise EdgedepthError(f"{self.root}: the label shards hold no sample")
         self.size, self.mean, self.std = tuple(size), tuple(mean), tuple(std)
@@ -144,23 +180,31 @@ class ShardPairs(Dataset[Sample]):
     def key(self, index: int) -> str:
         return self.samples[index][0]
 
-    def __getitem__(self, index: int) -> Sample:
+    def load(self, index: int) -> Sample:
         key, blobs = self.samples[index]
-        _, image, inverse_depth, _ = decode_label_sample(key, {ext: blob.read() for ext, blob in blobs.items()})
+        origin = f"{next(iter(blobs.values())).path}:{key}"  # the shard and the sample's key
+        try:
+            files = {ext: blob.read() for ext, blob in blobs.items()}
+        except (EdgedepthError, OSError):
+            raise EdgedepthError(f"{origin}: sample cut short (truncated tar)") from None
+        _, image, inverse_depth, _ = decode_label_sample(origin, files)
         return make_sample(image, inverse_depth, self.size, self.mean, self.std, key)
 
 
-def _tar_members(path: Path) -> list[tuple[str, dict[str, Blob]]]:
-    """``(key, {extension: where its bytes are})`` for every sample of a tar, in the tar's order."""
+def _tar_members(path: Path, alone: bool = True) -> list[tuple[str, dict[str, Blob]]]:
+    """``(key, {extension: where its bytes are})`` for every sample of a tar, in the tar's order.
+
+    Of a truncated shard, the samples before the cut (the one it cut through is dropped whole, with the warning of
+    :func:`~edgedepth.data.sources.list_tar_members`); an unreadable shard among several is skipped with a warning.
+    """
     samples: dict[str, dict[str, Blob]] = {}
-    try:
-        with tarfile.open(path, "r:") as archive:
-            for member in archive:
-                if member.isfile():
-                    key, extension = split_member_name(member.name)
-                    samples.setdefault(key, {})[extension] = Blob(str(path), member.offset_data, member.size)
-    except (tarfile.TarError, OSError) as exc:
-        raise EdgedepthError(f"{path}: not a readable label shard ({exc})") from None
+    members, cut = list_tar_members(path, alone, what="label shard")
+    for member in members:
+        key, extension = split_member_name(member.name)
+        samples.setdefault(key, {})[extension] = Blob(str(path), member.offset_data, member.size)
+    last = next(reversed(samples), None)
+    if cut and last is not None and set(samples[last]) != {IMAGE_EXT, LABEL_EXT, META_EXT}:
+        del samples[last]  # the sample the cut went through: some of its members are whole, not all
     return list(samples.items())
 
 

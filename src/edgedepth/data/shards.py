@@ -130,7 +130,11 @@ def decode_label_sample(key: str, files: dict[str, bytes]) -> LabelSample:
     if image is None or label is None or label.dtype != np.uint16:
         raise EdgedepthError(f"{key}: corrupt label sample (undecodable image or non-16-bit label)")
     inverse_depth = label.astype(np.float32) / LABEL_SCALE
-    return key, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), inverse_depth, json.loads(files[META_EXT])
+    try:
+        meta = json.loads(files[META_EXT])
+    except ValueError:
+        raise EdgedepthError(f"{key}: corrupt label sample (its .{META_EXT} member is not JSON)") from None
+    return key, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), inverse_depth, meta
 
 
 def read_index(root: str | Path) -> dict[str, Any]:

@@ -14,7 +14,9 @@ Conventions, one place for each:
   ``<name>.jpg`` or ``<name>.jpeg``: the seed's layout for its Places labels and the layout of
   ``edgedepth synth``. Such a PNG is that image's depth, never an image of its own. Tar sources carry no depth.
 * Tar shards are read in place, without unpacking: the listing records each member's byte range, and a
-  worker reads just those bytes. Only uncompressed ``.tar`` files can be read this way.
+  worker reads just those bytes. Only uncompressed ``.tar`` files can be read this way. A truncated tar gives
+  the members before the cut, with a warning; an unreadable one among several is skipped with a warning, and
+  alone is an error (:func:`list_tar_members`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import sys
 import tarfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -210,21 +213,54 @@ def _list_items(list_file: Path) -> list[SourceItem]:
     return _file_items(files, root)
 
 
+def warn(message: str) -> None:
+    """A warning line on stderr, from the first process only under ``torchrun`` (every rank lists the same files)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"edgedepth: warning: {message}", file=sys.stderr, flush=True)
+
+
+def list_tar_members(tar: Path, alone: bool = True, what: str = "tar") -> tuple[list[tarfile.TarInfo], bool]:
+    """The file members of an uncompressed tar whose bytes are all there, and whether the tar was cut short.
+
+    A tar cut short (an interrupted copy) gives the members before the cut, with a warning naming it. A tar that
+    gives nothing (empty, not a tar) is an EdgedepthError when it is ``alone``; among several shards it is
+    skipped with a warning (an empty list). ``what`` names it in messages (``"label shard"``).
+    """
+    members: list[tarfile.TarInfo] = []
+    problem = None
+    try:
+        size = tar.stat().st_size
+        if size == 0:
+            raise EdgedepthError("empty file (0 bytes)")
+        with tarfile.open(tar, "r:") as archive:
+            for member in archive:
+                if member.isfile():
+                    members.append(member)
+    except (EdgedepthError, tarfile.TarError, OSError) as exc:
+        problem = getattr(exc, "strerror", None) or str(exc)
+    whole = [member for member in members if member.offset_data + member.size <= size]
+    if not whole and problem is not None:
+        message = f"{tar}: not a readable uncompressed {what} ({problem})"
+        if alone:
+            raise EdgedepthError(f"{message}; write or download it again")
+        warn(f"{message}; skipped")
+        return [], True
+    cut = problem is not None or len(whole) < len(members)
+    if cut:
+        warn(f"{tar}: truncated ({problem or 'its last member cut short'}); the {len(whole)} whole member(s) before "
+             "the cut are read, the rest is skipped")
+    return whole, cut
+
+
 def _tar_items(tars: Sequence[Path]) -> list[SourceItem]:
     """Items for the images in tar shards: per WebDataset key, its first member with an image extension."""
     items = []
     for tar in tars:
-        try:
-            with tarfile.open(tar, "r:") as archive:
-                chosen: dict[str, tarfile.TarInfo] = {}
-                for member in archive:
-                    if not member.isfile():
-                        continue
-                    key, extension = split_member_name(member.name)
-                    if "." + extension.lower() in IMAGE_SUFFIXES and key not in chosen:
-                        chosen[key] = member
-        except (tarfile.TarError, OSError) as exc:
-            raise EdgedepthError(f"{tar}: not a readable uncompressed tar ({exc})") from None
+        chosen: dict[str, tarfile.TarInfo] = {}
+        for member in list_tar_members(tar, alone=len(tars) == 1)[0]:
+            key, extension = split_member_name(member.name)
+            if "." + extension.lower() in IMAGE_SUFFIXES and key not in chosen:
+                chosen[key] = member
         for key, member in chosen.items():
             blob = Blob(str(tar), member.offset_data, member.size)
             items.append(SourceItem(f"{_safe_key(PurePosixPath(tar.stem))}/{key}", f"{tar}:{member.name}", blob))
