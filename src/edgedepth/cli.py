@@ -280,8 +280,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from edgedepth import bench
     from edgedepth.imageio import check_output_folder
 
-    if args.out is not None:
-        check_output_folder(args.out)  # now, not after minutes of timing
+    check_output_folder(args.out or bench.BenchConfig.out)  # now, not after minutes of timing
 
     given = {
         "models": tuple(args.models.split(",")) if args.models else None,
