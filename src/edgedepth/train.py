@@ -342,7 +342,7 @@ def _validate(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[
 
     predictor = TorchPredictor(model, cfg.data.input_size, str(device))
     with NyuLabeled(Path(cfg.validation.nyu_data_path)) as labeled:
-        indices = read_splits(Path(cfg.validation.nyu_splits_path), len(labeled)).test
+        indices = read_splits(Path(cfg.validation.nyu_splits_path), len(labeled), warn=False).test  # warned at start
         results = evaluate_frames(predictor, labeled, indices, PROTOCOLS["seed"], progress=False)
     scored = [r.metrics for r in results if r.metrics is not None]
     if not scored:

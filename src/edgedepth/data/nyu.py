@@ -221,13 +221,13 @@ class NyuLabeled:
         self.close()
 
 
-def read_splits(path: str | Path, num_images: int | None = None) -> Splits:
+def read_splits(path: str | Path, num_images: int | None = None, warn: bool = True) -> Splits:
     """Read ``splits.mat`` into zero-based int64 indices.
 
     Accepts the official MATLAB v5 file and v7.3 (HDF5) saves alike, indices stored as doubles or integers,
     row or column vectors. With ``num_images``, every index must fall inside the labeled set. A repeated index
     is kept once (first occurrence, order kept), with a warning on stderr; test indices that are also train
-    indices are kept, with a warning.
+    indices are kept, with a warning. ``warn=False`` keeps quiet (a reader that has warned once already).
     """
     path = Path(path)
     _check_exists(path, "splits")
@@ -243,21 +243,21 @@ def read_splits(path: str | Path, num_images: int | None = None) -> Splits:
             expected = "expected splits.mat with trainNdxs and testNdxs"
             raise EdgedepthError(f"{path}: missing {', '.join(missing)}; {expected}")
     train, test = (_zero_based(path, key, raw[key], num_images) for key in _SPLIT_KEYS)
-    return _checked_splits(path, train, test)
+    return _checked_splits(path, train, test, warn)
 
 
 def _plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
-def _checked_splits(path: Path, train: np.ndarray, test: np.ndarray) -> Splits:
+def _checked_splits(path: Path, train: np.ndarray, test: np.ndarray, warn: bool) -> Splits:
     """Drop repeated indices (a frame scored twice would weigh double in the mean) and warn about a split that
     repeats frames or shares test frames with the train split (the official file does neither)."""
     deduplicated = []
     for name, indices in (("train", train), ("test", test)):
         _, first = np.unique(indices, return_index=True)
         repeats = indices.size - first.size
-        if repeats:
+        if repeats and warn:
             example = int(np.setdiff1d(np.arange(indices.size), first)[0])
             _warn(
                 f"{path}: {_plural(repeats, f'duplicate {name} index', f'duplicate {name} indices')} (e.g. frame "
@@ -266,7 +266,7 @@ def _checked_splits(path: Path, train: np.ndarray, test: np.ndarray) -> Splits:
         deduplicated.append(indices[np.sort(first)])
     train, test = deduplicated
     shared = np.intersect1d(train, test)
-    if shared.size:
+    if shared.size and warn:
         _warn(
             f"{path}: {_plural(int(shared.size), 'test index', 'test indices')} also in the train split (e.g. frame "
             f"{int(shared[0]) + 1}); scores on frames the model trained on are not test scores"
