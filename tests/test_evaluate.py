@@ -337,6 +337,8 @@ class _SumNet(torch.nn.Module):
         return F.softplus(x.sum(dim=1, keepdim=True))
 
 
+@pytest.mark.filterwarnings("ignore:.*TorchScript-based ONNX export:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")  # the same exporter's internals
 def test_a_teacher_is_evaluated_like_a_student(
     tmp_path: Path, nyu: tuple[Path, Path], capsys: pytest.CaptureFixture
 ) -> None:
