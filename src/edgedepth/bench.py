@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedepth.cores import available_cores
-from edgedepth.errors import EdgedepthError
+from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import atomic_path
 from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, format_size
 
@@ -471,8 +471,8 @@ def run(cfg: BenchConfig) -> BenchResult:
         raise EdgedepthError("--runs must be >= 1, --warmup >= 0 and --threads positive")
     progress = _Progress(cfg.progress)
     if max(cfg.threads) > available_cores():
-        print(f"edgedepth: warning: --threads {max(cfg.threads)}: this process may use {available_cores()} "
-                     "core(s); cells with more threads than cores measure contention, not the network", file=sys.stderr)
+        warn(f"--threads {max(cfg.threads)}: this process may use {available_cores()} "
+                     "core(s); cells with more threads than cores measure contention, not the network")
     machine = describe_machine()
     sgemm = list(machine.sgemm_samples)
     context = multiprocessing.get_context("spawn")

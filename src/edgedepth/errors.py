@@ -1,4 +1,9 @@
-"""The one exception type that the command line turns into a one-line message and a non-zero exit."""
+"""The one exception type that the command line turns into a one-line message and a non-zero exit, and the one
+way a warning is printed."""
+
+import sys
+
+from tqdm import tqdm
 
 
 class EdgedepthError(Exception):
@@ -7,3 +12,8 @@ class EdgedepthError(Exception):
     Its message is complete on its own (what went wrong and, where possible, what to do instead);
     the CLI prints it as ``edgedepth: error: <message>`` and exits with status 2.
     """
+
+
+def warn(message: str) -> None:
+    """Print ``edgedepth: warning: <message>`` on stderr, above any progress bar on screen."""
+    tqdm.write(f"edgedepth: warning: {message}", file=sys.stderr)

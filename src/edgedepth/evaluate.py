@@ -27,7 +27,7 @@ from tqdm import tqdm
 from edgedepth import __version__, report
 from edgedepth.cores import compute_threads
 from edgedepth.data.nyu import NYU_CROPS, GroundTruth, NyuLabeled, read_splits
-from edgedepth.errors import EdgedepthError
+from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import check_input_file, check_output_folder
 from edgedepth.metrics import (
     ALIGNMENTS,
@@ -88,7 +88,7 @@ class ConstantDepth:
 
 
 Baseline = Literal["ramp", "constant"]
-BASELINES: dict[str, type[VerticalRamp] | type[ConstantDepth]] = {"ramp": VerticalRamp, "constant": ConstantDepth}
+BASELINES: dict[str, type[VerticalRamp | ConstantDepth]] = {"ramp": VerticalRamp, "constant": ConstantDepth}
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ def evaluate_frames(
                 try:
                     metrics, _ = score_prediction(prediction, depth, mask, protocol.alignment, protocol.max_depth)
                 except UnscorableImage as exc:
-                    bar.write(f"edgedepth: warning: frame {index + 1}: {exc}; skipped", file=sys.stderr)
+                    warn(f"frame {index + 1}: {exc}; skipped")
                     results.append(ImageResult(index, int(mask.sum()), skipped=str(exc)))
                 else:
                     results.append(ImageResult(index, int(mask.sum()), metrics=metrics))

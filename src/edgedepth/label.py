@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +50,7 @@ from edgedepth.data.shards import (
     shard_record_path,
 )
 from edgedepth.data.sources import Source, SourceItem, open_source
-from edgedepth.errors import EdgedepthError
+from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import atomic_path, make_folder
 from edgedepth.processing import format_size, resize_image
 from edgedepth.teachers import Teacher, create_teacher
@@ -366,10 +365,6 @@ def _remove_stale_temporaries(out: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _warn(message: str) -> None:
-    tqdm.write(f"edgedepth: warning: {message}", file=sys.stderr)
-
-
 class _Labeller:
     """The teacher over batches of prepared crops: each input becomes its shard files, or a reason to skip it.
 
@@ -504,7 +499,7 @@ def _write_shards(
                         item, outcome = next(results)
                         if isinstance(outcome, str):
                             skips.append({"key": item.key, "source": item.origin, "reason": outcome})
-                            _warn(f"skipped {item.origin}: {outcome}")
+                            warn(f"skipped {item.origin}: {outcome}")
                         else:
                             writer.write(item.key, outcome)
                         bar.update(1)

@@ -9,7 +9,6 @@ unreadable one (skipped with a warning in a folder or glob, an error on its own)
 from __future__ import annotations
 
 import glob
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import (
     DEFAULT_MAX_IMAGE_PIXELS,
     IMAGE_SUFFIXES,
@@ -115,10 +114,6 @@ def _write_outputs(out: Path, stem: Path, inverse_depth: np.ndarray, save_npy: b
         write_npy(base.with_name(base.name + ".npy"), inverse_depth.astype(np.float32))
 
 
-def _warn(message: str) -> None:
-    tqdm.write(f"edgedepth: warning: {message}", file=sys.stderr)
-
-
 def run(cfg: PredictConfig) -> PredictSummary:
     """Predict every input of ``cfg.source`` and write the outputs under ``cfg.out``."""
     inputs = collect_inputs(cfg.source)
@@ -135,7 +130,7 @@ def run(cfg: PredictConfig) -> PredictSummary:
     predictor(np.zeros((predictor.size[1], predictor.size[0], 3), dtype=np.uint8))
     load_seconds = time.perf_counter() - load_start
     for ignored in inputs.ignored:
-        _warn(f"{ignored}: not an image, skipped")
+        warn(f"{ignored}: not an image, skipped")
     skipped = len(inputs.ignored)
     processed = 0
     start = time.perf_counter()
@@ -145,7 +140,7 @@ def run(cfg: PredictConfig) -> PredictSummary:
             try:
                 image = first if first is not None else read_rgb(file, max_pixels=cfg.max_image_pixels)
             except EdgedepthError as exc:
-                _warn(f"{exc}; skipped")
+                warn(f"{exc}; skipped")
                 skipped += 1
                 continue
             _write_outputs(cfg.out, stem, predictor(image), cfg.save_npy)

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from edgedepth.config import ScheduleConfig, TrainConfig, dump_config, save_config, to_dict
 from edgedepth.cores import WorkerInit, available_cores, loader_workers, set_compute_threads
 from edgedepth.data.pairs import Sample, build_dataset
-from edgedepth.errors import EdgedepthError
+from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import atomic_path, check_output_folder
 from edgedepth.losses import get_loss
 from edgedepth.models import create_model, save_weights
@@ -342,12 +342,11 @@ def _validate(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[
 
     predictor = TorchPredictor(model, cfg.data.input_size, str(device))
     with NyuLabeled(Path(cfg.validation.nyu_data_path)) as labeled:
-        indices = read_splits(Path(cfg.validation.nyu_splits_path), len(labeled), warn=False).test  # warned at start
+        indices = read_splits(Path(cfg.validation.nyu_splits_path), len(labeled), quiet=True).test  # warned at start
         results = evaluate_frames(predictor, labeled, indices, PROTOCOLS["seed"], progress=False)
     scored = [r.metrics for r in results if r.metrics is not None]
     if not scored:
-        print("edgedepth: warning: validation: no NYU frame could be scored (constant or non-finite predictions); "
-              "no metrics this epoch", file=sys.stderr)
+        warn("validation: no NYU frame could be scored (constant or non-finite predictions); no metrics this epoch")
         return None
     return mean_metrics(scored)
 
@@ -468,7 +467,7 @@ def _train(
         print(f"edgedepth train: config\n{dump_config(cfg)}", file=sys.stderr)
         warning = schedule_warning(cfg)
         if warning is not None:
-            print(f"edgedepth: warning: {warning}", file=sys.stderr)
+            warn(warning)
         save_config(cfg, run_dir / "config.yaml")
     writer = _tensorboard(cfg, run_dir) if is_main else None
 

@@ -13,7 +13,6 @@ layouts, so tests and synthetic scenes go through exactly the reader that the re
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import atomic_path, check_input_file
 
 #: The two ground truths of the labeled set: ``depths`` is in-painted (dense), ``rawDepths`` is the sensor's.
@@ -107,9 +106,8 @@ def write_splits_mat(path: str | Path, train_indices: np.ndarray, test_indices: 
         if array.size and (array.min() < 0 or not np.array_equal(array, np.round(array))):
             raise ValueError(f"{key}: indices must be non-negative integers (zero-based), got {array[:5]}...")
         columns[key] = (array.astype(np.float64) + 1.0).reshape(-1, 1)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            scipy.io.savemat(handle, columns, format="5")
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        scipy.io.savemat(handle, columns, format="5")
 
 
 def _matlab_header() -> bytes:
@@ -221,13 +219,13 @@ class NyuLabeled:
         self.close()
 
 
-def read_splits(path: str | Path, num_images: int | None = None, warn: bool = True) -> Splits:
+def read_splits(path: str | Path, num_images: int | None = None, quiet: bool = False) -> Splits:
     """Read ``splits.mat`` into zero-based int64 indices.
 
     Accepts the official MATLAB v5 file and v7.3 (HDF5) saves alike, indices stored as doubles or integers,
     row or column vectors. With ``num_images``, every index must fall inside the labeled set. A repeated index
     is kept once (first occurrence, order kept), with a warning on stderr; test indices that are also train
-    indices are kept, with a warning. ``warn=False`` keeps quiet (a reader that has warned once already).
+    indices are kept, with a warning. ``quiet=True`` keeps them to itself (a reader that has warned once already).
     """
     path = Path(path)
     _check_exists(path, "splits")
@@ -243,39 +241,35 @@ def read_splits(path: str | Path, num_images: int | None = None, warn: bool = Tr
             expected = "expected splits.mat with trainNdxs and testNdxs"
             raise EdgedepthError(f"{path}: missing {', '.join(missing)}; {expected}")
     train, test = (_zero_based(path, key, raw[key], num_images) for key in _SPLIT_KEYS)
-    return _checked_splits(path, train, test, warn)
+    return _checked_splits(path, train, test, quiet)
 
 
 def _plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
-def _checked_splits(path: Path, train: np.ndarray, test: np.ndarray, warn: bool) -> Splits:
+def _checked_splits(path: Path, train: np.ndarray, test: np.ndarray, quiet: bool) -> Splits:
     """Drop repeated indices (a frame scored twice would weigh double in the mean) and warn about a split that
     repeats frames or shares test frames with the train split (the official file does neither)."""
     deduplicated = []
     for name, indices in (("train", train), ("test", test)):
         _, first = np.unique(indices, return_index=True)
         repeats = indices.size - first.size
-        if repeats and warn:
+        if repeats and not quiet:
             example = int(np.setdiff1d(np.arange(indices.size), first)[0])
-            _warn(
+            warn(
                 f"{path}: {_plural(repeats, f'duplicate {name} index', f'duplicate {name} indices')} (e.g. frame "
                 f"{int(indices[example]) + 1}); each frame counts once"
             )
         deduplicated.append(indices[np.sort(first)])
     train, test = deduplicated
     shared = np.intersect1d(train, test)
-    if shared.size and warn:
-        _warn(
+    if shared.size and not quiet:
+        warn(
             f"{path}: {_plural(int(shared.size), 'test index', 'test indices')} also in the train split (e.g. frame "
             f"{int(shared[0]) + 1}); scores on frames the model trained on are not test scores"
         )
     return Splits(train=train, test=test)
-
-
-def _warn(message: str) -> None:
-    print(f"edgedepth: warning: {message}", file=sys.stderr)
 
 
 def _read_splits_hdf5(path: Path) -> dict[str, np.ndarray]:

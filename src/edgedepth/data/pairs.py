@@ -15,7 +15,6 @@ takes its place, so batches keep their size and one bad file among thousands doe
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from torch.utils.data import Dataset
 from edgedepth.config import DataConfig, PngMeaning
 from edgedepth.data.shards import IMAGE_EXT, LABEL_EXT, META_EXT, decode_label_sample, read_index
 from edgedepth.data.sources import MM_PER_M, Blob, list_tar_members, split_member_name
-from edgedepth.errors import EdgedepthError
+from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import read_rgb
 from edgedepth.processing import format_size, normalize_inverse_depth, preprocess, resize_image
 
@@ -111,8 +110,7 @@ class _Pairs(Dataset[Sample]):
             except EdgedepthError as exc:
                 if current not in self._warned:
                     self._warned.add(current)
-                    print(f"edgedepth: warning: {exc}; skipped (the next readable pair takes its place)",
-                          file=sys.stderr, flush=True)
+                    warn(f"{exc}; skipped (the next readable pair takes its place)")
         raise EdgedepthError(f"{self.root}: no training pair could be read (see the warnings)")
 
 

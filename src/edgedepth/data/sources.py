@@ -24,7 +24,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import sys
 import tarfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -34,6 +33,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
+from edgedepth import errors
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import IMAGE_SUFFIXES, decode_rgb
 
@@ -216,7 +216,7 @@ def _list_items(list_file: Path) -> list[SourceItem]:
 def warn(message: str) -> None:
     """A warning line on stderr, from the first process only under ``torchrun`` (every rank lists the same files)."""
     if os.environ.get("RANK", "0") == "0":
-        print(f"edgedepth: warning: {message}", file=sys.stderr, flush=True)
+        errors.warn(message)
 
 
 def list_tar_members(tar: Path, alone: bool = True, what: str = "tar") -> tuple[list[tarfile.TarInfo], bool]:
