@@ -210,11 +210,17 @@ def test_bad_input_is_one_line_and_nonzero(
     assert not out.exists() or not any(out.rglob("*.png"))
 
 
-def test_size_must_be_multiple_of_32(capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["predict", "x.png", "--weights", "w", "--size", "250x190"])
+def test_size_must_be_one_the_network_takes(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Which sizes a network takes is its card's rule: multiples of 32 for the CNNs (Depth Anything snaps to 14s)."""
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((48, 64, 3), np.uint8))
+    assert main(["predict", str(image), "--weights", str(weights), "--size", "250x190", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "input size 250x190: fastdepth_v3's sides must be multiples of 32" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as exc:  # not a size at all: a usage error at once
+        main(["predict", str(image), "--weights", str(weights), "--size", "250by190"])
     assert exc.value.code == 2
-    assert "multiples of 32" in capsys.readouterr().err
 
 
 def test_threads_apply_to_pytorch_too(weights: Path) -> None:

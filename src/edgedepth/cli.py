@@ -17,10 +17,11 @@ from edgedepth.errors import EdgedepthError
 
 
 def _size(text: str) -> tuple[int, int]:
-    from edgedepth.processing import SIZE_DIVISOR, parse_size
+    """``--size WxH``: positive sides; which sides a network takes is its card's rule (checked when it loads)."""
+    from edgedepth.processing import parse_size
 
     try:
-        return parse_size(text, SIZE_DIVISOR)
+        return parse_size(text)
     except EdgedepthError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -286,9 +287,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         "models": tuple(args.models.split(",")) if args.models else None,
         "runtimes": tuple(args.runtimes.split(",")) if args.runtimes else None,
         "threads": tuple(int(t) for t in args.threads.split(",")) if args.threads else None,
-        "size": args.size, "runs": args.runs, "warmup": args.warmup, "out": args.out,
+        "runs": args.runs, "warmup": args.warmup, "out": args.out,
     }
-    cfg = bench.BenchConfig(chart=args.chart, **{key: value for key, value in given.items() if value is not None})
+    from edgedepth.processing import parse_size
+
+    sizes = {} if args.size is None else {"size": None if args.size == "default" else parse_size(args.size)}
+    cfg = bench.BenchConfig(chart=args.chart, **sizes, **{key: value for key, value in given.items() if value is not None})
     result = bench.run(cfg)
     print(result.table, end="")
     print(f"wrote {cfg.out / 'bench.md'} and {cfg.out / 'bench.json'}")
@@ -297,12 +301,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="latency, FPS and memory of students and peers over runtimes, side by side")
-    p.add_argument("--models", help="comma-separated students or peers (midas_small, depth_anything_v2_small) "
-                   "(default: fastdepth_v3, fastdepth and both peers)")
+    p.add_argument("--models", help="comma-separated registry names (edgedepth models lists them; default: "
+                   "fastdepth_v3, fastdepth, zipdepth_base, midas_v21_small, depth_anything_v2_small)")
     p.add_argument("--runtimes", help="comma-separated, of torch, onnx, onnx-int8, openvino, openvino-int8 "
                    "(default: all)")
     p.add_argument("--threads", help="comma-separated thread counts (default: 1,2, at most the cores this process may use)")
-    p.add_argument("--size", type=_size, help="input WIDTHxHEIGHT (default: 256x192)")
+    p.add_argument("--size", help="input WIDTHxHEIGHT as each network takes it (Depth Anything: nearest multiples of "
+                   "14), or 'default' for each network's own default input (default: 256x192)")
     p.add_argument("--runs", type=int, help="timed runs per cell (default: 30)")
     p.add_argument("--warmup", type=int, help="untimed runs first (default: 5)")
     p.add_argument("--out", type=Path, help="folder for bench.md, bench.json (and .png) (default: bench_out)")
@@ -346,6 +351,23 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_label)
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from edgedepth.models import catalog
+
+    entries = catalog.catalog(args.pattern)
+    if not entries:
+        raise EdgedepthError(f"no registered model matches {args.pattern!r}; `edgedepth models` lists them all")
+    print(catalog.catalog_json(entries) if args.json else catalog.format_catalog(entries), end="\n" if args.json else "")
+    return 0
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list every registered network: size, cost, default input, where its weights are")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern of names, e.g. 'zipdepth_*' (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_models)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from edgedepth.runtime.predictor import load_predictor
     from edgedepth.serve import make_server
@@ -384,7 +406,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_predict, _add_convert, _add_eval, _add_train, _add_synth, _add_demo, _add_export, _add_bench, _add_label,
-    _add_serve,
+    _add_serve, _add_models,
 )
 
 

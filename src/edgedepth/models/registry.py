@@ -1,7 +1,8 @@
-"""The student registry: ``create_model(name)`` is the only door, ``list_models()`` lists what is behind it.
+"""The model registry: ``create_model(name)`` is the only door, ``list_models()`` lists what is behind it.
 
 A model built here carries a :class:`ModelCard` (its name, constructor arguments, input size and
-normalisation), so its weights file can rebuild it with no other flag.
+normalisation), so its weights file can rebuild it with no other flag. Each registered name also has a
+:class:`ModelInfo`: its family and where its trained weights come from (what ``edgedepth models`` prints).
 """
 
 from __future__ import annotations
@@ -9,24 +10,30 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from torch import nn
 
 from edgedepth.errors import EdgedepthError
+from edgedepth.processing import format_size
 
-#: What every student predicts (see DESIGN.md, "One representation of depth").
+#: What every model predicts (see DESIGN.md, "One representation of depth").
 RELATIVE_INVERSE_DEPTH = "relative_inverse_depth"
 
 #: Prefix of the open family of students built on any timm or torchvision encoder.
 ENCODER_FAMILY_PREFIX = "fastdepth_"
 
+#: The CNNs downsample by 32, so by default a network's input sides must be multiples of this.
+DEFAULT_SIZE_MULTIPLE = 32
+
 
 @dataclass(frozen=True)
 class ModelCard:
-    """A student's metadata, kept in one place and saved with its weights.
+    """A model's metadata, kept in one place and saved with its weights.
 
-    ``input_size`` is ``(width, height)``; ``mean``/``std`` normalise an RGB image in [0, 1].
+    ``input_size`` is ``(width, height)``; ``mean``/``std`` normalise an RGB image in [0, 1]. Input sides must
+    be multiples of ``size_multiple``; a requested size that is not is refused, or, with ``snap_size``, moved to
+    the nearest multiple (Depth Anything's rule for its 14-pixel patches).
     """
 
     name: str
@@ -35,6 +42,8 @@ class ModelCard:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     output: str = RELATIVE_INVERSE_DEPTH
+    size_multiple: int = DEFAULT_SIZE_MULTIPLE
+    snap_size: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,44 +57,146 @@ class ModelCard:
             mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
             std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
             output=str(data.get("output", RELATIVE_INVERSE_DEPTH)),
+            size_multiple=int(data.get("size_multiple", DEFAULT_SIZE_MULTIPLE)),
+            snap_size=bool(data.get("snap_size", False)),
         )
+
+    def fit_size(self, requested: tuple[int, int] | None) -> tuple[int, int]:
+        """The network input ``(width, height)`` for a requested size (``None``: the card's own).
+
+        Raises :class:`EdgedepthError` for a size the network cannot take.
+        """
+        if requested is None:
+            return tuple(self.input_size)  # type: ignore[return-value]
+        width, height = (int(side) for side in requested)
+        multiple = self.size_multiple
+        if self.snap_size:
+            return max(1, round(width / multiple)) * multiple, max(1, round(height / multiple)) * multiple
+        if width <= 0 or height <= 0 or width % multiple or height % multiple:
+            raise EdgedepthError(
+                f"input size {format_size((width, height))}: {self.name}'s sides must be multiples of {multiple}"
+            )
+        return width, height
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a registered network comes from, beside its builder.
+
+    Attributes:
+        family: The architecture family (``fastdepth``, ``zipdepth``, ``midas``, ``depth_anything``).
+        licence: The licence of the upstream trained weights (or of the code, where no weights exist).
+        weights: Where a user downloads trained weights: a URL written as text, never fetched by edgedepth,
+            or a sentence saying there are none.
+        summary: One line on what the network is.
+    """
+
+    family: str
+    licence: str
+    weights: str
+    summary: str = ""
 
 
 Builder = Callable[..., nn.Module]
 _BUILDERS: dict[str, Builder] = {}
+_INFO: dict[str, ModelInfo] = {}
 _family_builder: Builder | None = None
+_FAMILY_INFO = ModelInfo(
+    family="fastdepth",
+    licence="",
+    weights="none: train your own (edgedepth train)",
+    summary="FastDepth's NNConv5 decoder on any timm or torchvision encoder",
+)
 
 
-def register_model(builder: Builder) -> Builder:
-    """Decorator: register a builder under its function name. Registering a name twice raises."""
-    name = builder.__name__
-    if name in _BUILDERS:
-        raise ValueError(f"model {name!r} is already registered")
-    _BUILDERS[name] = builder
-    return builder
+@overload
+def register_model(builder: Builder, /) -> Builder: ...
+@overload
+def register_model(*, info: ModelInfo) -> Callable[[Builder], Builder]: ...
+
+
+def register_model(builder: Builder | None = None, /, *, info: ModelInfo | None = None) -> Any:
+    """Decorator: register a builder under its function name, with its :class:`ModelInfo`.
+
+    Used bare (``@register_model``) or with its info (``@register_model(info=ModelInfo(...))``).
+    Registering a name twice raises.
+    """
+
+    def add(function: Builder) -> Builder:
+        name = function.__name__
+        if name in _BUILDERS:
+            raise ValueError(f"model {name!r} is already registered")
+        _BUILDERS[name] = function
+        _INFO[name] = info or ModelInfo(family="custom", licence="", weights="")
+        return function
+
+    return add(builder) if builder is not None else add
 
 
 def register_encoder_family(builder: Builder) -> Builder:
-    """Register the builder of ``fastdepth_<encoder>`` names (called with ``encoder=...``)."""
+    """Register the builder of ``fastdepth_<encoder>`` names (called with ``encoder=...``); only one may be."""
     global _family_builder
+    if _family_builder is not None:
+        raise ValueError(f"the {ENCODER_FAMILY_PREFIX}<encoder> family is already registered")
     _family_builder = builder
     return builder
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered student names matching a shell-style pattern, sorted.
+def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
+    """Registered names matching a shell-style pattern (and ``family``, if given), sorted.
 
     Any timm or torchvision encoder also works as ``fastdepth_<encoder>``; those are not listed.
     """
-    return sorted(name for name in _BUILDERS if fnmatch.fnmatch(name, pattern))
+    return sorted(
+        name
+        for name in _BUILDERS
+        if fnmatch.fnmatch(name, pattern) and (family is None or _INFO[name].family == family)
+    )
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` of a registered name or of a ``fastdepth_<encoder>`` student."""
+    if name in _INFO:
+        return _INFO[name]
+    if name.startswith(ENCODER_FAMILY_PREFIX):
+        return _FAMILY_INFO
+    raise _unknown(name)
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """Build a student by name; ``pretrained=True`` loads its encoder's ImageNet weights (needs the network)."""
+    """Build a model by name; ``pretrained=True`` loads its encoder's ImageNet weights (needs the network)."""
     if name in _BUILDERS:
         return _BUILDERS[name](pretrained=pretrained, **kwargs)
     if name.startswith(ENCODER_FAMILY_PREFIX) and _family_builder is not None:
         encoder = kwargs.pop("encoder", name[len(ENCODER_FAMILY_PREFIX) :])
         return _family_builder(encoder=encoder, pretrained=pretrained, **kwargs)
+    raise _unknown(name)
+
+
+def _unknown(name: str) -> EdgedepthError:
     known = ", ".join(list_models())
-    raise EdgedepthError(f"unknown model {name!r}; registered: {known}, or fastdepth_<timm or torchvision encoder>")
+    return EdgedepthError(f"unknown model {name!r}; registered: {known}, or fastdepth_<timm or torchvision encoder>")
+
+
+def prepare_for_inference(model: nn.Module, copy: bool = False) -> nn.Module:
+    """``model`` in eval mode, with its layers fused where it knows how (``fuse_for_inference``).
+
+    Networks trained with separate branches (ZipDepth's RepVGG blocks) or BatchNorms fold them into single
+    convolutions here: the same function, fewer operations. A fused model keeps its card; its state dict no longer
+    matches the training layout, so it is for running, not for saving. Fusion is in place, or with ``copy`` on a
+    copy (the model itself is returned when it has nothing to fuse).
+    """
+    model.eval()
+    if not callable(getattr(model, "fuse_for_inference", None)) or is_fused(model):
+        return model
+    if copy:
+        import copy as copying
+
+        model = copying.deepcopy(model)
+    model.fuse_for_inference()
+    return model
+
+
+def is_fused(model: nn.Module) -> bool:
+    """Whether :func:`prepare_for_inference` changed ``model``'s layers (so its weights cannot be saved)."""
+    return bool(getattr(model, "fused", False))

@@ -19,7 +19,7 @@ from torch import nn
 
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path, check_input_file
-from edgedepth.models.registry import ModelCard, create_model
+from edgedepth.models.registry import ModelCard, create_model, is_fused
 
 FORMAT = "edgedepth.weights/1"
 _PICKLE_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt", ".bin")
@@ -30,6 +30,8 @@ def save_weights(model: nn.Module, path: str | Path, **provenance: Any) -> Path:
     card: ModelCard | None = getattr(model, "card", None)
     if card is None:
         raise ValueError("model has no card; build it with edgedepth.models.create_model")
+    if is_fused(model):
+        raise ValueError(f"{card.name} is fused for inference; save it in its training layout, before fusing")
     state = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
     metadata = {
         "format": FORMAT,

@@ -17,11 +17,13 @@ the file that runs faster in its runtime here.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -32,8 +34,7 @@ from torch import nn
 
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path
-from edgedepth.models.registry import ModelCard
-from edgedepth.processing import SIZE_DIVISOR, format_size
+from edgedepth.models.registry import ModelCard, prepare_for_inference
 from edgedepth.runtime.metadata import ExportInfo, ExportMetadata
 from edgedepth.runtime.quantize import (
     DEFAULT_CALIBRATION_LIMIT,
@@ -97,9 +98,7 @@ def export_model(
     if out.suffix.lower() != SUFFIXES[fmt]:
         raise EdgedepthError(f"--out {out}: a {fmt} export must end in {SUFFIXES[fmt]}")
     card: ModelCard = model.card
-    if size is not None and (size[0] % SIZE_DIVISOR or size[1] % SIZE_DIVISOR):
-        raise EdgedepthError(f"size {format_size(size)}: sides must be multiples of {SIZE_DIVISOR}")
-    size = tuple(size) if size is not None else tuple(card.input_size)  # a card's own size is valid for it
+    size = card.fit_size(size)
     int8 = calibration is not None
     if int8 and fmt == "torchscript":
         raise EdgedepthError("--int8 is available for onnx (ONNX Runtime) and openvino (NNCF), not torchscript")
@@ -115,7 +114,7 @@ def export_model(
         source=source,
     )
     metadata = ExportMetadata(replace(card, input_size=size), dict(provenance or {}), info)
-    model = model.eval().cpu()
+    model = prepare_for_inference(model.cpu(), copy=True)  # fused (ZipDepth), the caller's model left as it was
     check = _check_batch(size, calibration)
     with torch.no_grad():
         expected = model(torch.from_numpy(check)).numpy()
@@ -212,6 +211,9 @@ def _export_onnx(model: nn.Module, path: Path, size: tuple[int, int]) -> None:
 
     width, height = size
     with warnings.catch_warnings():
+        # The export has one fixed input size: values a network computes from its input's shape (Depth Anything's
+        # patch grid, transformers' shape checks) become constants, as they should; the tracer warns that they do.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
                                 DeprecationWarning)
         # Raised inside the TorchScript exporter itself (torch/onnx/_internal/torchscript_exporter/utils.py).
@@ -246,11 +248,31 @@ def _export_torchscript(model: nn.Module, path: Path, size: tuple[int, int], met
     # ``--format torchscript`` is asked for by name, for C++ (libtorch) and older deployments; PyTorch 2.14 marks
     # torch.jit as deprecated (FutureWarning on trace, trace_method and save) but it works, so its deprecation
     # warnings are silenced for this export alone.
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_transformers_properties():
         warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # one fixed size, as for ONNX
         with torch.inference_mode(False), torch.no_grad():
             traced = torch.jit.trace(model, torch.zeros(1, 3, height, width), check_trace=False)
         torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_METADATA: json.dumps(metadata.to_strings())})
+
+
+@contextmanager
+def _quiet_transformers_properties() -> Iterator[None]:
+    """Silence what transformers' properties say when ``torch.jit.trace`` reads every attribute of a module.
+
+    Tracing looks for exported methods by reading each attribute of each submodule (``torch._jit_internal``'s
+    ``module_has_exports``), which evaluates transformers' properties: a deprecated one warns (FutureWarning) and
+    ``loss_function`` logs that the config names no loss. Neither is about the export, so both are dropped here.
+    """
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _write_metadata(path: Path, fmt: Format, metadata: ExportMetadata) -> None:

@@ -29,7 +29,7 @@ import torch
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import check_input_file
 from edgedepth.models.registry import ModelCard
-from edgedepth.processing import SIZE_DIVISOR, Interpolation, format_size, preprocess, upsample_prediction
+from edgedepth.processing import Interpolation, format_size, preprocess, upsample_prediction
 from edgedepth.runtime.metadata import KEYS, ExportInfo, ExportMetadata
 
 #: The TorchScript archive entry that holds our metadata (JSON of the four string entries).
@@ -54,9 +54,7 @@ class Predictor(ABC):
         export: ExportInfo | None = None,
     ):
         self.card = card
-        if size is not None and (size[0] % SIZE_DIVISOR or size[1] % SIZE_DIVISOR):
-            raise EdgedepthError(f"input size {format_size(size)}: sides must be multiples of {SIZE_DIVISOR}")
-        self.size = tuple(size) if size is not None else tuple(card.input_size)  # a card's own size is valid for it
+        self.size = card.fit_size(size)
         self.interpolation = interpolation
         self.provenance = dict(provenance or {})
         self.export = export
@@ -93,7 +91,8 @@ class Predictor(ABC):
 
 
 class TorchPredictor(Predictor):
-    """A PyTorch student (our ``.safetensors`` weights)."""
+    """A PyTorch network (our ``.safetensors`` weights), fused for inference where it knows how
+    (:func:`edgedepth.models.prepare_for_inference`: ZipDepth's RepVGG blocks and BatchNorms)."""
 
     runtime = "torch"
 
@@ -105,9 +104,11 @@ class TorchPredictor(Predictor):
         interpolation: Interpolation = "cubic",
         provenance: dict[str, Any] | None = None,
     ) -> None:
+        from edgedepth.models.registry import prepare_for_inference
+
         super().__init__(model.card, size, interpolation, provenance)
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = prepare_for_inference(model).to(self.device)
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
@@ -172,7 +173,9 @@ class OpenVinoPredictor(_ExportedPredictor):
     """An OpenVINO IR (``.xml`` + ``.bin``, FP32 or INT8) compiled for the CPU with the latency hint.
 
     FP32 files are compiled with ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AVX-512 BF16 or AMX,
-    OpenVINO would otherwise silently run them in bfloat16. The IR has batch 1; a batch runs image by image.
+    OpenVINO would otherwise silently run them in bfloat16. ``default_precision=True`` leaves OpenVINO its own
+    choice (bf16 there; what ``bench`` times as ``openvino-default``). ``inference_precision`` says what it chose.
+    The IR has batch 1; a batch runs image by image.
     """
 
     runtime = "openvino"
@@ -183,6 +186,7 @@ class OpenVinoPredictor(_ExportedPredictor):
         size: tuple[int, int] | None = None,
         interpolation: Interpolation = "cubic",
         threads: int | None = None,
+        default_precision: bool = False,
     ) -> None:
         import openvino as ov
 
@@ -200,12 +204,13 @@ class OpenVinoPredictor(_ExportedPredictor):
         _check_input_shape(path, [d.get_length() if d.is_static else None for d in model.inputs[0].partial_shape],
                            self.size)
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if metadata.info.precision == "fp32":
+        if metadata.info.precision == "fp32" and not default_precision:
             config["INFERENCE_PRECISION_HINT"] = "f32"
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
+        self.inference_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         outputs = [self.request.infer({0: image[None]})[0].copy() for image in batch.numpy()]
