@@ -23,7 +23,8 @@ from torch import nn
 from edgedepth.cli import main
 from edgedepth.errors import EdgedepthError
 from edgedepth.models import create_model, load_model
-from edgedepth.models.convert import FASTDEPTH_LAYOUT, SEED_LAYOUT, convert_state_dict, key_mapping
+from edgedepth.models.convert import convert_state_dict, key_mapping
+from edgedepth.models.layouts import FASTDEPTH_LAYOUT, SEED_LAYOUT
 from edgedepth.models.weights import read_metadata
 
 #: Input of the equivalence checks: N x 3 x H x W, sides multiples of 32, not square (catches H/W mix-ups).

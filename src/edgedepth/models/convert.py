@@ -1,20 +1,23 @@
-"""Converters from PyTorch checkpoints to our weights format: the seed's, FastDepth's, and our own.
+"""Converters from other projects' checkpoints and our own to our weights format.
 
-A foreign checkpoint's layout is recognised from its keys. Each layout is a table of key prefixes (theirs -> ours)
-onto a registered student built to compute exactly what the original network computed, so conversion is
-renaming plus checks. Our own files need no renaming: a training checkpoint (``checkpoint.pt`` of
-``edgedepth train``) names its model in its saved config, and a plain ``state_dict()`` of a student is converted
-with the model name given (``--model``). Files are read with ``torch.load(weights_only=True)``: tensors and plain
+A foreign checkpoint's layout is recognised from its keys (:mod:`edgedepth.models.layouts`: the seed's, FastDepth's,
+ZipDepth's, MiDaS v2.1 small's, Depth Anything V2's). Each layout is a table of key prefixes (theirs -> ours) onto a
+registered network built to compute exactly what the original network computed, so conversion is renaming plus
+strict checks: a missing, unexpected or reshaped tensor is an error that names it. A transformers folder
+(``save_pretrained``) of Depth Anything V2 converts too. Our own files need no renaming: a training checkpoint
+(``checkpoint.pt`` of ``edgedepth train``) names its model in its saved config, and a plain ``state_dict()`` of a
+model is converted with the model name given (``--model``). Files are read with ``torch.load(weights_only=True)``: tensors and plain
 containers only, never pickled code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pickle
 import re
+import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,71 +26,25 @@ from torch import nn
 
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import check_input_file, check_output_folder
+from edgedepth.models.layouts import LAYOUTS, SourceLayout
 from edgedepth.models.registry import ModelCard, create_model, list_models
 from edgedepth.models.weights import save_weights
 
-#: Where training checkpoints keep the model's state dict (the seed's ``model_state_dict``, others').
-_NESTED_STATE_KEYS = ("model_state_dict", "state_dict")
-#: The prefix ``nn.DataParallel`` / ``DistributedDataParallel`` puts on every key.
-_PARALLEL_PREFIX = "module."
+#: Where training checkpoints keep the model's state dict (the seed's and ZipDepth's ``model_state_dict``, MiDaS's
+#: ``model`` beside its ``optimizer``, others' ``state_dict``).
+_NESTED_STATE_KEYS = ("model_state_dict", "state_dict", "model")
+#: Prefixes wrappers put on keys: ``nn.DataParallel`` / ``DistributedDataParallel``'s, ``torch.compile``'s.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 #: BatchNorm's step counter, absent from checkpoints of PyTorch < 0.4.1 and unused in eval mode.
 _OPTIONAL_SUFFIX = "num_batches_tracked"
-#: The top-level modules of every edgedepth student: the keys of its own ``state_dict()`` start with these.
-_OWN_PREFIXES = ("encoder.", "decoder.")
+#: The top-level modules of every edgedepth network: the keys of its own ``state_dict()`` start with these.
+_OWN_PREFIXES = ("encoder.", "decoder.", "network.")
 #: ``converted_from`` of a converted ``checkpoint.pt`` of ``edgedepth train`` and of a plain student state dict.
 TRAINING_CHECKPOINT = "edgedepth_training_checkpoint"
 OWN_STATE_DICT = "edgedepth_state_dict"
-
-
-@dataclass(frozen=True)
-class SourceLayout:
-    """A checkpoint layout we convert: the student it becomes and how its keys map onto the student's.
-
-    Attributes:
-        name: Short identifier, recorded as ``converted_from`` in the weights' provenance.
-        model: The registered student that computes what the source network computes.
-        title: The source network, for messages.
-        keys: What its keys look like, for messages.
-        signature: Key prefixes that, all present, identify the layout.
-        prefixes: ``(theirs, ours)`` key prefix pairs; every source key must start with one of them.
-        ignored: Source key prefixes dropped on purpose (parts our student does not have).
-    """
-
-    name: str
-    model: str
-    title: str
-    keys: str
-    signature: tuple[str, ...]
-    prefixes: tuple[tuple[str, str], ...]
-    ignored: tuple[str, ...] = ()
-
-
-#: FastDepth's NNConv5 decoder (also the seed's): ``decode_conv1..5`` are our stages, ``decode_conv6`` our head.
-_DECODER_PREFIXES = (
-    *((f"decode_conv{i}.", f"decoder.stages.{i - 1}.") for i in range(1, 6)),
-    ("decode_conv6.", "decoder.head."),
-)
-
-SEED_LAYOUT = SourceLayout(
-    name="seed_mobilenetv3_skipadd",
-    model="fastdepth_v3",
-    title="the seed's MobileNetV3SkipAdd",
-    keys="original_model.features.*, decode_conv1..6.*",
-    signature=("original_model.features.", "decode_conv1."),
-    prefixes=(("original_model.features.", "encoder.features."), *_DECODER_PREFIXES),
-    ignored=("original_model.classifier.",),
-)
-
-FASTDEPTH_LAYOUT = SourceLayout(
-    name="fastdepth_mobilenet_skipadd",
-    model="fastdepth",
-    title="FastDepth's MobileNetSkipAdd",
-    keys="conv0..13.*, decode_conv1..6.*",
-    signature=("conv0.", "decode_conv1."),
-    prefixes=(*((f"conv{i}.", f"encoder.layers.{i}.") for i in range(14)), *_DECODER_PREFIXES),
-)
-
-LAYOUTS: tuple[SourceLayout, ...] = (SEED_LAYOUT, FASTDEPTH_LAYOUT)
+#: ``converted_from`` of a transformers ``save_pretrained`` folder, and the weights file name it is written with.
+TRANSFORMERS_FOLDER = "transformers_folder"
+_WEIGHTS = "model.safetensors"
 
 
 def load_checkpoint(path: str | Path) -> Any:
@@ -110,7 +67,8 @@ def load_checkpoint(path: str | Path) -> Any:
 
 
 def unwrap_state_dict(checkpoint: Any, what: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The state dict inside a checkpoint: itself, or under ``model_state_dict``/``state_dict``, less ``module.``."""
+    """The state dict inside a checkpoint: itself, or under one of :data:`_NESTED_STATE_KEYS`, each key stripped of
+    the wrapper prefixes (``module.``, ``_orig_mod.``, in any order)."""
     if isinstance(checkpoint, Mapping):
         nested = next((checkpoint[k] for k in _NESTED_STATE_KEYS if isinstance(checkpoint.get(k), Mapping)), None)
         if nested is not None:
@@ -123,24 +81,30 @@ def unwrap_state_dict(checkpoint: Any, what: str = "checkpoint") -> dict[str, to
                 f"{what}: not a state dict ({key!r} is of type {type(value).__name__}, not a tensor); expected "
                 f"model.state_dict() or a training checkpoint with it under {' or '.join(_NESTED_STATE_KEYS)}"
             )
-    state = dict(checkpoint)
-    if state and all(key.startswith(_PARALLEL_PREFIX) for key in state):
-        state = {key[len(_PARALLEL_PREFIX) :]: value for key, value in state.items()}
+    state: dict[str, torch.Tensor] = {}
+    for key, value in checkpoint.items():
+        stripped = _strip_wrappers(key)
+        if stripped in state:
+            raise EdgedepthError(f"{what}: holds {stripped!r} twice (with and without a wrapper prefix)")
+        state[stripped] = value
     return state
+
+
+def _strip_wrappers(key: str) -> str:
+    while key.startswith(_WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
 
 
 def detect_layout(keys: Iterable[str], what: str = "checkpoint") -> SourceLayout:
     """The layout whose signature prefixes all appear among ``keys``."""
     keys = list(keys)
-    for layout in LAYOUTS:
-        if all(any(key.startswith(prefix) for key in keys) for prefix in layout.signature):
-            return layout
-    heads = sorted({key.split(".")[0] for key in keys})
-    shown = ", ".join(heads[:6]) + (", ..." if len(heads) > 6 else "")
+    layout = next((layout for layout in LAYOUTS if layout.matches(keys)), None)
+    if layout is not None:
+        return layout
     supported = "; ".join(f"{layout.title} ({layout.keys})" for layout in LAYOUTS)
     raise EdgedepthError(
-        f"{what}: not a layout edgedepth can convert (found {len(keys)} tensors under {shown or 'nothing'}); "
-        f"supported: {supported}"
+        f"{what}: not a layout edgedepth can convert (found {_describe_keys(keys)}); supported: {supported}"
     )
 
 
@@ -151,8 +115,9 @@ def _swap_prefix(key: str, pairs: Iterable[tuple[str, str]]) -> str | None:
 def key_mapping(keys: Iterable[str], layout: SourceLayout, what: str = "checkpoint") -> dict[str, str]:
     """``{their key: our key}`` for every key not ignored by ``layout``; a key it does not know is an error."""
     mapping = {}
+    card_keys = {key for key, _ in layout.card_tensors}
     for key in keys:
-        if key.startswith(layout.ignored):
+        if key.startswith(layout.ignored) or key in card_keys:
             continue
         ours = _swap_prefix(key, layout.prefixes)
         if ours is None:
@@ -168,6 +133,7 @@ def _fit(
     mapping = key_mapping(state, layout, what)
     expected = model.state_dict()
     renamed = {ours: state[theirs] for theirs, ours in mapping.items()}
+    name = model.card.name  # type: ignore[union-attr]
     unknown = sorted(set(renamed) - set(expected))
     if unknown:
         theirs = _swap_prefix(unknown[0], ((new, old) for old, new in layout.prefixes))
@@ -179,10 +145,61 @@ def _fit(
     for theirs, ours in mapping.items():
         if renamed[ours].shape != expected[ours].shape:
             raise EdgedepthError(
-                f"{what}: {theirs} has shape {tuple(renamed[ours].shape)}, but {layout.title} has "
+                f"{what}: {theirs} has shape {tuple(renamed[ours].shape)}, but {layout.title} ({name}) has "
                 f"{tuple(expected[ours].shape)} there (only the unmodified network converts, not a pruned one)"
             )
     return {key: renamed.get(key, value) for key, value in expected.items()}
+
+
+def _card_facts(state: Mapping[str, torch.Tensor], layout: SourceLayout, what: str) -> dict[str, Any]:
+    """The card fields a layout keeps in tensors (ZipDepth's normalisation buffers), three values each."""
+    facts: dict[str, Any] = {}
+    for key, field in layout.card_tensors:
+        if key not in state:
+            raise EdgedepthError(f"{what}: 1 tensors of {layout.title} are missing (e.g. {key})")
+        if state[key].numel() != 3:
+            raise EdgedepthError(f"{what}: {key} has shape {tuple(state[key].shape)}, but {layout.title} has (1, 3, 1, 1)")
+        # The buffers hold decimals such as 0.485 in float32; 7 significant digits give the decimals back.
+        facts[field] = tuple(float(f"{float(v):.7g}") for v in state[key].flatten())
+    return facts
+
+
+def convert_layout(state: Mapping[str, torch.Tensor], layout: SourceLayout, what: str,
+                   model_name: str | None = None) -> nn.Module:
+    """The registered network a checkpoint of ``layout`` becomes, with its weights (eval mode).
+
+    ``model_name`` (``--model``), when given, must be the network the layout resolves to.
+    """
+    name, args = layout.resolution(state, what)
+    if model_name is not None and model_name != name:
+        raise EdgedepthError(
+            f"{what}: holds {layout.title}, which converts to {name}, not --model {model_name}; "
+            f"drop --model: edgedepth convert {what} OUT.safetensors"
+        )
+    facts = _card_facts(state, layout, what)
+    source = layout.split(state) if layout.split is not None else state
+    if layout.through_transformers:
+        renamed = {ours: source[theirs] for theirs, ours in key_mapping(source, layout, what).items()}
+        return _through_transformers(renamed, name, what)
+    model = create_model(name, **args)
+    model.load_state_dict(_fit(model, source, layout, what))
+    if facts:
+        model.card = dataclasses.replace(model.card, **facts)
+    return model.eval()
+
+
+def _through_transformers(state: Mapping[str, torch.Tensor], name: str, what: str) -> nn.Module:
+    """Tensors named as transformers publishes them, loaded by transformers' own loader into ``name``'s network.
+
+    They are written with the network's config as a ``save_pretrained`` folder, which
+    :func:`convert_transformers_folder` reads strictly.
+    """
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory(prefix="edgedepth-convert-") as folder:
+        create_model(name).network.config.save_pretrained(folder)
+        save_file({key: tensor.clone().contiguous() for key, tensor in state.items()}, str(Path(folder) / _WEIGHTS))
+        return convert_transformers_folder(folder, name, what)
 
 
 def _describe_keys(keys: Iterable[str]) -> str:
@@ -258,15 +275,22 @@ def _from_training_checkpoint(
     return model
 
 
+@functools.cache
+def _state_shapes(name: str) -> dict[str, torch.Size]:
+    """The keys and shapes of a registered network's state dict, built on the meta device (no memory, no time)."""
+    with torch.device("meta"):
+        return {key: value.shape for key, value in create_model(name).state_dict().items()}
+
+
 def _fitting_models(state: Mapping[str, torch.Tensor]) -> list[str]:
-    """Registered students whose state dict has exactly these keys and shapes (for the hint of a missing --model)."""
+    """Registered networks whose state dict has exactly these keys and shapes (for the hint of a missing --model)."""
     fitting = []
     for name in list_models():
         try:
-            expected = create_model(name).state_dict()
+            expected = _state_shapes(name)
         except EdgedepthError:
             continue
-        if set(expected) == set(state) and all(expected[k].shape == state[k].shape for k in expected):
+        if set(expected) == set(state) and all(expected[k] == state[k].shape for k in expected):
             fitting.append(name)
     return fitting
 
@@ -285,42 +309,29 @@ def _is_own_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
 
 
 def _convert(checkpoint: Any, what: str, model_name: str | None = None) -> tuple[nn.Module, str]:
-    """The student in ``checkpoint`` (eval mode) and what it was converted from (for the provenance)."""
+    """The network in ``checkpoint`` (eval mode) and what it was converted from (for the provenance)."""
     training = _training_checkpoint(checkpoint)
     if training is not None:
         return _from_training_checkpoint(*training, model_name, what).eval(), TRAINING_CHECKPOINT
     state = unwrap_state_dict(checkpoint, what)
-    if model_name is None:
-        if _is_own_state_dict(state):
-            raise EdgedepthError(
-                f"{what}: a state dict of an edgedepth student ({_describe_keys(state)}), which does not record "
-                f"which model it is; name it with --model: {_model_hint(state, what)}"
-            )
+    if not _is_own_state_dict(state):
         layout = detect_layout(state, what)
-    else:
-        layout = next(
-            (layout for layout in LAYOUTS if all(any(k.startswith(p) for k in state) for p in layout.signature)), None
+        return convert_layout(state, layout, what, model_name), layout.name
+    if model_name is None:
+        raise EdgedepthError(
+            f"{what}: a state dict of an edgedepth model ({_describe_keys(state)}), which does not record "
+            f"which model it is; name it with --model: {_model_hint(state, what)}"
         )
-        if layout is not None and layout.model != model_name:
-            raise EdgedepthError(
-                f"{what}: holds {layout.title}, which converts to {layout.model}, not --model {model_name}; "
-                f"drop --model: edgedepth convert {what} OUT.safetensors"
-            )
-    if layout is None:
-        assert model_name is not None
-        model = create_model(model_name)
-        try:
-            _load_own(model, state, what)
-        except EdgedepthError as exc:
-            fitting = [name for name in _fitting_models(state) if name != model_name]
-            if not fitting:
-                raise
-            command = f"edgedepth convert {what} OUT.safetensors --model {fitting[0]}"
-            raise EdgedepthError(f"{exc}; its tensors fit {fitting[0]}: {command}") from None
-        return model.eval(), OWN_STATE_DICT
-    model = create_model(layout.model)
-    model.load_state_dict(_fit(model, state, layout, what))
-    return model.eval(), layout.name
+    model = create_model(model_name)
+    try:
+        _load_own(model, state, what)
+    except EdgedepthError as exc:
+        fitting = [name for name in _fitting_models(state) if name != model_name]
+        if not fitting:
+            raise
+        command = f"edgedepth convert {what} OUT.safetensors --model {fitting[0]}"
+        raise EdgedepthError(f"{exc}; its tensors fit {fitting[0]}: {command}") from None
+    return model.eval(), OWN_STATE_DICT
 
 
 def convert_state_dict(checkpoint: Mapping[str, Any], model: str | None = None) -> nn.Module:
@@ -344,6 +355,10 @@ def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | N
     if out_path.is_dir():
         raise EdgedepthError(f"{out_path}: a folder, not a file; choose another output file name")
     check_output_folder(out_path.parent)
+    if in_path.is_dir():
+        converted = convert_transformers_folder(in_path, model)
+        save_weights(converted, out_path, source=in_path.name, converted_from=TRANSFORMERS_FOLDER)
+        return converted.card
     checkpoint = load_checkpoint(in_path)
     converted, source = _convert(checkpoint, str(in_path), model)
     provenance: dict[str, Any] = {"source": in_path.name, "converted_from": source}
@@ -352,6 +367,45 @@ def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | N
         provenance.update(_training_provenance(checkpoint, training[1]))
     save_weights(converted, out_path, **provenance)
     return converted.card
+
+
+def convert_transformers_folder(folder: str | Path, model_name: str | None = None, what: str | None = None) -> nn.Module:
+    """Depth Anything V2 Small or Base from a transformers ``save_pretrained`` folder, loaded strictly (eval mode).
+
+    transformers reads the folder (its config, its weights in any of its formats, older names mapped by its own
+    conversion rules); every tensor must land: a missing, unexpected or reshaped one is an error, where
+    ``from_pretrained`` alone would leave random weights. ``what`` names the source in messages (default: the folder).
+    """
+    from transformers import AutoConfig, DepthAnythingForDepthEstimation
+
+    from edgedepth.models.depth_anything import variant_of_config
+    from edgedepth.teachers.hf import from_pretrained
+
+    folder = Path(folder)
+    what = what or str(folder)
+    if not (folder / "config.json").is_file():
+        raise EdgedepthError(f"{what}: a folder, not a file; a folder converts only as a transformers model saved "
+                             "with save_pretrained, and its config.json is missing")
+    config = from_pretrained(AutoConfig, str(folder), "config")
+    variant = variant_of_config(config)
+    if variant is None:
+        raise EdgedepthError(
+            f"{folder}: a transformers {config.model_type!r} model, not Depth Anything V2 Small or Base for relative "
+            f"depth; other transformers depth models run as teachers: --teacher hf:{folder}"
+        )
+    name = f"depth_anything_v2_{variant}"
+    if model_name is not None and model_name != name:
+        raise EdgedepthError(f"{what}: holds {name}, not --model {model_name}; drop --model")
+    network, info = from_pretrained(DepthAnythingForDepthEstimation, str(folder), "weights", output_loading_info=True)
+    problems = [f"{len(keys)} {label} (e.g. {keys[0] if isinstance(keys[0], str) else keys[0][0]})"
+                for label, keys in (("missing tensors", sorted(info["missing_keys"])),
+                                    ("unexpected tensors", sorted(info["unexpected_keys"])),
+                                    ("tensors of another shape", sorted(info["mismatched_keys"]))) if keys]
+    if problems:
+        raise EdgedepthError(f"{what}: its weights do not fit {name}: {'; '.join(problems)}")
+    model = create_model(name)
+    model.network.load_state_dict(network.state_dict())
+    return model.eval()
 
 
 def _training_provenance(checkpoint: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
