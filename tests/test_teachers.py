@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from edgedepth.errors import EdgedepthError
+from edgedepth.models.depth_anything import use_original_position_embeddings
 from edgedepth.models.registry import RELATIVE_INVERSE_DEPTH
 from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, preprocess, upsample_prediction
 from edgedepth.teachers import INVERSE_OF_METRIC_DEPTH, SPEC_FORMS, create_teacher
@@ -219,7 +220,7 @@ def test_metric_depth_anything_is_converted_to_inverse_depth_explicitly(tmp_path
     out = teacher.predict_batch(_images())
 
     processor = AutoImageProcessor.from_pretrained(directory)
-    model = AutoModelForDepthEstimation.from_pretrained(directory).eval()
+    model = use_original_position_embeddings(AutoModelForDepthEstimation.from_pretrained(directory).eval())
     pixels = processor(images=_images(), return_tensors="pt", ensure_multiple_of=14)["pixel_values"]
     with torch.no_grad():
         depth = model(pixel_values=pixels).predicted_depth.unsqueeze(1)
@@ -314,7 +315,7 @@ def _entry(pretrained):
     return Net()
 
 
-def MiDaS_small(pretrained=True, **kwargs):
+def MiDaS(pretrained=True, **kwargs):
     return _entry(pretrained)
 
 
@@ -348,14 +349,14 @@ def test_midas_input_size_follows_midas_transforms(image_size, model_type, expec
 
 
 def test_midas_weights_file_is_loaded_and_midas_preprocessing_applied(midas_repo: Path, tmp_path: Path) -> None:
-    weights = tmp_path / "midas_v21_small_256.pt"
+    weights = tmp_path / "midas_v21_384.pt"
     torch.save({"scale": torch.tensor(2.0)}, weights)
-    teacher = create_teacher(f"midas:midas_v21_small_256@{midas_repo}:{weights}")
-    assert teacher.name == "midas:MiDaS_small" and teacher.size == (256, 256)
+    teacher = create_teacher(f"midas:midas_v21_384@{midas_repo}:{weights}")
+    assert teacher.name == "midas:MiDaS" and teacher.size == (384, 384)
     seen = []
     teacher.model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
     out = teacher.predict_batch([_constant_image(51)] * 2)  # 51/255 = 0.2 in every channel
-    assert seen == [(2, 3, 192, 256)]
+    assert seen == [(2, 3, 288, 384)]  # "upper_bound": 96x72 x 4 fits inside 384x384
     expected = 2.0 * np.mean([(0.2 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])
     assert out.shape == (2, 1, HEIGHT, WIDTH)
     torch.testing.assert_close(out, torch.full_like(out, float(expected)), rtol=0, atol=1e-5)
@@ -371,15 +372,15 @@ def test_midas_dpt_uses_its_own_normalisation_and_reads_training_checkpoints(mid
 
 def test_midas_failures_are_one_line_errors(midas_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(EdgedepthError) as excinfo:  # the hub entry would download its weights
-        create_teacher(f"midas:MiDaS_small@{midas_repo}")
-    assert "unreachable" in _one_line_error(excinfo) and ":/path/to/midas_v21_small_256.pt" in str(excinfo.value)
+        create_teacher(f"midas:MiDaS@{midas_repo}")
+    assert "unreachable" in _one_line_error(excinfo) and ":/path/to/midas_v21_384.pt" in str(excinfo.value)
 
     wrong = tmp_path / "wrong.pt"
     torch.save({"not_a_key": torch.zeros(1)}, wrong)
-    with pytest.raises(EdgedepthError, match="does not fit MiDaS model MiDaS_small"):
-        create_teacher(f"midas:MiDaS_small@{midas_repo}:{wrong}")
+    with pytest.raises(EdgedepthError, match="does not fit MiDaS model MiDaS"):
+        create_teacher(f"midas:MiDaS@{midas_repo}:{wrong}")
     with pytest.raises(EdgedepthError, match="no hubconf.py"):
-        create_teacher(f"midas:MiDaS_small@{tmp_path}:{wrong}")
+        create_teacher(f"midas:MiDaS@{tmp_path}:{wrong}")
 
     def offline_hub_load(*args, **kwargs):  # what torch.hub raises with no connection and no cached MiDaS
         try:

@@ -5,6 +5,10 @@ with ``@<repo dir>``, otherwise from GitHub (``intel-isl/MiDaS``). Without ``:<w
 downloads its own weights; with it, the entry builds the bare network (``pretrained=False``) and the file,
 a MiDaS ``.pt`` state dict, is loaded with ``torch.load(weights_only=True)``.
 
+``MiDaS_small`` is the exception: it runs on the registry's ``midas_v21_small``, edgedepth's own implementation of
+the same network (equal to MiDaS's to the last bit), so the teacher and ``edgedepth convert midas_v21_small_256.pt``
+share one network and need no checkout. Its weights come from the file, or else from MiDaS's release URL.
+
 Pre-processing is MiDaS's own (``midas/model_loader.py`` and ``midas/transforms.py``, reproduced, not
 imported): RGB in [0, 1], bicubic resize to a size derived from the model's square size with sides
 multiples of 32, then its normalisation. The v2.1 CNNs take the largest such size that fits in the square
@@ -121,6 +125,35 @@ def _network_failure(exc: BaseException | None) -> bool:
     return False
 
 
+#: The network edgedepth implements itself (``edgedepth.models.midas``), and where MiDaS publishes its weights.
+OWN_IMPLEMENTATION = "MiDaS_small"
+MIDAS_SMALL_URL = "https://github.com/isl-org/MiDaS/releases/download/v2_1/midas_v21_small_256.pt"
+
+
+def _own_midas_small(repo_dir: Path | None, weights: Path | None) -> torch.nn.Module:
+    """``midas_v21_small`` with MiDaS's weights: from ``weights``, or downloaded from :data:`MIDAS_SMALL_URL`."""
+    from edgedepth.errors import warn
+    from edgedepth.models.convert import convert_layout, load_checkpoint, unwrap_state_dict
+    from edgedepth.models.layouts import MIDAS_SMALL_LAYOUT
+
+    if repo_dir is not None:
+        warn(f"midas:{OWN_IMPLEMENTATION} runs on edgedepth's own midas_v21_small; the checkout {repo_dir} is not used")
+    if weights is not None:
+        return convert_layout(unwrap_state_dict(load_checkpoint(weights), str(weights)), MIDAS_SMALL_LAYOUT,
+                              str(weights))
+    try:
+        state = torch.hub.load_state_dict_from_url(MIDAS_SMALL_URL, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        if not _network_failure(exc):
+            raise
+        raise EdgedepthError(
+            f"teacher midas:{OWN_IMPLEMENTATION} needs its weights from GitHub ({MIDAS_SMALL_URL}), which is "
+            f"unreachable; download them where it is reachable and pass the file: "
+            f"midas:{OWN_IMPLEMENTATION}:/path/to/midas_v21_small_256.pt"
+        ) from None
+    return convert_layout(unwrap_state_dict(state, MIDAS_SMALL_URL), MIDAS_SMALL_LAYOUT, MIDAS_SMALL_URL)
+
+
 def _load_network(model: MidasModel, repo_dir: Path | None, weights: Path | None) -> torch.nn.Module:
     """Build the network through MiDaS's ``hubconf.py``; load ``weights`` into it when given."""
     if repo_dir is not None and not (repo_dir / "hubconf.py").is_file():
@@ -168,7 +201,10 @@ class MidasTeacher(Teacher):
         self.name = f"midas:{self.model_info.entry}"
         self.input_size = (self.model_info.size, self.model_info.size)
         self.device = torch.device(device)
-        self.model = _load_network(self.model_info, repo_dir, weights).to(self.device).eval()
+        if self.model_info.entry == OWN_IMPLEMENTATION:
+            self.model = _own_midas_small(repo_dir, weights).to(self.device).eval()
+        else:
+            self.model = _load_network(self.model_info, repo_dir, weights).to(self.device).eval()
 
     def _infer(self, images: Sequence[np.ndarray], depths: Sequence[np.ndarray] | None) -> torch.Tensor:
         height, width = images[0].shape[:2]
