@@ -13,7 +13,10 @@ network cannot take what it would produce:
   image's aspect through MiDaS's own code.
 - Depth Anything (DINOv2 backbone, patch 14) takes any aspect whose sides are multiples of the patch size:
   the processor keeps the aspect (``keep_aspect_ratio``) and its ``ensure_multiple_of`` is made a multiple
-  of the patch size if it is not one already (518 -> 518x392 for a 512x384 crop).
+  of the patch size if it is not one already (518 -> 518x392 for a 512x384 crop). Its DINOv2 position
+  embeddings are interpolated to the patch grid as the authors' code does
+  (:func:`edgedepth.models.depth_anything.use_original_position_embeddings`), as in the registry's
+  ``depth_anything_v2_*``: one implementation of the network.
 - ZoeDepth pads its input (reflect), and its processor's ``post_process_depth_estimation`` removes the
   padding; any other processor that pads is refused, since its output would not align with the image.
 
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 from edgedepth.errors import EdgedepthError
+from edgedepth.models.depth_anything import use_original_position_embeddings
 from edgedepth.models.registry import RELATIVE_INVERSE_DEPTH
 from edgedepth.teachers.base import INVERSE_OF_METRIC_DEPTH, Teacher, invert_metric_depth
 
@@ -106,7 +110,7 @@ def _hub_unreachable(exc: BaseException | None) -> bool:
     return False
 
 
-def _load(loader: Any, reference: str, what: str, **kwargs: Any) -> Any:
+def from_pretrained(loader: Any, reference: str, what: str, **kwargs: Any) -> Any:
     """``loader.from_pretrained(reference)`` with its failures turned into one-line :class:`EdgedepthError`."""
     from safetensors import SafetensorError
 
@@ -144,9 +148,9 @@ class HFTeacher(Teacher):
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
 
         reference = resolve_reference(reference)
-        config = _load(AutoConfig, reference, "config")
+        config = from_pretrained(AutoConfig, reference, "config")
         self.output = output_kind(config)
-        self.processor = _load(AutoImageProcessor, reference, "image processor")
+        self.processor = from_pretrained(AutoImageProcessor, reference, "image processor")
         self._remove_padding = config.model_type == "zoedepth"
         if getattr(self.processor, "do_pad", False) and not self._remove_padding:
             raise EdgedepthError(
@@ -157,7 +161,9 @@ class HFTeacher(Teacher):
         self.input_size = _processor_size(self.processor, self._overrides)
         self.name = f"hf:{reference}" + (" (1/metric depth)" if self.output == INVERSE_OF_METRIC_DEPTH else "")
         self.device = torch.device(device)
-        model = _load(AutoModelForDepthEstimation, reference, "weights", config=config)
+        model = from_pretrained(AutoModelForDepthEstimation, reference, "weights", config=config)
+        if config.model_type == "depth_anything":  # the authors' position embeddings, as the registry's network
+            use_original_position_embeddings(model)
         self.model = model.float().to(self.device).eval()
 
     def _infer(self, images: Sequence[np.ndarray], depths: Sequence[np.ndarray] | None) -> torch.Tensor:
