@@ -25,6 +25,7 @@ from edgedepth.models.encoders import (
 from edgedepth.models.registry import (
     ENCODER_FAMILY_PREFIX,
     ModelCard,
+    ModelInfo,
     register_encoder_family,
     register_model,
 )
@@ -58,7 +59,12 @@ class FastDepth(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-@register_model
+@register_model(info=ModelInfo(
+    family="fastdepth", licence="not stated",
+    weights="the seed's model_0.449.pth (github.com/Glonor/monocular-depth-estimation, not published at a URL); "
+    "or train your own (edgedepth train)",
+    summary="the seed's student: MobileNetV3-Large encoder, NNConv5 decoder, bilinear",
+))
 def fastdepth_v3(pretrained: bool = False, detach_skips: bool = False) -> FastDepth:
     """The seed's student: MobileNetV3-Large + NNConv5, 3,638,714 parameters, 256x192 input.
 
@@ -75,7 +81,12 @@ def fastdepth_v3(pretrained: bool = False, detach_skips: bool = False) -> FastDe
     return FastDepth(MobileNetV3LargeEncoder(pretrained=pretrained), card, "bilinear", detach_skips)
 
 
-@register_model
+@register_model(info=ModelInfo(
+    family="fastdepth", licence="not stated",
+    weights="http://datasets.lids.mit.edu/fast-depth/results/ (mobilenet-nnconv5dw-skipadd; the pruned one "
+    "does not fit: its widths differ)",
+    summary="FastDepth: MobileNet v1 encoder, NNConv5 depthwise decoder, additive skips",
+))
 def fastdepth(pretrained: bool = False) -> FastDepth:
     """The original FastDepth MobileNet-NNConv5(depthwise) with additive skips, 3,960,930 parameters."""
     if pretrained:
