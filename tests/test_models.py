@@ -27,7 +27,7 @@ from edgedepth.models import create_model, list_models, load_model, read_card, r
 from edgedepth.models.complexity import count_macs
 from edgedepth.models.decoder import KERNEL_SIZE
 
-MODEL_NAMES = [*list_models(), "fastdepth_efficientnet_lite0", "fastdepth_mobilenet_v2"]
+MODEL_NAMES = [*list_models(family="fastdepth"), "fastdepth_efficientnet_lite0", "fastdepth_mobilenet_v2"]
 #: Small, non-square input (N, C, H, W): sides multiples of 32, H != W catches transposed shapes.
 SMALL_INPUT = (2, 3, 64, 96)
 

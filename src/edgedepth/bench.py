@@ -20,10 +20,12 @@ One run measures everything, so ratios are comparable even where absolute times 
   runtime's own cost, resident memory after the timed runs minus resident memory after the common imports
   (Python, NumPy, PyTorch): the runtime library, the weights, the compiled graph and its buffers.
 
-Peers (random weights: speed only): ``midas_small``, an architecture replica of MiDaS v2.1 small
-(EfficientNet-Lite3 encoder from timm + MiDaS's small RefineNet-style decoder, 256x256), and
-``depth_anything_v2_small`` (transformers' Depth Anything with a DINOv2-small backbone config, at the
-multiples of 14 nearest the requested size). INT8 cells are calibrated on synthetic scenes.
+Every model is a registry network (``edgedepth models``) with random weights: speed only. Each is timed at the
+requested size as its card takes it (Depth Anything at the nearest multiples of 14), or with ``size=None`` at its own
+default input; the eager PyTorch cell runs the network fused for inference, as ``predict`` does (ZipDepth's RepVGG
+blocks folded). ``openvino`` cells run the FP32 IR in true f32; ``openvino-default`` runs the same file at
+OpenVINO's own default precision (bf16 on CPUs with AVX-512 BF16 or AMX), which its cells report. INT8 cells are
+calibrated on synthetic scenes.
 
 A run prints its progress on stderr: one line per prepared model x runtime, a line with the time left while
 the rounds run (at most every :data:`PROGRESS_SECONDS`), and one line per cell once its thread count is done.
@@ -47,20 +49,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgedepth.cores import available_cores
 from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import atomic_path
-from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, format_size
+from edgedepth.processing import format_size
 
-RUNTIMES = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+RUNTIMES = ("torch", "onnx", "onnx-int8", "openvino", "openvino-default", "openvino-int8")
 #: Instruction sets that decide CNN speed, as /proc/cpuinfo names them (x86 ``flags``, ARM ``Features``).
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
              "asimd", "asimddp", "i8mm", "sve")
-MIDAS_SMALL_SIZE = (256, 256)
-DEPTH_ANYTHING_PATCH = 14
 #: Synthetic scenes used to calibrate the INT8 cells (speed only: a few are enough for realistic ranges).
 CALIBRATION_SCENES = 8
 #: The sgemm measurement after each round: the best of this many 1024-cubed products (~20 ms each).
@@ -81,10 +80,10 @@ def default_thread_counts() -> tuple[int, ...]:
 class BenchConfig:
     """What ``edgedepth bench`` was asked to do."""
 
-    models: tuple[str, ...] = ("fastdepth_v3", "fastdepth", "midas_small", "depth_anything_v2_small")
+    models: tuple[str, ...] = ("fastdepth_v3", "fastdepth", "zipdepth_base", "midas_v21_small", "depth_anything_v2_small")
     runtimes: tuple[str, ...] = RUNTIMES
     threads: tuple[int, ...] = field(default_factory=default_thread_counts)
-    size: tuple[int, int] = (256, 192)
+    size: tuple[int, int] | None = (256, 192)  # None: each model at its own default input
     runs: int = 30
     warmup: int = 5
     out: Path = Path("bench_out")
@@ -107,6 +106,7 @@ class Cell:
     runtime_rss_mib: float | None = None
     error: str | None = None
     int8_correlation: float | None = None
+    precision: str | None = None  # what the runtime computed in, where it says (OpenVINO's inference precision)
 
     @property
     def median_ms(self) -> float:
@@ -207,124 +207,18 @@ def _load_average() -> tuple[float, float, float]:
     return tuple(round(value, 2) for value in os.getloadavg())  # type: ignore[return-value]
 
 
-# ------------------------------------------------------------------------------------------------- peers
+# ------------------------------------------------------------------------------------------------- networks
 
 
-class ResidualConvUnit(nn.Module):
-    """MiDaS's residual unit without BatchNorm: ReLU, 3x3 conv, ReLU, 3x3 conv, plus the input."""
+def build_network(name: str, size: tuple[int, int] | None) -> nn.Module:
+    """A registry network with random weights (seeded), fused for inference, in eval mode, its card at the size it
+    is timed at: ``size`` as the network takes it, or its own default."""
+    from edgedepth.models import create_model, prepare_for_inference
 
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
-
-
-class FusionBlock(nn.Module):
-    """MiDaS's fusion: skip through a residual unit, added; a second unit; bilinear x2 (corners aligned); 1x1."""
-
-    def __init__(self, channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.skip_unit = ResidualConvUnit(channels)
-        self.unit = ResidualConvUnit(channels)
-        self.out_conv = nn.Conv2d(channels, out_channels, 1)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        if skip is not None:
-            x = x + self.skip_unit(skip)
-        x = F.interpolate(self.unit(x), scale_factor=2, mode="bilinear", align_corners=True)
-        return self.out_conv(x)
-
-
-class MidasSmallReplica(nn.Module):
-    """MiDaS v2.1 small's shape (``midas/midas_net_custom.py``: features 64, expand): an ARCHITECTURE REPLICA
-    with random weights, for timing only. EfficientNet-Lite3 taps at 1/4..1/32 (32, 48, 136, 384 channels),
-    3x3 projections to 64..512, four fusion blocks, a head that upsamples x2. Output ``N x 1 x H x W``."""
-
-    def __init__(self) -> None:
-        import timm
-
-        super().__init__()
-        # Static symmetric padding instead of TF "same": the same shapes and MACs at even sizes, and a graph that
-        # ONNX Runtime's quantiser keeps intact (it loses the dynamically computed "same" pads: 16x16 became 14x14).
-        self.encoder = timm.create_model(
-            "tf_efficientnet_lite3", features_only=True, out_indices=(1, 2, 3, 4), pad_type=""
-        )
-        widths = (64, 128, 256, 512)
-        self.project = nn.ModuleList(
-            nn.Conv2d(c, w, 3, padding=1, bias=False) for c, w in zip(self.encoder.feature_info.channels(), widths)
-        )
-        self.fuse = nn.ModuleList(
-            [FusionBlock(64, 64), FusionBlock(128, 64), FusionBlock(256, 128), FusionBlock(512, 256)]
-        )
-        self.head = nn.Sequential(
-            nn.Conv2d(64, 32, 3, padding=1), nn.Upsample(scale_factor=2, mode="bilinear"),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 1, 1), nn.ReLU(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = [project(f) for project, f in zip(self.project, self.encoder(x))]
-        path = self.fuse[3](features[3])
-        for level in (2, 1, 0):
-            path = self.fuse[level](path, features[level])
-        return self.head(path)
-
-
-class DepthAnythingV2SmallReplica(nn.Module):
-    """Depth Anything V2 Small's configuration in transformers (DINOv2-S/14 backbone + DPT head), random
-    weights, for timing only. Output ``N x 1 x H x W``."""
-
-    def __init__(self) -> None:
-        from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-        super().__init__()
-        backbone = Dinov2Config(
-            hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=DEPTH_ANYTHING_PATCH,
-            image_size=518, out_features=["stage3", "stage6", "stage9", "stage12"], reshape_hidden_states=False,
-        )
-        config = DepthAnythingConfig(
-            backbone_config=backbone, reassemble_hidden_size=384, neck_hidden_sizes=[48, 96, 192, 384],
-            fusion_hidden_size=64, head_hidden_size=32, depth_estimation_type="relative",
-        )
-        self.network = DepthAnythingForDepthEstimation(config)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(pixel_values=x).predicted_depth[:, None]
-
-
-_PEERS: dict[str, type[nn.Module]] = {"midas_small": MidasSmallReplica, "depth_anything_v2_small": DepthAnythingV2SmallReplica}
-PEERS = tuple(_PEERS)
-
-
-def timing_size(name: str, size: tuple[int, int]) -> tuple[int, int]:
-    """The input size a network is timed at: MiDaS small's own 256x256, Depth Anything's multiples of 14."""
-    if name == "midas_small":
-        return MIDAS_SMALL_SIZE
-    if name == "depth_anything_v2_small":
-        return (_nearest_multiple(size[0], DEPTH_ANYTHING_PATCH), _nearest_multiple(size[1], DEPTH_ANYTHING_PATCH))
-    return size
-
-
-def _nearest_multiple(value: int, step: int) -> int:
-    return max(1, round(value / step)) * step
-
-
-def build_network(name: str, size: tuple[int, int]) -> nn.Module:
-    """A student (``create_model``) or a peer, in eval mode, carrying a card at its timing size."""
-    from edgedepth.models import create_model
-    from edgedepth.models.registry import ModelCard
-
-    timed = timing_size(name, size)
     torch.manual_seed(0)
-    if name in _PEERS:
-        model = _PEERS[name]()
-        model.card = ModelCard(name=name, input_size=timed, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    else:
-        model = create_model(name)
-        model.card = replace(model.card, input_size=timed)
-    return model.eval()
+    model = create_model(name)
+    model.card = replace(model.card, input_size=model.card.fit_size(size))
+    return prepare_for_inference(model)
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -343,19 +237,14 @@ def _calibration(card: Any) -> list[np.ndarray]:
 def _export_cell_file(model: nn.Module, runtime: str, folder: Path) -> tuple[Path, float | None]:
     """The model file a runtime cell loads; for INT8, also its output's correlation with FP32 (``None`` if the
     correlation is undefined: a random-weight peer whose output is constant)."""
-    import warnings
 
     from edgedepth.runtime.export import export_model
 
     fmt = "onnx" if runtime.startswith("onnx") else "openvino"
     int8 = runtime.endswith("-int8")
-    path = folder / f"{model.card.name}.{runtime}{'.onnx' if fmt == 'onnx' else '.xml'}"
+    path = folder / f"{model.card.name}.{runtime}{'.onnx' if fmt == 'onnx' else '.xml'}"  # openvino-default: its own
     calibration = _calibration(model.card) if int8 else None
-    with warnings.catch_warnings():
-        # Tracing transformers' Depth Anything for ONNX warns that shape checks in its code become constants: they
-        # do, at the one input size a cell is timed at, which is what the bench exports.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"transformers\.")
-        result = export_model(model, path, fmt, source="bench", calibration=calibration, min_correlation=None)
+    result = export_model(model, path, fmt, source="bench", calibration=calibration, min_correlation=None)
     if not int8 or math.isnan(result.correlation):
         return path, None
     return path, result.correlation
@@ -378,22 +267,26 @@ def _memory_mib(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def _cell_main(connection: Connection, model: str, runtime: str, path: str | None, size: tuple[int, int],
+def _cell_main(connection: Connection, model: str, runtime: str, path: str | None, size: tuple[int, int] | None,
                threads: tuple[int, ...]) -> None:
     """A cell's process: open the network for each thread count, then time one run per request."""
     try:
-        from edgedepth.runtime.predictor import Predictor, TorchPredictor, load_predictor
+        from edgedepth.runtime.predictor import OpenVinoPredictor, Predictor, TorchPredictor, load_predictor
 
         baseline = _memory_mib("VmRSS")  # Python, NumPy, PyTorch: common to every cell
         predictors: dict[int, Predictor]
         if runtime == "torch":  # one module; torch.set_num_threads switches the thread count per turn
             network = TorchPredictor(build_network(model, size))
             predictors = {count: network for count in threads}
+        elif runtime == "openvino-default":  # the FP32 IR at OpenVINO's own choice of precision
+            predictors = {count: OpenVinoPredictor(path, threads=count, default_precision=True)  # type: ignore[arg-type]
+                          for count in threads}
         else:  # ONNX Runtime and OpenVINO fix the thread count when the model is opened
             predictors = {count: load_predictor(path, threads=count) for count in threads}  # type: ignore[arg-type]
-        width, height = timing_size(model, size)
+        width, height = next(iter(predictors.values())).size
         batch = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, height, width), dtype=np.float32))
-        connection.send(("ready", None))
+        precision = getattr(next(iter(predictors.values())), "inference_precision", None)
+        connection.send(("ready", precision))
         while True:
             command, count = connection.recv()
             if command == "stop":
@@ -412,7 +305,7 @@ def _cell_main(connection: Connection, model: str, runtime: str, path: str | Non
 class _CellProcess:
     """The parent's handle on the process of one model on one runtime: its cells, one per thread count."""
 
-    def __init__(self, context: Any, row: dict[int, Cell], path: Path | None, size: tuple[int, int]) -> None:
+    def __init__(self, context: Any, row: dict[int, Cell], path: Path | None, size: tuple[int, int] | None) -> None:
         self.row = row
         self.error: str | None = None
         first = next(iter(row.values()))
@@ -423,7 +316,9 @@ class _CellProcess:
             daemon=True,
         )
         self.process.start()
-        self._receive("ready")
+        precision = self._receive("ready")
+        for cell in row.values():
+            cell.precision = precision
 
     def _receive(self, kind: str) -> Any:
         while not self.connection.poll(1.0):
@@ -464,9 +359,13 @@ def run(cfg: BenchConfig) -> BenchResult:
     """Measure every cell of ``cfg`` in one interleaved run; write ``bench.md``, ``bench.json`` (and ``bench.png``)."""
     import multiprocessing
 
+    from edgedepth.models import model_info
+
     unknown = sorted(set(cfg.runtimes) - set(RUNTIMES))
     if unknown:
         raise EdgedepthError(f"unknown runtime(s) {', '.join(unknown)}; use some of {', '.join(RUNTIMES)}")
+    for name in cfg.models:
+        model_info(name)  # an unknown name fails now, naming the registered ones, not after the exports
     if cfg.runs < 1 or cfg.warmup < 0 or not cfg.threads or min(cfg.threads) < 1:
         raise EdgedepthError("--runs must be >= 1, --warmup >= 0 and --threads positive")
     progress = _Progress(cfg.progress)
@@ -608,8 +507,8 @@ def below_floor(cell: Cell, gflops: float) -> bool:
 def format_table(machine: Machine, cells: list[Cell], cfg: BenchConfig) -> str:
     """The markdown report: a header on the machine, then one row per cell."""
     versions = ", ".join(f"{k} {v.split('-')[0]}" for k, v in machine.versions.items())
-    title = (f"# edgedepth bench: batch 1, {cfg.runs} timed runs after {cfg.warmup} warm-up, requested size "
-             f"{format_size(cfg.size)}")
+    requested = format_size(cfg.size) if cfg.size is not None else "each model's default"
+    title = f"# edgedepth bench: batch 1, {cfg.runs} timed runs after {cfg.warmup} warm-up, requested size {requested}"
     samples = machine.sgemm_samples or (machine.sgemm_gflops,)
     cpu = (f"CPU: {machine.cpu}; instruction sets: {', '.join(machine.isa) or 'none detected'}; single-thread "
            f"FP32 sgemm peak {machine.sgemm_gflops:.1f} GFLOP/s (the best of {len(samples)} measurements through "
@@ -623,7 +522,9 @@ def format_table(machine: Machine, cells: list[Cell], cfg: BenchConfig) -> str:
     lines = [title, "", cpu, "", legend, "", header, "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     flagged = 0
     for cell in cells:
-        head = [cell.model, cell.runtime, str(cell.threads), format_size(cell.input_size), f"{cell.params / 1e6:.2f}",
+        runtime = f"{cell.runtime} ({cell.precision})" if cell.runtime == "openvino-default" and cell.precision else (
+            cell.runtime)
+        head = [cell.model, runtime, str(cell.threads), format_size(cell.input_size), f"{cell.params / 1e6:.2f}",
                 f"{cell.macs / 1e9:.3f}"]
         if cell.error is not None or not cell.latencies_ms:
             lines.append("| " + " | ".join([*head, f"failed: {cell.error}", *[""] * 6]) + " |")
