@@ -409,8 +409,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads)
     server = make_server(predictor, args.host, args.port, quiet=args.quiet, timeout=args.timeout,
                          max_image_pixels=args.max_image_pixels)
-    print(f"serving {predictor.name} ({predictor.runtime}) on {server.url}: POST an image to /predict "
-          "(?format=npy|png16|color), GET /health; Ctrl-C stops", flush=True)
+    print(f"serving {predictor.name} ({predictor.runtime}) on {server.url}: open it in a browser, POST an image to "
+          "/predict (?format=npy|png16|color), GET /health; Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -206,33 +206,33 @@ def fit_scale_shift_robust(
     keeping the points whose residual lies within ``cutoff`` robust standard deviations and refitting by least
     squares on them, until the kept set stops changing. Raises :class:`UnscorableImage` as the plain fit does.
     """
-    p = np.asarray(prediction, dtype=np.float64)
-    t = np.asarray(target, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
-    if np.count_nonzero(mask) < 2:
-        raise UnscorableImage(f"{np.count_nonzero(mask)} valid point(s), alignment needs at least 2")
-    pm, tm = p[mask], t[mask]
-    p_low, p_high = np.percentile(pm, [25.0, 75.0])
-    t_low, t_high = np.percentile(tm, [25.0, 75.0])
+    pm = np.asarray(prediction, dtype=np.float64)[mask]
+    tm = np.asarray(target, dtype=np.float64)[mask]
+    if pm.size < 2:
+        raise UnscorableImage(f"{pm.size} valid point(s), alignment needs at least 2")
+    p_low, p_mid, p_high = np.percentile(pm, [25.0, 50.0, 75.0])
+    t_low, t_mid, t_high = np.percentile(tm, [25.0, 50.0, 75.0])
+    everything = np.ones(pm.size, dtype=bool)
     if p_high > p_low:
         scale = float((t_high - t_low) / (p_high - p_low))
-        shift = float(np.median(tm) - scale * np.median(pm))
+        shift = float(t_mid - scale * p_mid)
     else:  # half the points share one prediction: start from least squares
-        scale, shift = fit_scale_shift(p, t, mask)
-    floor = 1e-9 * max(float(np.median(np.abs(tm))), 1e-12)  # an exact fit must not trim everything
-    used = mask
+        scale, shift = fit_scale_shift(pm, tm, everything)
+    floor = 1e-9 * max(abs(float(t_mid)), 1e-12)  # an exact fit must not trim everything
+    used = everything
     for _ in range(iterations):
-        residual = scale * p + shift - t
-        limit = cutoff * max(_robust_sigma(residual[mask]), floor)
-        kept = mask & (np.abs(residual) <= limit)
+        residual = scale * pm + shift - tm
+        kept = np.abs(residual) <= cutoff * max(_robust_sigma(residual), floor)
         if np.count_nonzero(kept) < 2:
             break
-        scale, shift = fit_scale_shift(p, t, kept)
+        scale, shift = fit_scale_shift(pm, tm, kept)
         if np.array_equal(kept, used):
             break
         used = kept
-    residual = (scale * p + shift - t)[used]
-    return ScaleShiftFit(scale, shift, used, _robust_sigma(residual))
+    full = np.zeros(mask.shape, dtype=bool)
+    full[mask] = used
+    return ScaleShiftFit(scale, shift, full, _robust_sigma((scale * pm + shift - tm)[used]))
 
 
 def depth_from_inverse(inverse_depth: np.ndarray, max_depth: float) -> np.ndarray:

@@ -28,12 +28,12 @@ class Stabilizer:
 
     ``blend``: the weight of a new frame where it agrees with the estimate (1: no smoothing). ``motion``: residuals
     (in robust standard deviations of the fit) from which a pixel is taken as changed, fully at the second.
-    ``grid``: the fit uses every ``grid``-th pixel of every ``grid``-th row.
+    ``samples``: about how many pixels, on a regular grid, the fit uses (its cost does not grow with the map).
     """
 
     blend: float = 0.35
     motion: tuple[float, float] = (2.0, 4.0)
-    grid: int = 4
+    samples: int = 1024
     _estimate: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def reset(self) -> None:
@@ -46,10 +46,10 @@ class Stabilizer:
         if estimate is None or estimate.shape != current.shape or not np.isfinite(current).all():
             self._estimate = current.copy()
             return current
-        step = self.grid
+        step = max(1, round((current.size / self.samples) ** 0.5))
         sample_p, sample_s = current[::step, ::step], estimate[::step, ::step]
         try:
-            found = fit_scale_shift_robust(sample_p, sample_s, np.ones(sample_p.shape, dtype=bool))
+            found = fit_scale_shift_robust(sample_p, sample_s, np.ones(sample_p.shape, dtype=bool), iterations=4)
         except UnscorableImage:  # a constant frame: nothing to align to
             self._estimate = current.copy()
             return current
