@@ -27,7 +27,7 @@ from edgedepth.imageio import atomic_path
 
 #: How far the principal point may lie from the image's centre, as a fraction of the image's width (for ``cx``) and
 #: height (``cy``). Real cameras keep it within a few per cent; intrinsics of another resolution put it far off.
-PRINCIPAL_POINT_TOLERANCE = 0.25
+PRINCIPAL_POINT_TOLERANCE = 0.15
 #: Horizontal fields of view a pinhole camera may have, degrees (outside: ``fx`` belongs to another resolution).
 FOV_RANGE = (5.0, 175.0)
 

@@ -248,13 +248,15 @@ def depth_from_inverse(inverse_depth: np.ndarray, max_depth: float) -> np.ndarra
 #: pixel below the plane (impossible: nothing is seen through the floor) costs this many outliers, and this many
 #: two-pixel hypotheses are drawn (deterministically) on at most this many pixels.
 FLOOR_TOLERANCE = 0.05
-FLOOR_BELOW_PENALTY = 3.0
+FLOOR_BELOW_PENALTY = 10.0
 FLOOR_HYPOTHESES = 256
 FLOOR_SAMPLE = 4096
 #: A floor must be seen on at least this fraction of the frame's pixels, and over this relative range of inverse
-#: depth (its far edge at most 1 / (1 + range) of its near edge's), for its scale to be determined.
+#: depth (its far edge at most 1 / (1 + range) of its near edge's), for its scale to be determined; and it is a
+#: region, not scattered pixels: at least this fraction of its pixels have their right-hand neighbour on it too.
 FLOOR_MIN_FRACTION = 0.01
 FLOOR_MIN_RANGE = 0.15
+FLOOR_MIN_COHERENCE = 0.5
 
 
 class NoFloor(UnscorableImage):
@@ -280,8 +282,9 @@ def fit_to_floor(
     scored by a truncated cost, asymmetric: ``(r / tolerance)²`` for a relative residual ``r`` within
     ``tolerance``, 1 above, ``below_penalty`` below; the best is refined by least squares on its inliers.
 
-    Raises :class:`NoFloor` when no candidate exists, or too few pixels (:data:`FLOOR_MIN_FRACTION`) over too narrow
-    a range (:data:`FLOOR_MIN_RANGE`) fit a floor with a positive scale.
+    Raises :class:`NoFloor` when no candidate exists, or too few pixels (:data:`FLOOR_MIN_FRACTION`), scattered
+    (:data:`FLOOR_MIN_COHERENCE`) or over too narrow a range (:data:`FLOOR_MIN_RANGE`), fit a floor with a positive
+    scale. A large horizontal surface that hides the whole floor (a bed filling the lower frame) is taken for it.
     """
     p = np.asarray(prediction, dtype=np.float64)
     g = np.asarray(floor, dtype=np.float64)
@@ -298,7 +301,7 @@ def fit_to_floor(
     dp = ps[first] - ps[second]
     with np.errstate(divide="ignore", invalid="ignore"):
         scales = (gs[first] - gs[second]) / dp
-    shifts = gs[first] - scales * ps[first]
+        shifts = gs[first] - scales * ps[first]
     good = np.isfinite(scales) & (scales > 0)
     if not good.any():
         raise NoFloor("no part of the lower frame rises towards the camera as a floor does")
@@ -322,6 +325,10 @@ def fit_to_floor(
         count = int(np.count_nonzero(inliers))
         raise NoFloor(f"no floor found: {count} of the {index.size} pixels below the horizon fit a floor plane "
                       f"(at least {needed} must)")
+    coherence = np.count_nonzero(used[:, :-1] & used[:, 1:]) / max(np.count_nonzero(used[:, :-1]), 1)
+    if coherence < FLOOR_MIN_COHERENCE:
+        raise NoFloor(f"no floor found: the {np.count_nonzero(used)} pixels that fit a floor plane are scattered, "
+                      f"not a region ({coherence:.0%} of them have a neighbour that fits)")
     near, far = np.percentile(g[used], [95.0, 5.0])
     if near < (1.0 + FLOOR_MIN_RANGE) * far:
         raise NoFloor(f"the floor is seen over too narrow a band ({1 / near:.2f} to {1 / far:.2f} m) to fix a scale")

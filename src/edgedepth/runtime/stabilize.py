@@ -53,9 +53,16 @@ class Stabilizer:
         except UnscorableImage:  # a constant frame: nothing to align to
             self._estimate = current.copy()
             return current
-        change = np.float32(found.scale) * current + np.float32(found.shift) - estimate
-        low, high = (np.float32(found.sigma * level) for level in self.motion)
-        moved = np.clip((np.abs(change) - low) / max(high - low, np.float32(1e-12)), 0.0, 1.0)
-        weight = np.float32(self.blend) + np.float32(1.0 - self.blend) * moved
-        estimate += weight * change
+        change = current * np.float32(found.scale)
+        change += np.float32(found.shift)
+        change -= estimate  # the aligned frame's difference from the estimate
+        low, high = (found.sigma * level for level in self.motion)
+        weight = np.abs(change)  # in place from here: this runs on every frame
+        weight -= np.float32(low)
+        weight *= np.float32(1.0 / max(high - low, 1e-12))
+        np.clip(weight, 0.0, 1.0, out=weight)  # 0: within the noise, 1: moved
+        weight *= np.float32(1.0 - self.blend)
+        weight += np.float32(self.blend)
+        weight *= change
+        estimate += weight
         return estimate.copy()  # the caller's to keep; the estimate goes on changing
