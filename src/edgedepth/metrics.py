@@ -203,8 +203,8 @@ def fit_scale_shift_robust(
     """:func:`fit_scale_shift` that tolerates outliers (up to about a quarter of the points).
 
     It starts from medians and interquartile ranges (``scale = IQR(target) / IQR(prediction)``), then alternates
-    keeping the points whose residual lies within ``cutoff`` robust standard deviations and refitting by least
-    squares on them, until the kept set stops changing. Raises :class:`UnscorableImage` as the plain fit does.
+    keeping the points whose residual lies within ``cutoff`` robust standard deviations of the median residual and
+    refitting by least squares on them, until the kept set stops changing. Raises :class:`UnscorableImage` as the plain fit does.
     """
     mask = np.asarray(mask, dtype=bool)
     pm = np.asarray(prediction, dtype=np.float64)[mask]
@@ -220,16 +220,17 @@ def fit_scale_shift_robust(
     else:  # half the points share one prediction: start from least squares
         scale, shift = fit_scale_shift(pm, tm, everything)
     floor = 1e-9 * max(abs(float(t_mid)), 1e-12)  # an exact fit must not trim everything
-    used = everything
+    used = None  # the points the current scale and shift were fitted on (None: the start from quartiles)
     for _ in range(iterations):
         residual = scale * pm + shift - tm
+        residual -= np.median(residual)  # the start from quartiles may be off by a shift
         kept = np.abs(residual) <= cutoff * max(_robust_sigma(residual), floor)
-        if np.count_nonzero(kept) < 2:
+        if (used is not None and np.array_equal(kept, used)) or np.count_nonzero(kept) < 2:
             break
         scale, shift = fit_scale_shift(pm, tm, kept)
-        if np.array_equal(kept, used):
-            break
         used = kept
+    if used is None:
+        used = everything
     full = np.zeros(mask.shape, dtype=bool)
     full[mask] = used
     return ScaleShiftFit(scale, shift, full, _robust_sigma((scale * pm + shift - tm)[used]))
@@ -280,7 +281,8 @@ def fit_to_floor(
     floor pixels satisfy ``scale * prediction + shift ≈ floor`` and the others lie above it; a fit that puts many
     pixels *below* the floor (the top of a table taken for the floor, say) is wrong. So two-pixel hypotheses are
     scored by a truncated cost, asymmetric: ``(r / tolerance)²`` for a relative residual ``r`` within
-    ``tolerance``, 1 above, ``below_penalty`` below; the best is refined by least squares on its inliers.
+    ``tolerance``, 1 above, ``below_penalty`` below; the best is refined by least squares on its inliers, the band
+    of which narrows to :data:`ROBUST_CUTOFF` robust standard deviations of their residuals (at least 0.1 %).
 
     Raises :class:`NoFloor` when no candidate exists, or too few pixels (:data:`FLOOR_MIN_FRACTION`), scattered
     (:data:`FLOOR_MIN_COHERENCE`) or over too narrow a range (:data:`FLOOR_MIN_RANGE`), fit a floor with a positive
@@ -313,14 +315,17 @@ def fit_to_floor(
     scale, shift = float(scales[best]), float(shifts[best])
     safe = np.where(candidates, g, 1.0)
     used: np.ndarray | None = None
-    for _ in range(4):  # least squares on the inliers, which then may change
-        inliers = candidates & (np.abs((scale * p + shift) / safe - 1.0) <= tolerance)
+    band = tolerance
+    for _ in range(6):  # least squares on the inliers, whose band narrows to the fit's own noise
+        relative = (scale * p + shift) / safe - 1.0
+        inliers = candidates & (np.abs(relative) <= band)
         if np.count_nonzero(inliers) < needed:
             break
         scale, shift = fit_scale_shift(p, g, inliers)
         if used is not None and np.array_equal(inliers, used):
             break
         used = inliers
+        band = min(tolerance, max(ROBUST_CUTOFF * _robust_sigma(((scale * p + shift) / safe - 1.0)[used]), 1e-3))
     if used is None or scale <= 0:
         count = int(np.count_nonzero(inliers))
         raise NoFloor(f"no floor found: {count} of the {index.size} pixels below the horizon fit a floor plane "
