@@ -408,7 +408,7 @@ def test_a_folder_records_each_scenes_camera(tmp_path: Path) -> None:
 def test_a_sequence_moves_one_camera_through_one_room(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "seq"
     assert main(["synth", str(out), "--sequence", "6", "--size", "96x72", "--seed", "2"]) == 0
-    assert capsys.readouterr().out.startswith(f"synth: sequence of 6 frame(s) rendered in ")
+    assert capsys.readouterr().out.startswith("synth: sequence of 6 frame(s) rendered in ")
     capture = cv2.VideoCapture(str(out / synthetic.SEQUENCE_VIDEO))
     frames = []
     while (frame := capture.read())[0]:
