@@ -33,7 +33,7 @@ class Stabilizer:
 
     blend: float = 0.35
     motion: tuple[float, float] = (2.0, 4.0)
-    samples: int = 1024
+    samples: int = 768
     _estimate: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def reset(self) -> None:
@@ -49,7 +49,7 @@ class Stabilizer:
         step = max(1, round((current.size / self.samples) ** 0.5))
         sample_p, sample_s = current[::step, ::step], estimate[::step, ::step]
         try:
-            found = fit_scale_shift_robust(sample_p, sample_s, np.ones(sample_p.shape, dtype=bool), iterations=4)
+            found = fit_scale_shift_robust(sample_p, sample_s, np.ones(sample_p.shape, dtype=bool), iterations=2)
         except UnscorableImage:  # a constant frame: nothing to align to
             self._estimate = current.copy()
             return current
