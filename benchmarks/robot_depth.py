@@ -149,16 +149,18 @@ def main() -> None:
         ideal_scenes.append(result)
         if np.isfinite(result[1]):
             ideal_errors.append((abs(result[2] / 2.5 - 1.0), abs(result[3] - 0.1)))
-    student_sequence = [_abs_rel_ground(p, d, cameras[key], key) for p, d, key in zip(per_frame, depths, sorted(cameras))]
-    print(f"\n1. --metric ground vs the least-squares oracle alignment (AbsRel, depth < {MAX_DEPTH:g} m, means over the "
-          "frames where a floor was found; the last column: least squares on the true floor pixels, the best a floor "
+    student_sequence = [_abs_rel_ground(p, d, cameras[key], key)
+                        for p, d, key in zip(per_frame, depths, sorted(cameras))]
+    print(f"\n1. --metric ground vs the least-squares oracle alignment (AbsRel, depth < {MAX_DEPTH:g} m, means over "
+          "the frames where a floor was found; the last column: least squares on the true floor pixels, the best a floor "
           "fit could do with this model)")
     _ground_table([(f"sequence ({args.frames} frames) | student", student_sequence),
                    (f"scenes ({args.scenes}) | student", student_scenes),
                    (f"scenes ({args.scenes}) | exact relative depth, 2 % noise", ideal_scenes)])
     if ideal_errors:
-        print(f"exact relative depth: fitted scale off the truth (2.5) by {100 * np.median([e[0] for e in ideal_errors]):.2f} % "
-              f"(median), {100 * np.max([e[0] for e in ideal_errors]):.2f} % (worst); shift off 0.1 by "
+        scale_errors = [e[0] for e in ideal_errors]
+        print(f"exact relative depth: fitted scale off the truth (2.5) by {100 * np.median(scale_errors):.2f} % "
+              f"(median), {100 * np.max(scale_errors):.2f} % (worst); shift off 0.1 by "
               f"{np.median([e[1] for e in ideal_errors]):.4f} (median)")
 
     # 2. flicker, per frame and stabilised, on the same network outputs

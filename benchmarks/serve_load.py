@@ -77,7 +77,8 @@ def main() -> None:
     print("| clients x images | errors | requests/s | latency median ms | p90 ms | RSS before MiB | RSS after MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     p90 = sorted(times)[int(0.9 * len(times))]
-    print(f"| {args.clients} x {args.images} ({args.size} PNG, {args.format}) | {errors} | {len(times) / seconds:.1f} | "
+    print(f"| {args.clients} x {args.images} ({args.size} PNG, {args.format}) | {errors} | "
+          f"{len(times) / seconds:.1f} | "
           f"{1e3 * statistics.median(times):.0f} | {1e3 * p90:.0f} | {before:.1f} | {after:.1f} |")
     print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 

@@ -41,7 +41,8 @@ def _room_scene() -> tuple[Scene, Camera]:
                 GREY, (GREY,) * 4)
     crate = Box((0.6, 2.5, BOX_TOP / 2), (0.3, 0.3, BOX_TOP / 2), WOOD)
     camera = _camera((0.0, 0.0, HEIGHT), PITCH, ROLL)
-    return render(SceneDescription(room, (crate,), (Light((0.0, 2.0, 2.6), (1.0, 1.0, 1.0)),), ambient=0.3), camera), camera
+    light = Light((0.0, 2.0, 2.6), (1.0, 1.0, 1.0))
+    return render(SceneDescription(room, (crate,), (light,), ambient=0.3), camera), camera
 
 
 def _wall_scene() -> Scene:
@@ -173,7 +174,8 @@ def test_points_at_one_depth_warn_and_fit_a_scale_alone(
 ) -> None:
     scene, _ = room
     image = _png(tmp_path / "room.png", scene)
-    (tmp_path / "flat.json").write_text(json.dumps([{"x": 10, "y": 100, "depth": 2.0}, {"x": 90, "y": 50, "depth": 2.0}]))
+    flat = [{"x": 10, "y": 100, "depth": 2.0}, {"x": 90, "y": 50, "depth": 2.0}]
+    (tmp_path / "flat.json").write_text(json.dumps(flat))
     assert main(_predict(image, tmp_path / "out", "--metric", str(tmp_path / "flat.json"))) == 0
     line = _one_line(capfd, "warning")
     assert "all 2 points are at one distance (2 m)" in line and "only a scale is fitted" in line
@@ -220,7 +222,8 @@ def test_degenerate_references_are_one_line_errors(
     wall = _png(tmp_path / "wall.png", exact[1])
     out = tmp_path / "out"
     (tmp_path / "one.json").write_text(json.dumps([{"x": 10, "y": 100, "depth": 2.0}]))
-    (tmp_path / "outside.json").write_text(json.dumps([{"x": 10, "y": 100, "depth": 2.0}, {"x": 200, "y": 5, "depth": 3}]))
+    outside = [{"x": 10, "y": 100, "depth": 2.0}, {"x": 200, "y": 5, "depth": 3}]
+    (tmp_path / "outside.json").write_text(json.dumps(outside))
     (tmp_path / "broken.json").write_text('[{"x": 10, "y": 100, "depth": 2.0},')
     (tmp_path / "nodepth.json").write_text(json.dumps([{"x": 10, "y": 100}, {"x": 20, "y": 30, "depth": 1}]))
     np.save(tmp_path / "small.npy", np.random.default_rng(0).uniform(1.0, 5.0, (60, 80)))
@@ -261,7 +264,7 @@ def test_missing_flags_are_named_before_anything_loads(tmp_path: Path, capfd: py
     image = str(tmp_path / "any.png")  # never read: the flags are checked first
     cases = [
         (["--pointcloud"], "--pointcloud needs metric depth: add --metric"),
-        (["--pointcloud", "--metric", "x.json"], "--pointcloud needs the camera: add --intrinsics fx,fy,cx,cy or --fov"),
+        (["--pointcloud", "--metric", "x.json"], "--pointcloud needs the camera: add --intrinsics fx,fy,cx,cy"),
         (["--metric", "ground", "--fov", "60"], "--metric ground needs --camera-height H"),
         (["--metric", "ground", "--camera-height", "1"], "--metric ground needs the camera"),
         (["--metric", "ground", "--camera-height", "-1", "--fov", "60"], "--camera-height -1: give a positive"),

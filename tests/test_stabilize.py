@@ -36,7 +36,8 @@ def _flicker(maps: list[np.ndarray], depths: list[np.ndarray]) -> float:
 
 
 def _abs_rel(maps: list[np.ndarray], depths: list[np.ndarray]) -> float:
-    return float(np.mean([score_prediction(m, d, valid_mask(d, 0.0, 10.0))[0]["abs_rel"] for m, d in zip(maps, depths)]))
+    scores = [score_prediction(m, d, valid_mask(d, 0.0, 10.0))[0]["abs_rel"] for m, d in zip(maps, depths)]
+    return float(np.mean(scores))
 
 
 def test_stabilizing_halves_the_flicker_of_a_flickering_model_and_costs_no_accuracy(depths: list[np.ndarray]) -> None:
@@ -88,7 +89,8 @@ def test_predict_stabilizes_video_frames_with_one_network_run_each(
     monkeypatch.setattr(Predictor, "network_output", lambda self, images: runs.append(1) or infer(self, images))
     video = sequence / synthetic.SEQUENCE_VIDEO
     for name, flags in (("plain", []), ("stable", ["--stabilize"])):
-        assert main(["predict", str(video), "--weights", str(weights), "--out", str(tmp_path / name), "--npy", *flags]) == 0
+        argv = ["predict", str(video), "--weights", str(weights), "--out", str(tmp_path / name), "--npy", *flags]
+        assert main(argv) == 0
     assert len(runs) == 1 + FRAMES + 1 + FRAMES  # each run: one warm-up, then one per frame
     plain = [np.load(tmp_path / "plain" / "video" / f"{k:06d}.npy") for k in range(FRAMES)]
     stable = [np.load(tmp_path / "stable" / "video" / f"{k:06d}.npy") for k in range(FRAMES)]

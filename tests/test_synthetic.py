@@ -425,7 +425,8 @@ def test_a_sequence_moves_one_camera_through_one_room(tmp_path: Path, capsys: py
         assert cameras[key] == expected[k].metadata()
         assert _floor_matches(scene.depth, cameras[key], (96, 72)) > 500  # a robot's camera sees the floor
     heights = {camera["camera_height"] for camera in cameras.values()}
-    assert len(heights) == 1 and synthetic.SEQUENCE_HEIGHT_RANGE[0] <= heights.pop() <= synthetic.SEQUENCE_HEIGHT_RANGE[1]
+    low, high = synthetic.SEQUENCE_HEIGHT_RANGE
+    assert len(heights) == 1 and low <= heights.pop() <= high
     steps = np.linalg.norm(np.diff([camera.position for camera in expected], axis=0), axis=1)
     assert np.all((steps > 0.005) & (steps <= synthetic.SEQUENCE_SPEED / synthetic.SEQUENCE_FPS + 1e-9))
     # Frame k is the same whatever the length; each frame draws its own sensor noise.

@@ -104,8 +104,8 @@ def _predict_loop(args: argparse.Namespace, default_out: Path) -> int:
     print(
         f"video: {summary.frames} frame(s) in {summary.seconds:.1f} s, {summary.fps:.1f} FPS end to end; per frame: "
         f"network {summary.model_seconds * per_frame:.1f} ms, read + pre-process {summary.read_seconds * per_frame:.1f} "
-        f"ms and upsample + colour + output {summary.post_seconds * per_frame:.1f} ms{stabilized} in their own threads; the loop "
-        f"adds {summary.overhead:.0%} to the network's time"
+        f"ms and upsample + colour + output {summary.post_seconds * per_frame:.1f} ms{stabilized} in their own threads; "
+        f"the loop adds {summary.overhead:.0%} to the network's time"
         + (f" -> {out}" if out else "")
     )
     return 0
@@ -143,9 +143,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     metric.add_argument("--fov", type=float, metavar="DEG",
                         help="instead of --intrinsics: horizontal field of view (square pixels, centred)")
     metric.add_argument("--pointcloud", action="store_true",
-                        help="also write NAME.ply: coloured points in metres, camera frame (needs --metric and a camera)")
+                        help="also write NAME.ply: coloured points in metres, camera frame (needs --metric and a "
+                        "camera)")
     metric.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH, metavar="M",
-                        help=f"metric depth beyond this is no depth: 0 in the maps, no point (default: {DEFAULT_MAX_DEPTH:g})")
+                        help="metric depth beyond this is no depth: 0 in the maps, no point "
+                        f"(default: {DEFAULT_MAX_DEPTH:g})")
     _add_pixel_limit(p)
     p.set_defaults(func=_cmd_predict)
 

@@ -67,7 +67,8 @@ def parse_intrinsics(text: str) -> Intrinsics:
     except ValueError:
         values = []
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise EdgedepthError(f"--intrinsics {text!r}: give four numbers fx,fy,cx,cy in pixels, e.g. 525,525,319.5,239.5")
+        raise EdgedepthError(f"--intrinsics {text!r}: give four numbers fx,fy,cx,cy in pixels, "
+                             "e.g. 525,525,319.5,239.5")
     if values[0] <= 0 or values[1] <= 0:
         raise EdgedepthError(f"--intrinsics {text!r}: the focal lengths fx and fy must be positive")
     return Intrinsics(*values)
@@ -87,7 +88,8 @@ def check_intrinsics(intrinsics: Intrinsics, size: tuple[int, int], origin: str)
     fov = math.degrees(2.0 * math.atan(width / (2.0 * intrinsics.fx)))
     if far or not FOV_RANGE[0] <= fov <= FOV_RANGE[1]:
         why = (f"the principal point ({intrinsics.cx:g}, {intrinsics.cy:g}) is far from its centre "
-               f"({centre[0]:g}, {centre[1]:g})" if far else f"fx {intrinsics.fx:g} makes a {fov:.1f} degree field of view")
+               f"({centre[0]:g}, {centre[1]:g})" if far
+               else f"fx {intrinsics.fx:g} makes a {fov:.1f} degree field of view")
         raise EdgedepthError(
             f"{origin}: intrinsics {intrinsics} do not match its {width}x{height} pixels: {why}; give the intrinsics "
             "at this image's resolution (scale fx, fy, cx, cy by the factor it was resized by) or --fov DEG"
@@ -100,7 +102,9 @@ def gravity_direction(pitch_deg: float, roll_deg: float = 0.0) -> np.ndarray:
     return np.array([math.sin(roll) * math.cos(pitch), math.cos(roll) * math.cos(pitch), math.sin(pitch)])
 
 
-def plane_inverse_depth(normal: np.ndarray, distance: float, intrinsics: Intrinsics, size: tuple[int, int]) -> np.ndarray:
+def plane_inverse_depth(
+    normal: np.ndarray, distance: float, intrinsics: Intrinsics, size: tuple[int, int]
+) -> np.ndarray:
     """Inverse depth (1 / metres) of the plane ``normal . P = distance`` at every pixel: ``normal . r / distance``.
 
     ``H x W`` float64; zero or negative where the pixel's ray does not meet the plane in front of the camera.

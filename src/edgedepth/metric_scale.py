@@ -304,7 +304,12 @@ def _fit_points(p: np.ndarray, points: Points, cfg: MetricConfig, origin: str) -
 
 
 def write_outputs(
-    base: Path, prediction: np.ndarray, found: MetricFit, cfg: MetricConfig, image: np.ndarray, camera: Intrinsics | None
+    base: Path,
+    prediction: np.ndarray,
+    found: MetricFit,
+    cfg: MetricConfig,
+    image: np.ndarray,
+    camera: Intrinsics | None,
 ) -> None:
     """Write one frame's metric outputs beside ``base`` (``base.metric.png``, ``.npy``, ``.json``, ``base.ply``)."""
     depth = depth_from_inverse(found.scale * np.asarray(prediction, np.float64) + found.shift, cfg.max_depth)

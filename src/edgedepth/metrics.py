@@ -204,7 +204,8 @@ def fit_scale_shift_robust(
 
     It starts from medians and interquartile ranges (``scale = IQR(target) / IQR(prediction)``), then alternates
     keeping the points whose residual lies within ``cutoff`` robust standard deviations of the median residual and
-    refitting by least squares on them, until the kept set stops changing. Raises :class:`UnscorableImage` as the plain fit does.
+    refitting by least squares on them, until the kept set stops changing. Raises :class:`UnscorableImage` as the
+    plain fit does.
     """
     mask = np.asarray(mask, dtype=bool)
     pm = np.asarray(prediction, dtype=np.float64)[mask]

@@ -220,11 +220,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.BAD_REQUEST, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
             return
         content_type = self.headers.get_content_type() if "Content-Type" in self.headers else None
-        if content_type is not None and not content_type.startswith("image/") and content_type not in IMAGE_CONTENT_TYPES:
+        image_type = content_type is None or content_type.startswith("image/") or content_type in IMAGE_CONTENT_TYPES
+        if not image_type:
             self.close_connection = True
             self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                        f"Content-Type {content_type}: POST the image file's bytes as the body (Content-Type image/..., "
-                        "application/octet-stream or none), not a form or a document")
+                        f"Content-Type {content_type}: POST the image file's bytes as the body (Content-Type "
+                        "image/..., application/octet-stream or none), not a form or a document")
             return
         length = self.headers.get("Content-Length")
         if length is None:

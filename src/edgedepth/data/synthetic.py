@@ -931,7 +931,7 @@ def random_scene(rng: np.random.Generator, size: tuple[int, int] = (640, 480)) -
 
 
 def scene_camera(seed: int, size: tuple[int, int] = (640, 480)) -> dict[str, object]:
-    """:meth:`Camera.metadata` of the scene of ``seed``, without rendering it (drawing the scene takes a millisecond)."""
+    """:meth:`Camera.metadata` of the scene of ``seed``, without rendering it (drawing it takes a millisecond)."""
     description, camera = random_scene(np.random.default_rng(seed), size)
     return camera.metadata(description.room.low[2])
 
@@ -1183,7 +1183,9 @@ def _footprint(solid: Solid) -> tuple[float, float, float]:
     return solid.center[0], solid.center[1], float(np.hypot(corners[:, 0], corners[:, 1]).max())
 
 
-def sequence_cameras(seed: int, frames: int, size: tuple[int, int] = (640, 480)) -> tuple[SceneDescription, list[Camera]]:
+def sequence_cameras(
+    seed: int, frames: int, size: tuple[int, int] = (640, 480)
+) -> tuple[SceneDescription, list[Camera]]:
     """One random room and ``frames`` cameras moving through it at a robot's pace, at a fixed height and pitch.
 
     The camera goes back and forth along a straight, clear path (solids on it are taken out of the room), starting
