@@ -1,7 +1,7 @@
 """Metric scale from the floor, and flicker with and without --stabilize, on synthetic frames with exact depth.
 
     .venv/bin/python benchmarks/robot_depth.py [--weights demo_out/run/final.safetensors] [--frames 90]
-        [--scenes 40] [--work bench_out/robot_depth]
+        [--scenes 40] [--more-sequences 1,2,3] [--work bench_out/robot_depth]
 
 Renders (once; reruns reuse them) a synthetic sequence (``edgedepth synth --sequence``: a camera moving through one
 room, each frame's exact depth and camera) and a set of random synthetic scenes (``edgedepth synth --count``, each
@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="synthetic seed (the demo trains on 0, tests on 1)")
     parser.add_argument("--work", type=Path, default=Path("bench_out/robot_depth"))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--more-sequences", default="", metavar="SEEDS",
+                        help="comma-separated seeds of more sequences for table 1 (--frames frames each)")
     args = parser.parse_args()
     print(f"load average at start: {_load()} ({os.cpu_count()} CPUs); weights {args.weights}")
     if args.threads:
@@ -151,10 +153,19 @@ def main() -> None:
             ideal_errors.append((abs(result[2] / 2.5 - 1.0), abs(result[3] - 0.1)))
     student_sequence = [_abs_rel_ground(p, d, cameras[key], key)
                         for p, d, key in zip(per_frame, depths, sorted(cameras))]
+    more = []
+    for extra in (int(text) for text in args.more_sequences.split(",") if text):
+        folder = args.work / f"sequence_{extra}_{args.frames}"
+        synthetic.write_sequence(folder, args.frames, (640, 480), extra, progress=False)
+        extra_cameras = json.loads((folder / synthetic.CAMERAS_NAME).read_text())
+        results = [_abs_rel_ground(predictor(frame).astype(np.float64),
+                                   _read_depth(folder / synthetic.SEQUENCE_DEPTH / f"{key}.png"), extra_cameras[key], key)
+                   for key, frame in zip(sorted(extra_cameras), iter_video_frames(folder / synthetic.SEQUENCE_VIDEO))]
+        more.append((f"sequence seed {extra} ({args.frames} frames) | student", results))
     print(f"\n1. --metric ground vs the least-squares oracle alignment (AbsRel, depth < {MAX_DEPTH:g} m, means over "
           "the frames where a floor was found; the last column: least squares on the true floor pixels, the best a floor "
           "fit could do with this model)")
-    _ground_table([(f"sequence ({args.frames} frames) | student", student_sequence),
+    _ground_table([(f"sequence seed {args.seed} ({args.frames} frames) | student", student_sequence), *more,
                    (f"scenes ({args.scenes}) | student", student_scenes),
                    (f"scenes ({args.scenes}) | exact relative depth, 2 % noise", ideal_scenes)])
     if ideal_errors:
