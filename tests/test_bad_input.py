@@ -70,6 +70,9 @@ INPUT_CLASSES = (
     "port in use",
     "a folder where a file is expected",
     "a file where a folder is expected",
+    "truncated or corrupt `--metric` file (points `.json`, sparse `.npy` / `.png`)",
+    "degenerate `--metric` reference (one point, no floor in view)",
+    "intrinsics that do not match the image",
 )
 
 #: What a cell of the table says: the command stops (one line, exit status 2, nothing written), or skips the bad
@@ -329,6 +332,11 @@ def _truncated_png(path: Path) -> Path:
     data = _png(path.with_name("whole.png"), seed=3).read_bytes()
     path.with_name("whole.png").unlink()
     return _write(data[: len(data) // 2])(path)
+
+
+def _write_npy(path: Path) -> Path:
+    np.save(path, np.random.default_rng(5).uniform(0.5, 5.0, (48, 64)))
+    return path
 
 
 def _truncated_jpeg(path: Path) -> Path:
@@ -699,6 +707,40 @@ CASES: list[Case] = [
                        str(_file(t / "out")), "a file, not a folder"), "out"),
     C("demo", "a file where a folder is expected", ERROR,
       lambda t, s: Run(["demo", "--out", str(t / "out")], str(_file(t / "out")), "a file, not a folder"), "out"),
+    # ---------------------------------------------------------------- predict --metric's references (issue 15)
+    C("predict", "missing file", ERROR, lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric",
+                                                                  str(t / "nope.json")), str(t / "nope.json"),
+                                                         "no such file (--metric)"), "metric points"),
+    C("predict", "zero-byte file", ERROR, lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric",
+                                                                    str(_write(b"")(t / "lidar.npy"))),
+                                                           str(t / "lidar.npy"), "empty file (0 bytes)"),
+      "metric sparse map"),
+    C("predict", "a folder where a file is expected", ERROR,
+      lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric", str(_folder(t / "points.json"))),
+                       str(t / "points.json"), "a folder, not a file"), "metric points"),
+    C("predict", "truncated or corrupt `--metric` file (points `.json`, sparse `.npy` / `.png`)", ERROR,
+      lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric",
+                                str(_write(b'[{"x": 1, "y": 2, "dep')(t / "points.json"))), str(t / "points.json"),
+                       "not a readable JSON points file"), "points"),
+    C("predict", "truncated or corrupt `--metric` file (points `.json`, sparse `.npy` / `.png`)", ERROR,
+      lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric",
+                                str(_half(_write_npy(t / "whole.npy"))(t / "lidar.npy"))), str(t / "lidar.npy"),
+                       "not a readable .npy file"), "sparse npy"),
+    C("predict", "truncated or corrupt `--metric` file (points `.json`, sparse `.npy` / `.png`)", ERROR,
+      lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric", str(_truncated_png(t / "lidar.png"))),
+                       str(t / "lidar.png"), "not a readable PNG"), "sparse png"),
+    C("predict", "degenerate `--metric` reference (one point, no floor in view)", ERROR,
+      lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric",
+                                str(_write(b'[{"x": 1, "y": 2, "depth": 1.5}]')(t / "points.json"))),
+                       str(t / "points.json"), "1 point(s); a scale and a shift need at least 2"), "one point"),
+    C("predict", "degenerate `--metric` reference (one point, no floor in view)", ERROR,
+      lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric", "ground", "--camera-height", "1",
+                                "--fov", "60", "--pitch", "-60"), str(t / "a.png"), "the floor would be out of view"),
+      "no floor"),
+    C("predict", "intrinsics that do not match the image", ERROR,
+      lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric", "ground", "--camera-height", "1",
+                                "--intrinsics", "525,525,319.5,239.5"), str(t / "a.png"),
+                       "intrinsics 525,525,319.5,239.5 do not match its 64x48 pixels"), "ground"),
 ]
 
 

@@ -181,3 +181,91 @@ def test_real_nyu_frame_fastdepth_prediction() -> None:
     assert aligned == pytest.approx(_independent_metrics(by_hand, gt), rel=1e-9)
     # Alignment fits disparity, not depth: it must lower the log errors FastDepth's metric output has here.
     assert aligned["rmse_log"] < unaligned["rmse_log"] and aligned["abs_rel"] < unaligned["abs_rel"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metric scale at predict time and temporal stability (issue 15)
+
+
+def test_robust_fit_ignores_a_fifth_of_wild_points() -> None:
+    from edgedepth.metrics import fit_scale_shift_robust
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.0, 1.0, 500)
+    t = 2.0 * p + 0.5
+    wild = np.zeros(500, bool)
+    wild[rng.choice(500, 100, replace=False)] = True
+    t[wild] += rng.uniform(0.5, 3.0, 100)  # LiDAR returns through glass, a passer-by: all on one side
+    mask = np.ones(500, bool)
+    mask[:10] = False  # outside the mask: never used
+    found = fit_scale_shift_robust(p, t, mask)
+    assert (found.scale, found.shift) == (pytest.approx(2.0, abs=1e-12), pytest.approx(0.5, abs=1e-12))
+    np.testing.assert_array_equal(found.used, mask & ~wild)
+    plain = fit_scale_shift(p, t, mask)
+    assert abs(plain[1] - 0.5) > 0.1  # least squares alone is dragged off: the test can tell
+
+
+def _floor_scene(table: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(floor plane's inverse depth, true inverse depth, prediction) for a camera 1.5 m up, pitched 20 degrees down:
+    the floor, and with ``table`` a table top 0.7 m high over most of the lower frame (its inverse depth is the
+    floor's times 1.5 / 0.8: a plane parallel to the floor). The prediction is (truth - 0.1) / 2.5."""
+    from edgedepth.geometry import Intrinsics, floor_inverse_depth
+
+    floor = floor_inverse_depth(Intrinsics(100.0, 100.0, 79.5, 59.5), (160, 120), 1.5, pitch_deg=20.0)
+    truth = np.where(floor > 0, floor, 0.05)  # above the horizon: a far wall
+    if table:
+        truth[40:110, 10:150] = floor[40:110, 10:150] * 1.5 / 0.8
+    return floor, truth, (truth - 0.1) / 2.5
+
+
+def test_floor_fit_recovers_scale_and_shift_and_is_not_fooled_by_a_table_top() -> None:
+    from edgedepth.metrics import fit_to_floor
+
+    floor, truth, prediction = _floor_scene(table=True)
+    found = fit_to_floor(prediction, floor, max_depth=10.0)
+    assert (found.scale, found.shift) == (pytest.approx(2.5, rel=1e-9), pytest.approx(0.1, rel=1e-9))
+    on_floor = (floor > 0.1) & (np.abs(truth - floor) < 1e-12)
+    np.testing.assert_array_equal(found.used, on_floor)
+    # The table covers more of the lower frame than the floor: only the cost of pixels seen below the floor (here
+    # the real floor, under the table's plane) keeps the fit off it; with a symmetric cost it takes the table.
+    assert np.count_nonzero(truth[floor > 0.1] > floor[floor > 0.1]) > np.count_nonzero(on_floor)
+    fooled = fit_to_floor(prediction, floor, max_depth=10.0, below_penalty=1.0)
+    assert fooled.scale == pytest.approx(2.5 * 0.8 / 1.5, rel=1e-6)
+
+
+def test_no_floor_is_said() -> None:
+    from edgedepth.geometry import Intrinsics, floor_inverse_depth
+    from edgedepth.metrics import NoFloor, fit_to_floor
+
+    k = Intrinsics(100.0, 100.0, 79.5, 59.5)
+    looking_up = floor_inverse_depth(k, (160, 120), 1.5, pitch_deg=-40.0)
+    with pytest.raises(NoFloor, match="the floor would be out of view"):
+        fit_to_floor(np.random.default_rng(0).random((120, 160)), looking_up)
+    floor, _, _ = _floor_scene(table=False)
+    wall = np.full((120, 160), 1 / 0.8)  # a wall 0.8 m ahead fills the frame: constant inverse depth
+    with pytest.raises(NoFloor, match="no part of the lower frame rises towards the camera"):
+        fit_to_floor((wall - 0.1) / 2.5, floor)
+    rng = np.random.default_rng(1)
+    with pytest.raises(NoFloor, match="no floor found"):  # clutter: nothing consistent with a plane
+        fit_to_floor(rng.random((120, 160)), floor)
+
+
+def test_depth_from_inverse_gives_zero_for_no_depth() -> None:
+    from edgedepth.metrics import depth_from_inverse
+
+    got = depth_from_inverse(np.array([0.5, 0.2, 0.1, 0.05, 0.0, -1.0, np.nan, np.inf]), max_depth=10.0)
+    np.testing.assert_array_equal(got, np.array([2.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32))
+    assert got.dtype == np.float32
+
+
+def test_frame_flicker_hand_computed() -> None:
+    from edgedepth.metrics import UnscorableImage, frame_flicker
+
+    depth_before = np.array([[1.0, 2.0], [4.0, 1.0]])
+    depth_after = np.array([[1.0, 2.0], [2.0, 1.005]])  # pixel (1, 0) moved (50 %), (1, 1) by 0.5 %: static
+    before = np.array([[1.0, 0.5], [0.25, 1.0]])
+    after = np.array([[1.2, 0.4], [0.9, 1.0]])
+    # static pixels: (0, 0) change 0.2, (0, 1) 0.1, (1, 1) 0; mean 0.1; median of `after` = (0.9 + 1.0) / 2
+    assert frame_flicker(before, after, depth_before, depth_after) == pytest.approx(0.1 / 0.95)
+    with pytest.raises(UnscorableImage, match="no pixel keeps"):
+        frame_flicker(before, after, depth_before, depth_before * 2)

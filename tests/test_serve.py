@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import struct
 import threading
@@ -25,6 +26,8 @@ from edgedepth.imageio import encode_png
 from edgedepth.runtime.predictor import load_predictor
 from edgedepth.serve import DepthServer, make_server
 from edgedepth.viz import colorize, to_uint16
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +200,92 @@ def test_a_client_that_leaves_early_is_one_log_line(make_test_server: Callable[.
         time.sleep(0.05)
         err += capsys.readouterr().err
     assert err.count("\n") == 1 and '"GET /health HTTP/1.1" 200' in err, err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The page at /, what a browser's request looks like, and load (issue 15)
+
+
+def test_the_page_is_one_self_contained_file(server: DepthServer) -> None:
+    status, headers, body = _request(server, "/")
+    page = body.decode()
+    assert (status, headers["Content-Type"]) == (200, "text/html; charset=utf-8")
+    assert "getUserMedia" in page and 'type="file"' in page and "predict?format=color" in page and "health" in page
+    # Nothing is fetched from elsewhere: no absolute URL in a src, href, import or fetch, no external script.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|import\s|<script[^>]+src|<link[^>]+href""", page), page
+    assert _request(server, "/index.html")[2] == body
+    health = json.loads(_request(server, "/health")[2])
+    assert health["card"]["name"] == "fastdepth_v3" and health["card"]["input_size"] == [256, 192]
+
+
+def test_what_a_browser_and_curl_send_is_accepted_and_a_form_is_a_415(server: DepthServer) -> None:
+    image = encode_png(render_scene(4, (64, 48)).image)
+    for content_type in ("image/png", "image/jpeg", "application/octet-stream", "application/x-www-form-urlencoded"):
+        request = urllib.request.Request(server.url + "/predict?format=color", data=image,
+                                         headers={"Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200
+            timing = response.headers["Server-Timing"]
+            assert re.fullmatch(r"decode;dur=[\d.]+, infer;dur=[\d.]+, encode;dur=[\d.]+", timing), timing
+    for content_type in ("multipart/form-data; boundary=x", "application/json", "text/plain"):
+        request = urllib.request.Request(server.url + "/predict", data=image, headers={"Content-Type": content_type})
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=60)
+        error = json.loads(answer.value.read())["error"]
+        assert answer.value.code == 415 and f"Content-Type {content_type.split(';')[0]}: POST the image" in error
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+def test_four_clients_posting_fifty_images_each_and_the_memory_stays_flat(weights: Path, tmp_path: Path) -> None:
+    """A real ``edgedepth serve`` process; bad requests in between change nothing."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("reads the server's memory from /proc (Linux)")
+    command = [sys.executable, "-m", "edgedepth.cli", "serve", "--weights", str(weights), "--port", "0", "--quiet",
+               "--size", "128x96", "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)})
+    try:
+        url = re.search(r"on (http://\S+):", process.stdout.readline()).group(1)
+        images = [encode_png(render_scene(k, (160, 120)).image) for k in range(8)]
+        expected = [np.load(io.BytesIO(urllib.request.urlopen(urllib.request.Request(url + "/predict", data=image),
+                                                              timeout=60).read())) for image in images]
+
+        def client(number: int, count: int) -> list[int]:
+            errors = []
+            for k in range(count):
+                index = (number + k) % len(images)
+                with urllib.request.urlopen(urllib.request.Request(url + "/predict", data=images[index]),
+                                            timeout=120) as response:
+                    if response.status != 200 or not np.array_equal(np.load(io.BytesIO(response.read())),
+                                                                    expected[index]):
+                        errors.append(k)
+            return errors
+
+        def load(count: int) -> list[int]:
+            with ThreadPoolExecutor(4) as pool:
+                return [e for errors in pool.map(client, range(4), [count] * 4) for e in errors]
+
+        assert load(10) == []  # warm: the allocator has taken what four requests at once need
+        before = _rss_kib(process.pid)
+        for body, headers, status in ((b"\x89PNG garbage", {}, 400), (images[0], {"Content-Type": "text/html"}, 415),
+                                      (b"x" * 10, {"Content-Length": str(60 * 1024 * 1024)}, 413)):
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(urllib.request.Request(url + "/predict", data=body, headers=headers), timeout=60)
+            assert answer.value.code == status and "error" in json.loads(answer.value.read())
+        assert load(50) == []
+        after = _rss_kib(process.pid)
+        assert after - before < 20 * 1024, (before, after)  # flat: 200 requests later, within 20 MB
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

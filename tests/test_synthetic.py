@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -373,3 +374,80 @@ def test_cli_synth_refuses_a_file_as_output(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "taken").write_text("x")
     assert main(["synth", str(tmp_path / "taken"), "--count", "1"]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cameras on record and a moving camera (issue 15: the ground fit and the flicker measure need them)
+
+
+def _floor_matches(depth: np.ndarray, camera: dict, size: tuple[int, int]) -> int:
+    """How many pixels the recorded camera's floor plane predicts exactly; asserts none is seen below the floor."""
+    from edgedepth.geometry import Intrinsics, floor_inverse_depth
+
+    floor = floor_inverse_depth(Intrinsics(**camera["intrinsics"]), size, camera["camera_height"],
+                                camera["pitch_deg"], camera["roll_deg"])
+    inverse = 1.0 / depth.astype(np.float64)
+    below = floor > 0
+    assert np.all(inverse[below] >= floor[below] * (1 - 1e-4))  # nothing is seen through the floor
+    return int(np.count_nonzero(np.abs(inverse[below] / floor[below] - 1) < 1e-4))
+
+
+def test_a_folder_records_each_scenes_camera(tmp_path: Path) -> None:
+    write_folder(tmp_path, 3, SMALL, seed=4, progress=False)
+    cameras = json.loads((tmp_path / synthetic.CAMERAS_NAME).read_text())
+    assert sorted(cameras) == ["000000", "000001", "000002"]
+    for key, camera in cameras.items():
+        assert camera == synthetic.scene_camera(scene_seed(4, int(key)), SMALL)
+        assert 1.0 <= camera["camera_height"] <= 1.7 and abs(camera["roll_deg"]) <= 4.0
+        depth = read_png_target(tmp_path / f"{key}.png", "depth_mm") ** -1.0
+        scene = render_scene(scene_seed(4, int(key)), SMALL)
+        np.testing.assert_allclose(depth, scene.depth, atol=6e-4)
+        assert _floor_matches(scene.depth, camera, SMALL) > 0.05 * SMALL[0] * SMALL[1]
+
+
+def test_a_sequence_moves_one_camera_through_one_room(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "seq"
+    assert main(["synth", str(out), "--sequence", "6", "--size", "96x72", "--seed", "2"]) == 0
+    assert capsys.readouterr().out.startswith("synth: sequence of 6 frame(s) rendered in ")
+    capture = cv2.VideoCapture(str(out / synthetic.SEQUENCE_VIDEO))
+    frames = []
+    while (frame := capture.read())[0]:
+        frames.append(cv2.cvtColor(frame[1], cv2.COLOR_BGR2RGB))
+    assert len(frames) == 6 and frames[0].shape == (72, 96, 3)
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(synthetic.SEQUENCE_FPS)
+    cameras = json.loads((out / synthetic.CAMERAS_NAME).read_text())
+    description, expected = synthetic.sequence_cameras(2, 6, (96, 72))
+    for k, key in enumerate(sorted(cameras)):
+        scene = render(description, expected[k])
+        depth16 = cv2.imread(str(out / synthetic.SEQUENCE_DEPTH / f"{key}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(depth16, synthetic.depth_to_png16(scene.depth))
+        assert np.abs(frames[k].astype(int) - scene.image).mean() < 12  # the codec's loss (and the sensor's noise)
+        assert cameras[key] == expected[k].metadata()
+        assert _floor_matches(scene.depth, cameras[key], (96, 72)) > 500  # a robot's camera sees the floor
+    heights = {camera["camera_height"] for camera in cameras.values()}
+    low, high = synthetic.SEQUENCE_HEIGHT_RANGE
+    assert len(heights) == 1 and low <= heights.pop() <= high
+    steps = np.linalg.norm(np.diff([camera.position for camera in expected], axis=0), axis=1)
+    assert np.all((steps > 0.005) & (steps <= synthetic.SEQUENCE_SPEED / synthetic.SEQUENCE_FPS + 1e-9))
+    # Frame k is the same whatever the length; each frame draws its own sensor noise.
+    assert np.allclose(synthetic.sequence_cameras(2, 3, (96, 72))[1][2].position, expected[2].position)
+    assert main(["synth", str(out), "--sequence", "6", "--size", "96x72", "--seed", "2"]) == 0
+    assert "already there" in capsys.readouterr().out
+
+
+def test_sequence_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    done = tmp_path / "done"
+    write_folder(done, 1, (64, 48), progress=False)
+    cases = [
+        (["--sequence", "1"], tmp_path / "a", "--sequence must be at least 2 frames"),
+        (["--sequence", "3", "--size", "63x48"], tmp_path / "b", "a video needs positive, even sides"),
+        (["--sequence", "3", "--nyu-mat"], tmp_path / "c", "--nyu-mat writes scenes, not a sequence"),
+        (["--sequence", "3", "--count", "3"], tmp_path / "d", "not allowed with argument"),
+        (["--sequence", "3", "--size", "64x48"], done, "holds another synth output"),
+    ]
+    for args, out, message in cases:
+        with pytest.raises(SystemExit) if "--count" in args else nullcontext():
+            assert main(["synth", str(out), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1], err
+        assert out == done or not out.exists()

@@ -11,9 +11,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgedepth import __version__
 from edgedepth.errors import EdgedepthError
+
+if TYPE_CHECKING:
+    from edgedepth.metric_scale import MetricConfig
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -45,18 +49,33 @@ def _add_pixel_limit(p: argparse.ArgumentParser) -> None:
                    f"0: no limit (default: {DEFAULT_MAX_IMAGE_PIXELS}, Pillow's)")
 
 
+def _metric_config(args: argparse.Namespace) -> MetricConfig:
+    """``predict``'s metric flags as one config, checked (a missing flag is named before any model loads)."""
+    from edgedepth.geometry import parse_intrinsics
+    from edgedepth.metric_scale import MetricConfig, check_config
+
+    cfg = MetricConfig(
+        metric=args.metric, camera_height=args.camera_height, pitch_deg=args.pitch, roll_deg=args.roll,
+        intrinsics=parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None, fov=args.fov,
+        max_depth=args.max_depth, pointcloud=args.pointcloud,
+    )
+    check_config(cfg, live=args.video is not None or args.camera is not None)
+    return cfg
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from edgedepth import predict
 
     if args.weights is None:
         raise EdgedepthError(predict.MISSING_WEIGHTS_HINT)
+    metric = _metric_config(args)
     if args.video is not None or args.camera is not None:
         return _predict_loop(args, predict.PredictConfig.out)
     if args.input is None:
         raise EdgedepthError("nothing to predict: pass an image, folder, glob or video, or --video FILE / --camera N")
     cfg = predict.PredictConfig(
         source=args.input, weights=args.weights, out=args.out, size=args.size, device=args.device, save_npy=args.npy,
-        max_image_pixels=args.max_image_pixels,
+        max_image_pixels=args.max_image_pixels, metric=metric, stabilize=args.stabilize,
     )
     summary = predict.run(cfg)
     skipped = f", skipped {summary.skipped} (see warnings)" if summary.skipped else ""
@@ -80,19 +99,22 @@ def _predict_loop(args: argparse.Namespace, default_out: Path) -> int:
     out = args.out if args.out != default_out else None
     predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads)
     source = args.video if args.video is not None else args.camera
-    summary = run_loop(predictor, source, out, args.show, args.limit)
+    summary = run_loop(predictor, source, out, args.show, args.limit, stabilize=args.stabilize)
     per_frame = 1e3 / summary.frames
+    stabilized = f" (stabilise {summary.stabilize_seconds * per_frame:.2f} ms of it)" if args.stabilize else ""
     print(
         f"video: {summary.frames} frame(s) in {summary.seconds:.1f} s, {summary.fps:.1f} FPS end to end; per frame: "
         f"network {summary.model_seconds * per_frame:.1f} ms, read + pre-process {summary.read_seconds * per_frame:.1f} "
-        f"ms and upsample + colour + output {summary.post_seconds * per_frame:.1f} ms in their own threads; the loop "
-        f"adds {summary.overhead:.0%} to the network's time"
+        f"ms and upsample + colour + output {summary.post_seconds * per_frame:.1f} ms{stabilized} in their own threads; "
+        f"the loop adds {summary.overhead:.0%} to the network's time"
         + (f" -> {out}" if out else "")
     )
     return 0
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
+    from edgedepth.metric_scale import DEFAULT_MAX_DEPTH
+
     p = sub.add_parser("predict", help="predict inverse depth for images, a folder, a glob or a video")
     p.add_argument("input", nargs="?", help="an image, a folder (searched recursively), a quoted glob, or a video file")
     p.add_argument("--video", help="real-time loop over a video file (colour-mapped depth, FPS overlay)")
@@ -105,6 +127,28 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=_size, help="network input WIDTHxHEIGHT (default: the model's, e.g. 256x192)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--npy", action="store_true", help="also write the raw float32 prediction as .npy")
+    p.add_argument("--stabilize", action="store_true",
+                   help="videos: align each frame to a running estimate and blend it in, so depth does not flicker")
+    metric = p.add_argument_group("metric depth and point clouds")
+    metric.add_argument("--metric", metavar="FROM",
+                        help="fit each frame's scale and shift to metres from points.json (pixels with known depth), "
+                        "a sparse depth map (.npy in m, 16-bit .png in mm, 0 = missing) or ground (the floor under a "
+                        "camera at --camera-height); writes NAME.metric.png (mm), .npy (m) and .json (the fit)")
+    metric.add_argument("--camera-height", type=float, metavar="H", help="--metric ground: metres from floor to camera")
+    metric.add_argument("--pitch", type=float, default=0.0, metavar="DEG",
+                        help="--metric ground: degrees the camera looks below the horizontal (default: 0)")
+    metric.add_argument("--roll", type=float, default=0.0, metavar="DEG",
+                        help="--metric ground: degrees the image's right side dips (default: 0)")
+    metric.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="the camera's pinhole intrinsics in pixels, at the "
+                        "image's resolution")
+    metric.add_argument("--fov", type=float, metavar="DEG",
+                        help="instead of --intrinsics: horizontal field of view (square pixels, centred)")
+    metric.add_argument("--pointcloud", action="store_true",
+                        help="also write NAME.ply: coloured points in metres, camera frame (needs --metric and a "
+                        "camera)")
+    metric.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH, metavar="M",
+                        help="metric depth beyond this is no depth: 0 in the maps, no point "
+                        f"(default: {DEFAULT_MAX_DEPTH:g})")
     _add_pixel_limit(p)
     p.set_defaults(func=_cmd_predict)
 
@@ -200,6 +244,14 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from edgedepth.data import synthetic
     from edgedepth.processing import parse_size
 
+    if args.sequence is not None:
+        if args.nyu_mat:
+            raise EdgedepthError("--nyu-mat writes scenes, not a sequence: drop it or use --count N")
+        done = synthetic.write_sequence(args.out, args.sequence, parse_size(args.size), args.seed)
+        state = f"rendered in {done.seconds:.1f} s" if done.rendered else "already there"
+        print(f"synth: sequence of {done.frames} frame(s) {state} -> {args.out} ({synthetic.SEQUENCE_VIDEO}, "
+              f"{synthetic.SEQUENCE_DEPTH}/, {synthetic.CAMERAS_NAME})")
+        return 0
     summary = synthetic.write_folder(args.out, args.count, parse_size(args.size), args.seed, nyu_mat=args.nyu_mat)
     mat = f", NYU .mat pair with {summary.nyu_mat[0]} train / {summary.nyu_mat[1]} test" if summary.nyu_mat else ""
     print(
@@ -213,7 +265,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="render synthetic indoor scenes with exact depth (JPEG + 16-bit depth PNG)")
     p.add_argument("out", type=Path, help="output folder: <key>.jpg beside <key>.png (depth in mm), index.json")
-    p.add_argument("--count", type=int, required=True, help="number of scenes (a rerun skips those already written)")
+    amount = p.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--count", type=int, help="number of scenes (a rerun skips those already written)")
+    amount.add_argument("--sequence", type=int, metavar="N",
+                        help="instead: N frames of a camera moving through one room, as video.mp4 with each frame's "
+                        "exact depth (depth/<frame>.png, mm) and camera (cameras.json)")
     p.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the scenes (default: 640x480, NYU's)")
     p.add_argument("--seed", type=int, default=0, help="scene k of seed S is the same whatever --count (default: 0)")
     p.add_argument("--nyu-mat", action="store_true",
@@ -377,8 +433,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads)
     server = make_server(predictor, args.host, args.port, quiet=args.quiet, timeout=args.timeout,
                          max_image_pixels=args.max_image_pixels)
-    print(f"serving {predictor.name} ({predictor.runtime}) on {server.url}: POST an image to /predict "
-          "(?format=npy|png16|color), GET /health; Ctrl-C stops", flush=True)
+    print(f"serving {predictor.name} ({predictor.runtime}) on {server.url}: open it in a browser, POST an image to "
+          "/predict (?format=npy|png16|color), GET /health; Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -4,6 +4,10 @@ For each input ``<name>`` it writes ``<name>.color.png`` (magma, near = bright),
 (16-bit min-max normalised inverse depth) and, with ``save_npy``, ``<name>.npy`` (raw float32 prediction).
 Video frames go to ``<video name>/<frame number>.*``. An image above the pixel limit is refused like any
 unreadable one (skipped with a warning in a folder or glob, an error on its own).
+
+With ``metric`` (``--metric``) each frame is also brought to metres, and with ``pointcloud`` to a PLY
+(:mod:`edgedepth.metric_scale`); a frame whose fit fails is refused like an unreadable image. With ``stabilize``
+the frames of a video are stabilised in time (:class:`edgedepth.runtime.stabilize.Stabilizer`).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import glob
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
+from edgedepth import metric_scale
 from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -29,7 +35,9 @@ from edgedepth.imageio import (
     write_npy,
     write_png,
 )
+from edgedepth.processing import upsample_prediction
 from edgedepth.runtime.predictor import Predictor, load_predictor
+from edgedepth.runtime.stabilize import Stabilizer
 from edgedepth.viz import colorize, to_uint16
 
 MISSING_WEIGHTS_HINT = (
@@ -50,6 +58,10 @@ class PredictConfig:
     save_npy: bool = False
     #: Images with more pixels are refused (None or 0: no limit): :data:`~edgedepth.imageio.DEFAULT_MAX_IMAGE_PIXELS`.
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    #: ``--metric``, its camera, ``--pointcloud`` and ``--max-depth``.
+    metric: metric_scale.MetricConfig = field(default_factory=metric_scale.MetricConfig)
+    #: Stabilise the frames of videos in time (``--stabilize``).
+    stabilize: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,10 +126,30 @@ def _write_outputs(out: Path, stem: Path, inverse_depth: np.ndarray, save_npy: b
         write_npy(base.with_name(base.name + ".npy"), inverse_depth.astype(np.float32))
 
 
+def _frame(
+    cfg: PredictConfig, reference: metric_scale.Reference | None, stem: Path, image: np.ndarray,
+    inverse_depth: np.ndarray, origin: str,
+) -> None:
+    """Write one frame's outputs; its metric fit comes first, so a frame that has none leaves no file."""
+    found = camera = None
+    if reference is not None:
+        height, width = inverse_depth.shape
+        if cfg.metric.intrinsics is not None or cfg.metric.fov is not None:
+            camera = cfg.metric.camera((width, height), origin)
+        found = metric_scale.fit(inverse_depth, reference, cfg.metric, origin)
+    _write_outputs(cfg.out, stem, inverse_depth, cfg.save_npy)
+    if found is not None:
+        metric_scale.write_outputs(cfg.out / stem, inverse_depth, found, cfg.metric, image, camera)
+
+
 def run(cfg: PredictConfig) -> PredictSummary:
     """Predict every input of ``cfg.source`` and write the outputs under ``cfg.out``."""
     inputs = collect_inputs(cfg.source)
     check_output_folder(cfg.out)
+    metric_scale.check_config(cfg.metric)
+    if cfg.stabilize and not inputs.videos:
+        raise EdgedepthError(f"{cfg.source}: --stabilize smooths the frames of a video; give a video file")
+    reference = metric_scale.load_reference(cfg.metric) if cfg.metric.metric is not None else None
     single = len(inputs.images) == 1 and not inputs.ignored and Path(cfg.source).is_file()
     # A single image is read before the model loads: an unreadable one fails at once.
     read_start = time.perf_counter()
@@ -139,21 +171,36 @@ def run(cfg: PredictConfig) -> PredictSummary:
         for file, stem in tqdm(inputs.images, desc="predict", unit="img", disable=single):
             try:
                 image = first if first is not None else read_rgb(file, max_pixels=cfg.max_image_pixels)
+                _frame(cfg, reference, stem, image, predictor(image), str(file))
             except EdgedepthError as exc:
+                if single:
+                    raise
                 warn(f"{exc}; skipped")
                 skipped += 1
                 continue
-            _write_outputs(cfg.out, stem, predictor(image), cfg.save_npy)
             processed += 1
 
     for video, stem in inputs.videos:
         frame_count, _ = video_info(video)
+        stabilizer = Stabilizer() if cfg.stabilize else None
+        decoded = 0
         for index, frame in enumerate(tqdm(iter_video_frames(video), desc=video.name, unit="frame", total=frame_count or None)):
-            _write_outputs(cfg.out, stem / f"{index:06d}", predictor(frame), cfg.save_npy)
+            decoded += 1
+            if stabilizer is None:
+                inverse_depth = predictor(frame)
+            else:  # at the network's size, then up: the stabiliser's cost does not grow with the frame
+                low = stabilizer(predictor.network_output([frame])[0, 0].numpy())
+                inverse_depth = upsample_prediction(torch.from_numpy(low)[None, None], frame.shape[1::-1])[0, 0].numpy()
+            try:
+                _frame(cfg, reference, stem / f"{index:06d}", frame, inverse_depth, f"{video} frame {index}")
+            except metric_scale.MetricFitError as exc:
+                warn(f"{exc}; frame skipped")
+                skipped += 1
+                continue
             processed += 1
-        if processed == 0:
+        if decoded == 0:
             raise EdgedepthError(f"{video}: no frame could be decoded")
 
     if processed == 0:
-        raise EdgedepthError(f"{cfg.source}: no input could be read ({skipped} skipped)")
+        raise EdgedepthError(f"{cfg.source}: nothing predicted, all {skipped} input(s) skipped (see the warnings)")
     return PredictSummary(processed, skipped, time.perf_counter() - start + first_read, load_seconds)

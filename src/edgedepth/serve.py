@@ -1,6 +1,8 @@
 """``edgedepth serve``: one Predictor behind HTTP, for a robot's other processes, a browser or ``curl``.
 
-- ``GET /health``: JSON: the model, its runtime, input size, precision and provenance.
+- ``GET /``: a page for a browser (one static file, no third-party code): drop or choose an image, or start the
+  webcam, and its colour depth map appears beside it with the latency; the model's card, runtime and input size.
+- ``GET /health``: JSON: the model, its runtime, input size, precision, card and provenance.
 - ``POST /predict`` with an image file as the body (JPEG, PNG, ... anything ``edgedepth predict`` reads):
   relative inverse depth at the image's own size, as ``?format=``
 
@@ -9,9 +11,14 @@
     ``X-Inverse-Depth-Min`` / ``X-Inverse-Depth-Max`` headers, as ``edgedepth predict`` writes ``.depth.png``;
   - ``color``: the magma colour map as an RGB PNG, for eyes.
 
+  The body is the file itself: its ``Content-Type`` may be absent, ``image/*``, ``application/octet-stream`` or
+  ``application/x-www-form-urlencoded`` (what ``curl --data-binary`` sends); any other (a multipart form, JSON) is
+  a 415. Each answer's ``Server-Timing`` header gives the milliseconds spent decoding, in the network and encoding.
+
 Errors are JSON ``{"error": "..."}`` with status 400 (unreadable image, bad query, a body shorter than its
 ``Content-Length``), 404, 408 (the request did not arrive within the timeout), 411, 413 (a body above 50 MB or
-an image above the pixel limit, :data:`edgedepth.imageio.DEFAULT_MAX_IMAGE_PIXELS` unless set), 500 (a bug).
+an image above the pixel limit, :data:`edgedepth.imageio.DEFAULT_MAX_IMAGE_PIXELS` unless set), 415 (a body that is
+not an image file, by its ``Content-Type``), 500 (a bug).
 
 Connections are served in threads (the standard library's ``ThreadingHTTPServer``), one request each
 (HTTP/1.0); the network runs one request at a time under a lock: a runtime set up for one stream on one CPU
@@ -34,6 +41,7 @@ import time
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -45,6 +53,11 @@ from edgedepth.runtime.predictor import Predictor
 from edgedepth.viz import colorize, to_uint16
 
 FORMATS = ("npy", "png16", "color")
+#: Content types a posted image may come with (besides none): the body is the file's bytes whatever they say.
+#: ``application/x-www-form-urlencoded`` is the default of ``curl --data-binary`` and of Python's urllib.
+IMAGE_CONTENT_TYPES = ("application/octet-stream", "application/x-www-form-urlencoded")
+#: The browser page served at ``/`` (package data).
+PAGE = "static/index.html"
 #: The largest request body accepted: a 50 MB image file is already far beyond any camera frame.
 MAX_BODY_BYTES = 50 * 1024 * 1024
 #: Seconds a client may stall: per socket operation, and for the whole body once the headers are in.
@@ -82,6 +95,7 @@ class DepthServer(ThreadingHTTPServer):
         self.request_timeout = float(timeout)  # not ``timeout``: socketserver's own attribute of that name polls
         self.max_image_pixels = max_image_pixels
         self.lock = threading.Lock()
+        self.page = resources.files("edgedepth").joinpath(PAGE).read_bytes()
         super().__init__(address, _Handler)
 
     @property
@@ -124,6 +138,7 @@ def describe(predictor: Predictor) -> dict[str, object]:
         "input_size": format_size(predictor.size),
         "precision": export.precision if export is not None else "fp32",
         "output": "relative inverse depth (larger is nearer), at the posted image's size",
+        "card": predictor.card.to_dict(),
         "provenance": predictor.provenance,
     }
 
@@ -186,8 +201,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._log_outcome()
 
     def do_GET(self) -> None:
-        if urlsplit(self.path).path != "/health":
-            self._error(HTTPStatus.NOT_FOUND, f"no endpoint {urlsplit(self.path).path}: GET /health or POST /predict")
+        path = urlsplit(self.path).path
+        if path in ("/", "/index.html"):
+            self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
+            return
+        if path != "/health":
+            self._error(HTTPStatus.NOT_FOUND, f"no endpoint {path}: GET / (the page), GET /health or POST /predict")
             return
         self._send(HTTPStatus.OK, json.dumps(describe(self.server.predictor)).encode(), "application/json")
 
@@ -199,6 +218,14 @@ class _Handler(BaseHTTPRequestHandler):
         fmt = parse_qs(url.query).get("format", ["npy"])[0]
         if fmt not in FORMATS:
             self._error(HTTPStatus.BAD_REQUEST, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+            return
+        content_type = self.headers.get_content_type() if "Content-Type" in self.headers else None
+        image_type = content_type is None or content_type.startswith("image/") or content_type in IMAGE_CONTENT_TYPES
+        if not image_type:
+            self.close_connection = True
+            self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                        f"Content-Type {content_type}: POST the image file's bytes as the body (Content-Type "
+                        "image/..., application/octet-stream or none), not a form or a document")
             return
         length = self.headers.get("Content-Length")
         if length is None:
@@ -218,6 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = self._read_body(size)
         if data is None:
             return
+        start = time.perf_counter()
         try:
             image = decode_rgb(data, "the posted image", max_pixels=self.server.max_image_pixels)
         except ImageTooLargeError as exc:
@@ -227,9 +255,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
             return
         try:
+            decoded = time.perf_counter()
             with self.server.lock:
                 inverse_depth = self.server.predictor(image)
+            inferred = time.perf_counter()
             body, content_type, headers = encode_depth(inverse_depth, fmt)
+            spans = {"decode": decoded - start, "infer": inferred - decoded, "encode": time.perf_counter() - inferred}
+            headers["Server-Timing"] = ", ".join(f"{name};dur={seconds * 1e3:.1f}" for name, seconds in spans.items())
         except Exception as exc:  # noqa: BLE001  (a bug, or memory: the client gets a 500, the log one line)
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}: {exc}")
             if os.environ.get("EDGEDEPTH_DEBUG"):

@@ -26,6 +26,7 @@ teacher read it as they read any ``<name>.jpg`` / ``<name>.png`` pair. Scene ``k
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import json
 import math
 import tempfile
@@ -41,6 +42,7 @@ from tqdm import tqdm
 
 from edgedepth.data import nyu
 from edgedepth.errors import EdgedepthError
+from edgedepth.geometry import Intrinsics
 from edgedepth.imageio import atomic_path, make_folder, write_png
 from edgedepth.processing import format_size
 
@@ -69,27 +71,6 @@ _NOISE_TILE = 64  # texels per side of the periodic smooth-noise tile used by th
 
 # ---------------------------------------------------------------------------------------------------------------
 # Scene description
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics in pixels (pixel centres at integer coordinates, as OpenCV)."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-    def matrix(self) -> np.ndarray:
-        """The 3 x 3 camera matrix ``K``."""
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    @classmethod
-    def from_hfov(cls, hfov_deg: float, size: tuple[int, int]) -> Intrinsics:
-        """Square pixels, principal point at the image centre, ``hfov_deg`` from the left to the right edge."""
-        width, height = size
-        focal = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
-        return cls(fx=focal, fy=focal, cx=(width - 1) / 2.0, cy=(height - 1) / 2.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,6 +103,20 @@ class Camera:
         roll = math.radians(roll_deg)
         right, down = math.cos(roll) * right + math.sin(roll) * down, -math.sin(roll) * right + math.cos(roll) * down
         return cls(eye, np.column_stack([right, down, forward]), Intrinsics.from_hfov(hfov_deg, size), size)
+
+    def metadata(self, floor_z: float = 0.0) -> dict[str, object]:
+        """What ``predict --metric ground`` needs to know of this camera over the floor at height ``floor_z``.
+
+        ``camera_height`` in metres, ``pitch_deg`` and ``roll_deg`` as :mod:`edgedepth.geometry` defines them
+        (recovered from the rotation: gravity in the camera frame is ``-rotation[2]``), and the intrinsics.
+        """
+        gravity = -self.rotation[2]
+        return {
+            "intrinsics": self.intrinsics.to_dict(),
+            "camera_height": float(self.position[2] - floor_z),
+            "pitch_deg": math.degrees(math.asin(float(np.clip(gravity[2], -1.0, 1.0)))),
+            "roll_deg": math.degrees(math.atan2(float(gravity[0]), float(gravity[1]))),
+        }
 
 
 @dataclass(frozen=True)
@@ -251,6 +246,9 @@ class SceneDescription:
     sensor_noise: float = 0.0
     vignette: float = 0.0
     noise_seed: int = 0
+    #: Seeds the sensor noise alone; None: it continues ``noise_seed``'s generator after the textures (as scenes
+    #: always did). The frames of a sequence keep their textures and draw new sensor noise each.
+    sensor_seed: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -664,7 +662,8 @@ def render(scene: SceneDescription, camera: Camera) -> Scene:
     image = np.empty((3, width * height), dtype=np.float32)
     for channel in range(3):
         image[channel, order] = radiance[channel]
-    image = _develop(image.reshape(3, height, width), u, v, scene, rng)
+    sensor = rng if scene.sensor_seed is None else np.random.default_rng(scene.sensor_seed)
+    image = _develop(image.reshape(3, height, width), u, v, scene, sensor)
     return Scene(image=image, depth=depth, raw_depth=raw_depth.reshape(height, width), intrinsics=camera.intrinsics)
 
 
@@ -931,6 +930,12 @@ def random_scene(rng: np.random.Generator, size: tuple[int, int] = (640, 480)) -
     return description, camera
 
 
+def scene_camera(seed: int, size: tuple[int, int] = (640, 480)) -> dict[str, object]:
+    """:meth:`Camera.metadata` of the scene of ``seed``, without rendering it (drawing it takes a millisecond)."""
+    description, camera = random_scene(np.random.default_rng(seed), size)
+    return camera.metadata(description.room.low[2])
+
+
 def render_scene(seed: int, size: tuple[int, int] = (640, 480)) -> Scene:
     """Render the random scene of ``seed`` at ``size = (width, height)``; the same seed gives the same scene."""
     return render(*random_scene(np.random.default_rng(seed), size))
@@ -946,6 +951,8 @@ def scene_seed(seed: int, index: int) -> int:
 # Folders of scenes
 
 INDEX_NAME = "index.json"
+#: ``{key: camera}`` for every scene or frame of a folder: :meth:`Camera.metadata` (intrinsics, height, pitch, roll).
+CAMERAS_NAME = "cameras.json"
 LABELED_MAT_NAME = "nyu_depth_v2_labeled.mat"
 SPLITS_MAT_NAME = "splits.mat"
 
@@ -998,9 +1005,10 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
         tmp.write_bytes(encoded.tobytes())
 
 
-def _write_index(path: Path, index: dict) -> None:
+def _write_json(path: Path, value: dict) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(index, indent=2) + "\n")
+        tmp.write_text(json.dumps(value, indent=2) + "\n")
+
 
 
 def _describe(identity: dict) -> str:
@@ -1031,7 +1039,7 @@ def _open_index(out: Path, seed: int, size: tuple[int, int], count: int) -> dict
         if out.exists() and any(out.iterdir()):
             raise EdgedepthError(f"{out}: not empty and has no {INDEX_NAME}; choose a new or empty folder")
         index = {**identity, "count": count, "files": "<key>.jpg RGB beside <key>.png depth (uint16 mm, 0 = invalid)"}
-    _write_index(path, index)
+    _write_json(path, index)
     return index
 
 
@@ -1134,8 +1142,143 @@ def write_folder(
             nyu.write_splits_mat(out / SPLITS_MAT_NAME, train, test)
             del frames
         index["nyu_mat"] = {"count": count, "train": int(train.size), "test": int(test.size)}
-        _write_index(out / INDEX_NAME, index)
+        _write_json(out / INDEX_NAME, index)
     else:
         rendered, written, skipped = _render_into(out, count, size, seed, None, progress)
+    _write_json(out / CAMERAS_NAME, {scene_key(k): scene_camera(scene_seed(seed, k), size) for k in range(count)})
     split = (index["nyu_mat"]["train"], index["nyu_mat"]["test"]) if nyu_mat else None
     return SynthSummary(rendered, written, skipped, time.perf_counter() - start, split)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A camera moving through one room
+
+SEQUENCE_VIDEO = "video.mp4"
+SEQUENCE_DEPTH = "depth"
+#: Frame rate of a sequence, the speed of its camera at the middle of its path (m/s), the amplitude (degrees) and
+#: period (s) of its yaw swing: a wheeled robot's pace. Frame ``k`` of a seed is the same whatever the length.
+SEQUENCE_FPS = 30.0
+SEQUENCE_SPEED = 0.3
+SEQUENCE_YAW_SWING = (8.0, 6.0)
+#: Camera heights (m) and downward pitches (degrees) a sequence draws from: a robot's camera, level to looking down.
+SEQUENCE_HEIGHT_RANGE = (0.4, 1.5)
+SEQUENCE_PITCH_RANGE = (5.0, 25.0)
+_PATH_MARGIN = 1.0  # metres the path's far end keeps from the walls
+_PATH_CLEARANCE = 0.45  # metres between the path and any solid's footprint
+_PATH_LONGEST = 2.5  # metres
+
+
+@dataclass(frozen=True)
+class SequenceSummary:
+    """What :func:`write_sequence` did: frames rendered (0 when the folder was already complete), wall time."""
+
+    frames: int
+    rendered: int
+    seconds: float
+
+
+def _footprint(solid: Solid) -> tuple[float, float, float]:
+    """``(x, y, radius)`` of a circle on the floor that contains the solid's footprint."""
+    corners = solid.local_corners() @ solid.rotation.T
+    return solid.center[0], solid.center[1], float(np.hypot(corners[:, 0], corners[:, 1]).max())
+
+
+def sequence_cameras(
+    seed: int, frames: int, size: tuple[int, int] = (640, 480)
+) -> tuple[SceneDescription, list[Camera]]:
+    """One random room and ``frames`` cameras moving through it at a robot's pace, at a fixed height and pitch.
+
+    The camera goes back and forth along a straight, clear path (solids on it are taken out of the room), starting
+    from its middle at :data:`SEQUENCE_SPEED` and slowing towards its ends (a sine), and swings its yaw slowly; its
+    roll is 0.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence((seed, 0x5E9)))
+    description, start = random_scene(rng, size)
+    room = description.room
+    height = float(rng.uniform(*SEQUENCE_HEIGHT_RANGE))
+    pitch = math.radians(rng.uniform(*SEQUENCE_PITCH_RANGE))
+    forward = start.rotation[:, 2]
+    heading = math.atan2(forward[1], forward[0])
+    origin = np.array([start.position[0], start.position[1]])
+    direction = np.array([math.cos(heading), math.sin(heading)])
+    with np.errstate(divide="ignore"):
+        to_walls = [(np.array(bound)[:2] - origin) / direction for bound in (room.low, room.high)]
+    reach = float(np.min(np.where(np.maximum(*to_walls) > 0, np.maximum(*to_walls), np.inf)))
+    length = float(np.clip(reach - _PATH_MARGIN, 0.0, _PATH_LONGEST))
+
+    def clear(solid: Solid) -> bool:  # the solid's footprint keeps its distance from the path segment
+        x, y, radius = _footprint(solid)
+        along = float(np.clip(np.dot((x, y) - origin, direction), 0.0, length))
+        return float(np.hypot(*((x, y) - origin - along * direction))) > radius + _PATH_CLEARANCE
+
+    description = dataclasses.replace(description, solids=tuple(filter(clear, description.solids)))
+    omega = 2.0 * SEQUENCE_SPEED / (SEQUENCE_FPS * length) if length > 0 else 0.0
+    swing, period = math.radians(SEQUENCE_YAW_SWING[0]), SEQUENCE_YAW_SWING[1] * SEQUENCE_FPS
+    hfov = math.degrees(2.0 * math.atan(size[0] / (2.0 * start.intrinsics.fx)))
+    cameras = []
+    for k in range(frames):
+        x, y = origin + direction * (length / 2.0) * (1.0 + math.sin(omega * k))
+        yaw = heading + swing * math.sin(2.0 * math.pi * k / period)
+        eye = (x, y, room.low[2] + height)
+        look = (math.cos(yaw) * math.cos(pitch), math.sin(yaw) * math.cos(pitch), -math.sin(pitch))
+        cameras.append(Camera.look_at(eye, np.add(eye, look), hfov, size))
+    return description, cameras
+
+
+def write_sequence(
+    out: str | Path, frames: int, size: tuple[int, int] = (640, 480), seed: int = 0, progress: bool = True
+) -> SequenceSummary:
+    """Render :func:`sequence_cameras` into ``out``: ``video.mp4``, ``depth/<key>.png`` (exact depth, uint16 mm),
+    ``cameras.json`` (each frame's :meth:`Camera.metadata`) and ``index.json``.
+
+    Each frame draws its own sensor noise (its textures stay). The video is written atomically, last, so a folder
+    with ``video.mp4`` and an ``index.json`` of the same seed, size and length is complete and is left as it is;
+    a folder made otherwise is refused.
+    """
+    out = Path(out)
+    if frames < 2:
+        raise EdgedepthError(f"--sequence must be at least 2 frames, got {frames}")
+    if seed < 0:
+        raise EdgedepthError(f"--seed must be non-negative, got {seed}")
+    size = (int(size[0]), int(size[1]))
+    if size[0] <= 0 or size[1] <= 0 or size[0] % 2 or size[1] % 2:
+        raise EdgedepthError(f"size {format_size(size)}: a video needs positive, even sides")
+    if out.exists() and not out.is_dir():
+        raise EdgedepthError(f"{out}: a file, not a folder; synth writes a folder")
+    make_folder(out)
+    identity = {"generator": "edgedepth.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
+                "size": list(size), "sequence": frames, "fps": SEQUENCE_FPS}
+    index_path = out / INDEX_NAME
+    if index_path.is_dir():
+        raise EdgedepthError(f"{index_path}: a folder, not a file; remove it or choose another folder")
+    if index_path.is_file():
+        try:
+            theirs = json.loads(index_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise EdgedepthError(f"{index_path}: unreadable ({exc}); remove the folder or choose another") from None
+        if {key: theirs.get(key) for key in identity} != identity:
+            raise EdgedepthError(f"{out}: holds another synth output ({_describe(theirs)}, sequence "
+                                 f"{theirs.get('sequence')}); choose another folder")
+        if (out / SEQUENCE_VIDEO).is_file() and (out / CAMERAS_NAME).is_file():
+            return SequenceSummary(frames, 0, 0.0)
+    elif any(out.iterdir()):
+        raise EdgedepthError(f"{out}: not empty and has no {INDEX_NAME}; choose a new or empty folder")
+    _write_json(index_path, {**identity, "files": f"{SEQUENCE_VIDEO} RGB frames; {SEQUENCE_DEPTH}/<key>.png depth "
+                             f"(uint16 mm, 0 = invalid); {CAMERAS_NAME} each frame's camera"})
+    start = time.perf_counter()
+    description, cameras = sequence_cameras(seed, frames, size)
+    floor = description.room.low[2]
+    with atomic_path(out / SEQUENCE_VIDEO) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), SEQUENCE_FPS, size)
+        if not writer.isOpened():
+            raise EdgedepthError(f"{out / SEQUENCE_VIDEO}: OpenCV cannot write an MP4 video here")
+        try:
+            for k, camera in enumerate(tqdm(cameras, desc="synth", unit="frame", disable=not progress)):
+                sensor = int(np.random.SeedSequence((seed, 0x5E9, k)).generate_state(1, np.uint64)[0])
+                scene = render(dataclasses.replace(description, sensor_seed=sensor), camera)
+                write_png(out / SEQUENCE_DEPTH / f"{scene_key(k)}.png", depth_to_png16(scene.depth))
+                writer.write(cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+        _write_json(out / CAMERAS_NAME, {scene_key(k): camera.metadata(floor) for k, camera in enumerate(cameras)})
+    return SequenceSummary(frames, frames, time.perf_counter() - start)

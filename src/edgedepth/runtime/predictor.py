@@ -78,12 +78,15 @@ class Predictor(ABC):
             times.append(time.perf_counter() - start)
         return float(np.median(times)) * 1e3
 
+    def network_output(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Images (all the same size) to ``N x 1 x h x w`` inverse depth at the network's size, on the CPU."""
+        batch = preprocess(images, self.size, self.card.mean, self.card.std, self.interpolation)
+        return self.infer(batch).float().cpu()
+
     def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Images (all the same size) to ``N x 1 x H x W`` inverse depth at that size, on the CPU."""
-        batch = preprocess(images, self.size, self.card.mean, self.card.std, self.interpolation)
-        prediction = self.infer(batch).float().cpu()
         height, width = images[0].shape[:2]
-        return upsample_prediction(prediction, (width, height))
+        return upsample_prediction(self.network_output(images), (width, height))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """One RGB image (uint8, or float in [0, 1]) to an ``H x W`` float32 inverse depth map."""

@@ -14,6 +14,9 @@ instead of falling behind. OpenCV, NumPy and the runtimes release the GIL while 
 
 The summary reports the end-to-end rate and each stage's own busy time per frame, so what everything
 around the network costs is visible, overlapped or not.
+
+With ``stabilize``, the third stage first runs :class:`~edgedepth.runtime.stabilize.Stabilizer` on the network's
+output, before upsampling it: no extra network run, and its own time is reported (``stabilize_seconds``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path
 from edgedepth.processing import preprocess, upsample_prediction
 from edgedepth.runtime.predictor import Predictor
+from edgedepth.runtime.stabilize import Stabilizer
 from edgedepth.viz import colorize
 
 WINDOW = "edgedepth"
@@ -55,6 +59,7 @@ class LoopSummary:
     model_seconds: float
     read_seconds: float = 0.0
     post_seconds: float = 0.0
+    stabilize_seconds: float = 0.0  # part of post_seconds
 
     @property
     def fps(self) -> float:
@@ -156,9 +161,15 @@ def draw_fps(image: np.ndarray, fps: float) -> None:
 
 
 def run_loop(
-    predictor: Predictor, source: str | int, out: Path | None = None, show: bool = False, limit: int | None = None
+    predictor: Predictor,
+    source: str | int,
+    out: Path | None = None,
+    show: bool = False,
+    limit: int | None = None,
+    stabilize: bool = False,
 ) -> LoopSummary:
     """Run the loop until the source ends (or ``limit`` frames, or ``q`` in the window); write ``out`` (.mp4)."""
+    stabilizer = Stabilizer() if stabilize else None
     if show:
         _open_window()
     capture = open_capture(source)
@@ -184,7 +195,7 @@ def run_loop(
             predictions_slot.put(frame)
         predictions_slot.put(_END)
 
-    frames, read_seconds, model_seconds, post_seconds, fps, last = 0, 0.0, 0.0, 0.0, 0.0, 0.0
+    frames, read_seconds, model_seconds, post_seconds, stabilize_seconds, fps, last = 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     start = time.perf_counter()
     threads = [_start_stage("edgedepth-read", read, frames_slot), _start_stage("edgedepth-infer", infer, predictions_slot)]
     try:
@@ -195,7 +206,11 @@ def run_loop(
                 if frame is _END:
                     break
                 tick = time.perf_counter()
-                output = colour_depth(frame.prediction, frame.size)
+                prediction = frame.prediction
+                if stabilizer is not None:
+                    prediction = torch.from_numpy(stabilizer(prediction[0, 0].float().cpu().numpy()))[None, None]
+                    stabilize_seconds += time.perf_counter() - tick
+                output = colour_depth(prediction, frame.size)
                 draw_fps(output, fps)
                 if out is not None:
                     if writer is None:
@@ -225,7 +240,7 @@ def run_loop(
         capture.release()
         if show:
             cv2.destroyAllWindows()
-    return LoopSummary(frames, seconds, model_seconds, read_seconds, post_seconds)
+    return LoopSummary(frames, seconds, model_seconds, read_seconds, post_seconds, stabilize_seconds)
 
 
 def _open_writer(path: Path, capture: cv2.VideoCapture, shape: tuple[int, ...]) -> cv2.VideoWriter:
