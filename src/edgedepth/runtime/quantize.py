@@ -23,7 +23,9 @@ model card's mean and std, so the ranges are those the network sees at inference
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,13 +108,28 @@ def _nncf_seven_bit_weights() -> object:
     return AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE)
 
 
-class _DropNoCudaRuntime(logging.Filter):
+class _DropRecords(logging.Filter):
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("No CUDA runtime is found")
+        return not self.pattern.match(record.getMessage())
 
 
 @contextmanager
-def _no_cuda_probe_message() -> Iterator[None]:
+def _dropped_records(logger_name: str, pattern: str) -> Iterator[None]:
+    """Drop the records of one logger whose message matches ``pattern`` (and only those), while in the block."""
+    logger = logging.getLogger(logger_name)
+    dropper = _DropRecords(pattern)
+    logger.addFilter(dropper)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropper)
+
+
+def _no_cuda_probe_message() -> contextlib.AbstractContextManager[None]:
     """Drop PyTorch's "No CUDA runtime is found, using CUDA_HOME=..." while NNCF quantises an ONNX or OpenVINO model.
 
     NNCF picks its backend by asking, in order, whether the model is a torch.fx or torch model; that question
@@ -121,13 +138,17 @@ def _no_cuda_probe_message() -> Iterator[None]:
     PyTorch sees no GPU. We quantise ONNX and OpenVINO models on the CPU and compile no extension, so the
     message (a ``logging`` record of PyTorch's, not a Python warning) is noise; only that record is dropped.
     """
-    logger = logging.getLogger("torch.utils.cpp_extension")
-    dropper = _DropNoCudaRuntime()
-    logger.addFilter(dropper)
-    try:
-        yield
-    finally:
-        logger.removeFilter(dropper)
+    return _dropped_records("torch.utils.cpp_extension", "No CUDA runtime is found")
+
+
+def _no_per_channel_axis_messages() -> contextlib.AbstractContextManager[None]:
+    """Drop ONNX Runtime's "Axis 1 is out-of-range for weight ... with rank 1", one per 1-D weight it quantises.
+
+    Its QDQ quantiser asks for per-channel weights on axis 1 of every weight; a 1-D one (a LayerNorm's scale in
+    Depth Anything: 50 of them) has no such axis, so it logs that line on the root logger and quantises the weight
+    per tensor, which is what a vector needs. The lines say nothing a user must act on.
+    """
+    return _dropped_records("root", r"Axis \d+ is out-of-range for weight ")
 
 
 def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_name: str = "input") -> None:
@@ -137,16 +158,17 @@ def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_na
 
     prepared = out.with_name(out.stem + ".prepared.onnx")
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-    quantize_static(
-        str(prepared),
-        str(out),
-        _Reader(input_name, batches),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        reduce_range=True,  # 7-bit weights, see the module doc
-    )
+    with _no_per_channel_axis_messages():
+        quantize_static(
+            str(prepared),
+            str(out),
+            _Reader(input_name, batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            reduce_range=True,  # 7-bit weights, see the module doc
+        )
 
 
 def _openvino_model(onnx_path: Path, batches: Sequence[np.ndarray]):
