@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--models", default=",".join([*list_models(), *EXTRA_STUDENTS]))
+    parser.add_argument("--models", default=",".join([*list_models(family="fastdepth"), *EXTRA_STUDENTS]))
     args = parser.parse_args()
 
     width, height = parse_size(args.size, 32)

@@ -398,3 +398,28 @@ def test_models_command_lists_every_network(capsys: pytest.CaptureFixture) -> No
 
     assert main(["models", "nothing_*"]) == 2
     assert "no registered model matches 'nothing_*'" in capsys.readouterr().err
+
+
+def test_serve_answers_with_an_exported_network(tmp_path: Path) -> None:
+    import io
+    import threading
+    import urllib.request
+
+    from edgedepth.data.synthetic import render_scene
+    from edgedepth.imageio import encode_png
+    from edgedepth.serve import make_server
+
+    export_model(_calm("zipdepth_small"), tmp_path / "z.xml", "openvino", (128, 96))
+    server = make_server(load_predictor(tmp_path / "z.xml"), port=0, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        image = render_scene(10, (160, 120)).image
+        request = urllib.request.Request(server.url + "/predict", data=encode_png(image), method="POST")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = np.load(io.BytesIO(response.read()))
+        np.testing.assert_array_equal(answer, server.predictor(image))
+        assert answer.shape == (120, 160) and answer.std() > 0
+    finally:
+        server.shutdown()
+        server.server_close()

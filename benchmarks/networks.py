@@ -1,0 +1,184 @@
+"""Issue 12's figures for the registry's networks, batch 1, one thread, as ratios measured in ONE run (prints tables).
+
+    .venv/bin/python benchmarks/networks.py [--models a,b] [--runs 20] [--labels demo_out/labels]
+        [--train-steps 400] [--out networks_out]
+
+1. Latency of each network at its own default input and at 256x192 (as the network takes it: Depth Anything at the
+   nearest multiples of 14, 252x196), through ``edgedepth bench``: eager PyTorch (fused, FP32), ONNX Runtime FP32,
+   OpenVINO FP32 (true f32), OpenVINO's default precision (bf16 on CPUs with AVX-512 BF16 or AMX) and both INT8
+   files (ONNX Runtime's, OpenVINO's; each the faster of the two quantisers).
+2. The target: ZipDepth base's best INT8 at least 3x faster than its own eager PyTorch path (fused, FP32) at
+   384x384 on one thread.
+3. FP32 exports against PyTorch: the largest difference of each network's ONNX and OpenVINO files on normalised
+   synthetic scenes, with weights whose BatchNorm statistics are measured on such scenes (outputs of order 1, as a
+   trained network's; default initialisation makes some networks' outputs 1e3 or more). Target: within 1e-4.
+4. INT8 drift on synthetic test scenes with exact depth: correlation of each INT8 file's output with FP32 (PyTorch)
+   and the aligned AbsRel of both (the seed's least-squares alignment in disparity), for ZipDepth base with random
+   weights and briefly trained (``edgedepth train`` on the demo's label shards, ``--labels``: run ``make demo``
+   first). Target: correlation above 0.99.
+
+Run it on a quiet machine (``uptime``); the bench tables print the instruction sets and the load at their start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgedepth.bench import BenchConfig, Cell, run
+from edgedepth.data.synthetic import render_scene
+from edgedepth.metrics import UnscorableImage, score_prediction
+from edgedepth.models import create_model, list_models, load_model
+from edgedepth.processing import preprocess
+from edgedepth.runtime.export import export_model, pearson_correlation
+from edgedepth.runtime.predictor import TorchPredictor, load_predictor
+
+RUNTIMES = ("torch", "onnx", "openvino", "openvino-default", "onnx-int8", "openvino-int8")
+TARGET = "zipdepth_base"
+TARGET_SIZE = (384, 384)
+
+
+def _scenes(first: int, count: int) -> list:
+    return [render_scene(first + k) for k in range(count)]
+
+
+def calm(name: str, images: list[np.ndarray]) -> nn.Module:
+    """A network with random weights and BatchNorm statistics measured on ``images`` (as training would set them)."""
+    torch.manual_seed(0)
+    model = create_model(name)
+    batch = preprocess(images, model.card.fit_size((256, 192)), model.card.mean, model.card.std)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # the cumulative average over the batch
+    with torch.no_grad():
+        model.train()(batch)
+    return model.eval()
+
+
+def fp32_exports(names: list[str], folder: Path) -> list[tuple[str, str, float, float]]:
+    """``(network, format, max |diff| vs PyTorch, output peak)`` on normalised synthetic scenes."""
+    scenes = [s.image for s in _scenes(6000, 4)]
+    rows = []
+    for name in names:
+        model = calm(name, scenes[:2])
+        size = model.card.fit_size((256, 192))
+        batch = preprocess(scenes[2:], size, model.card.mean, model.card.std)
+        with torch.no_grad():
+            expected = model(batch)  # the training layout, unfused
+        for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
+            path = folder / f"{name}{suffix}"
+            export_model(model, path, fmt, size)
+            got = load_predictor(path).infer(batch)
+            rows.append((name, fmt, float((got - expected).abs().max()), float(expected.abs().max())))
+    return rows
+
+
+def train_briefly(labels: Path, steps: int, out: Path) -> Path:
+    """ZipDepth base trained from scratch on label shards at their size (the demo's: 128x96), for ``steps`` steps."""
+    from edgedepth import train
+    from edgedepth.config import TrainConfig, load_config
+    from edgedepth.data.shards import read_index
+
+    index = read_index(labels)
+    size, batch = index["recipe"]["size"], 16
+    epochs = max(1, round(steps * batch / index["count"]))
+    cfg = load_config(TrainConfig, overrides=[
+        f"model.name={TARGET}", "model.pretrained=false", f"data.path={labels}", "data.format=shards",
+        f"data.input_size={size[0]}x{size[1]}", "data.num_workers=1", f"optim.batch_size={batch}",
+        "schedule.name=cosine", f"schedule.epochs={epochs}", "schedule.warmup_steps=20", f"run.dir={out}",
+        "run.device=cpu", "logging.progress_bar=false", "logging.tensorboard=false",
+    ])
+    result = train.run(cfg)
+    return result.weights or out / train.FINAL_WEIGHTS
+
+
+def drift(model: nn.Module, size: tuple[int, int], folder: Path) -> list[tuple[str, float, float, float]]:
+    """``(file, correlation with FP32, aligned AbsRel, AbsRel - FP32's)`` of FP32 and each INT8 file on 20 scenes."""
+    card = model.card
+    calibration = [preprocess([s.image], size, card.mean, card.std).numpy() for s in _scenes(5000, 64)]
+    tests = _scenes(9000, 20)
+    fp32 = TorchPredictor(model, size)
+    predictors = {"fp32 (torch, fused)": fp32}
+    for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
+        path = folder / f"int8-{size[0]}x{size[1]}{suffix}"
+        export_model(model, path, fmt, size, calibration=calibration, min_correlation=None)
+        predictor = load_predictor(path)
+        predictors[f"int8 ({fmt}, {predictor.export.quantizer})"] = predictor
+    reference = [fp32(scene.image) for scene in tests]
+    rows = []
+    for name, predictor in predictors.items():
+        outputs = reference if predictor is fp32 else [predictor(scene.image) for scene in tests]
+        correlation = pearson_correlation(np.stack(outputs), np.stack(reference))
+        scores = []
+        for scene, output in zip(tests, outputs, strict=True):
+            mask = (scene.raw_depth > 0) & (scene.raw_depth < 10)
+            try:
+                scores.append(score_prediction(output, scene.raw_depth, mask)[0]["abs_rel"])
+            except UnscorableImage:  # a constant map: no alignment, the frame scores as missing
+                scores.append(float("nan"))
+        rows.append((name, correlation, float(np.mean(scores))))
+    return [(name, r, abs_rel, abs_rel - rows[0][2]) for name, r, abs_rel in rows]
+
+
+def _best(cells: list[Cell], model: str, int8: bool) -> Cell | None:
+    timed = [c for c in cells if c.model == model and c.latencies_ms and c.runtime.endswith("-int8") == int8]
+    return min(timed, key=lambda c: c.median_ms, default=None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(list_models()))
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--labels", type=Path, default=Path("demo_out/labels"))
+    parser.add_argument("--train-steps", type=int, default=400)
+    parser.add_argument("--out", type=Path, default=Path("networks_out"))
+    args = parser.parse_args()
+    names = args.models.split(",")
+    torch.set_num_threads(1)
+
+    for label, size in (("each network's default input", None), ("256x192, as each network takes it", (256, 192))):
+        print(f"\n## 1. Latency at {label}, one thread\n")
+        result = run(BenchConfig(models=tuple(names), runtimes=RUNTIMES, threads=(1,), size=size, runs=args.runs,
+                                 warmup=3, out=args.out / ("default" if size is None else "256x192")))
+        print(result.table)
+
+    print(f"\n## 2. Target: {TARGET} at {TARGET_SIZE[0]}x{TARGET_SIZE[1]}, one thread\n")
+    result = run(BenchConfig(models=(TARGET,), runtimes=("torch", "onnx-int8", "openvino-int8"), threads=(1,),
+                             size=TARGET_SIZE, runs=max(args.runs, 30), out=args.out / "target"))
+    print(result.table)
+    eager, int8 = _best(result.cells, TARGET, False), _best(result.cells, TARGET, True)
+    if eager is not None and int8 is not None:
+        speedup = eager.median_ms / int8.median_ms
+        print(f"- eager PyTorch (fused, FP32) {eager.median_ms:.1f} ms; best INT8 {int8.runtime} {int8.median_ms:.1f} "
+              f"ms: {speedup:.2f}x (target >= 3x: {'MET' if speedup >= 3 else 'MISSED'})")
+
+    with tempfile.TemporaryDirectory(prefix="edgedepth-networks-") as work:
+        folder = Path(work)
+        print("\n## 3. FP32 exports against PyTorch (BatchNorm statistics measured on synthetic scenes)\n")
+        print("| network | format | max abs diff | output peak |\n|---|---|---|---|")
+        for name, fmt, diff, peak in fp32_exports(names, folder):
+            print(f"| {name} | {fmt} | {diff:.2e} | {peak:.3g} |")
+
+        print(f"\n## 4. INT8 drift of {TARGET} on 20 synthetic test scenes\n")
+        models = {"random weights (BN statistics measured)": calm(TARGET, [s.image for s in _scenes(6000, 2)])}
+        if (args.labels / "index.json").is_file():
+            weights = train_briefly(args.labels, args.train_steps, args.out / "zipdepth_run")
+            models[f"briefly trained ({args.train_steps} steps on {args.labels})"] = load_model(weights)
+        else:
+            print(f"(no label shards at {args.labels}: run `make demo` first for the trained row)")
+        for title, model in models.items():
+            for size in (model.card.input_size if "trained" in title else (256, 192), TARGET_SIZE):
+                print(f"\n{title}, {size[0]}x{size[1]}:\n")
+                print("| file | correlation with FP32 | aligned AbsRel | vs FP32 |\n|---|---|---|---|")
+                for name, correlation, abs_rel, change in drift(model, size, folder):
+                    print(f"| {name} | {correlation:.4f} | {abs_rel:.4f} | {change:+.4f} |")
+
+
+if __name__ == "__main__":
+    main()
