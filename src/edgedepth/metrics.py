@@ -11,8 +11,10 @@ alignment undetermined) raises :class:`UnscorableImage`, so the caller can skip 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
+import cv2
 import numpy as np
 
 #: How a prediction (relative inverse depth) is brought to metric scale before scoring:
@@ -112,15 +114,17 @@ def disparity_to_depth(disparity: np.ndarray, max_depth: float = 10.0) -> np.nda
     return 1.0 / np.maximum(np.asarray(disparity, dtype=np.float64), 1.0 / max_depth)
 
 
-def depth_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """The standard NYU metrics of a metric ``prediction`` against ``depth`` on the pixels of ``mask``.
+def depth_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """The standard NYU metrics of a metric ``prediction`` against ``depth`` on the pixels of ``mask`` (None: all).
 
     Definitions as in the seed's ``compute_errors`` and Depth-Anything-V2's ``eval_depth``:
     AbsRel = mean(|p - g| / g), SqRel = mean((p - g)² / g), RMSE = sqrt(mean((p - g)²)),
     RMSE log = sqrt(mean((ln p - ln g)²)), log10 = mean(|log10 p - log10 g|), and the δ thresholds (strict <).
     """
-    p = np.asarray(prediction, dtype=np.float64)[mask]
-    g = np.asarray(depth, dtype=np.float64)[mask]
+    p = np.asarray(prediction, dtype=np.float64)
+    g = np.asarray(depth, dtype=np.float64)
+    if mask is not None:
+        p, g = p[mask], g[mask]
     if g.size == 0:
         raise UnscorableImage("no valid ground-truth pixel")
     if not np.all(np.isfinite(p)) or not np.all(p > 0):
@@ -163,8 +167,153 @@ def score_prediction(
     return depth_metrics(predicted_depth, depth, mask), predicted_depth
 
 
-def mean_metrics(per_image: list[dict[str, float]]) -> dict[str, float]:
-    """Average each metric over images (every image weighs the same, as in the seed's MetricAggregator)."""
+def mean_metrics(per_image: list[dict[str, float]], names: tuple[str, ...] = METRIC_NAMES) -> dict[str, float]:
+    """Average each metric over images (every image weighs the same, as in the seed's MetricAggregator and
+    Marigold's MetricTracker); ``names``: which, e.g. :data:`ZERO_SHOT_METRIC_NAMES`."""
     if not per_image:
         raise ValueError("no image to average")
-    return {name: float(np.mean([metrics[name] for metrics in per_image])) for name in METRIC_NAMES}
+    return {name: float(np.mean([metrics[name] for metrics in per_image])) for name in names}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The zero-shot benchmark: Marigold's evaluator (script/depth/eval.py, src/util/alignment.py, src/util/metric.py)
+# and ZipDepth's (zipdepth/evaluation/metrics.py, evaluator.py), which differ in how they subsample the fit.
+
+#: Marigold's metrics in its order: the standard eight, then RMSE of inverse depth (1/m) and the scale-invariant
+#: log RMSE (times 100).
+ZERO_SHOT_METRIC_NAMES = (*METRIC_NAMES, "i_rmse", "silog_rmse")
+
+#: What the fit of :func:`zero_shot_fit` is done in: ``disparity`` (Marigold's ``least_square_disparity``, for
+#: relative inverse depth: ours, MiDaS, Depth Anything) or ``depth`` (``least_square``, for affine-invariant
+#: depth such as Marigold's own outputs).
+AlignmentSpace = Literal["disparity", "depth"]
+ALIGNMENT_SPACES: tuple[AlignmentSpace, ...] = ("disparity", "depth")
+
+#: How ``--alignment-max-res`` subsamples the fit: ``marigold`` as its ``torch.nn.Upsample(mode="nearest")`` on an
+#: ``1 x H x W`` tensor does, which PyTorch reads as one-dimensional, so only the columns are subsampled, to
+#: ``floor(W * s)`` with ``s = min(max_res / H, max_res / W)``; ``zipdepth`` as its ``cv2.resize(INTER_NEAREST)``
+#: does, both sides to ``int(side * max_res / max(H, W))``.
+Subsampling = Literal["marigold", "zipdepth"]
+
+#: Marigold (and ZipDepth) clip the aligned disparity below at this before inverting it.
+ZERO_SHOT_DISPARITY_FLOOR = 1e-3
+
+
+def alignment_subsample(
+    arrays: list[np.ndarray], max_resolution: int | None, subsampling: Subsampling = "marigold"
+) -> list[np.ndarray]:
+    """The ``H x W`` arrays (all one shape) nearest-neighbour subsampled for the least-squares fit, or as they are.
+
+    See :data:`Subsampling`. Marigold's index of output column ``i`` is PyTorch's ``floor(float32(i) *
+    float32(1 / s))``, computed the same way here; ZipDepth's is OpenCV's own resize.
+    """
+    height, width = arrays[0].shape
+    if max_resolution is None:
+        return arrays
+    if subsampling == "marigold":
+        factor = min(max_resolution / height, max_resolution / width)
+        if factor >= 1:
+            return arrays
+        inverse = np.float32(1.0 / factor)
+        columns = np.floor(np.arange(math.floor(width * factor), dtype=np.float32) * inverse).astype(np.int64)
+        columns = np.minimum(columns, width - 1)
+        return [array[:, columns] for array in arrays]
+    if max(height, width) <= max_resolution:
+        return arrays
+    factor = max_resolution / max(height, width)
+    size = (int(width * factor), int(height * factor))
+    resized = []
+    for array in arrays:
+        source = array.astype(np.uint8) if array.dtype == bool else array
+        result = cv2.resize(source, size, interpolation=cv2.INTER_NEAREST)
+        resized.append(result.astype(bool) if array.dtype == bool else result)
+    return resized
+
+
+def zero_shot_fit(
+    prediction: np.ndarray,
+    depth: np.ndarray,
+    valid: np.ndarray,
+    space: AlignmentSpace,
+    max_resolution: int | None = None,
+    subsampling: Subsampling = "marigold",
+) -> tuple[float, float]:
+    """Marigold's least-squares ``scale, shift`` of a relative ``prediction`` against ground truth ``depth``.
+
+    ``disparity``: fitted against 1 / depth on the pixels of ``valid`` where depth and prediction are positive;
+    ``depth``: against depth on ``valid``. The fit may run on a subsample (:func:`alignment_subsample`, taken
+    before the pointwise steps, which gives the same pixels as Marigold's order). Raises :class:`UnscorableImage`
+    as :func:`fit_scale_shift` does.
+    """
+    prediction, depth, valid = alignment_subsample([prediction, depth, valid], max_resolution, subsampling)
+    depth = np.asarray(depth, dtype=np.float64)
+    if space == "disparity":
+        fit = valid & (depth > 0) & (prediction > 0)
+        target = np.divide(1.0, depth, out=np.zeros_like(depth), where=fit)
+    else:
+        fit, target = valid, depth
+    return fit_scale_shift(prediction, target, fit)
+
+
+def zero_shot_depth(
+    prediction: np.ndarray, scale: float, shift: float, space: AlignmentSpace, min_depth: float, max_depth: float
+) -> np.ndarray:
+    """Aligned metric depth, as Marigold's eval.py makes it: ``scale * prediction + shift``; in ``disparity``
+    clipped below at :data:`ZERO_SHOT_DISPARITY_FLOOR` and inverted; then clipped to ``[min_depth, max_depth]``.
+
+    ``min_depth`` must be positive (Marigold's last clip, at 1e-6, is then a no-op).
+    """
+    if not min_depth > 0:
+        raise ValueError(f"min_depth must be positive, got {min_depth}")
+    aligned = scale * np.asarray(prediction, dtype=np.float64) + shift
+    if space == "disparity":
+        aligned = 1.0 / np.maximum(aligned, ZERO_SHOT_DISPARITY_FLOOR)
+    return np.clip(aligned, min_depth, max_depth)
+
+
+def zero_shot_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """:data:`ZERO_SHOT_METRIC_NAMES` of a metric ``prediction`` against ``depth`` on ``mask`` (None: all).
+
+    The eight of :func:`depth_metrics`, plus Marigold's ``i_rmse`` = sqrt(mean((1/p - 1/g)²)) and ``silog_rmse``
+    = 100 sqrt(mean(d²) - mean(d)²) with d = ln p - ln g.
+    """
+    p = np.asarray(prediction, dtype=np.float64)
+    g = np.asarray(depth, dtype=np.float64)
+    if mask is not None:
+        p, g = p[mask], g[mask]
+    metrics = depth_metrics(p, g)
+    log_diff = np.log(p) - np.log(g)
+    metrics["i_rmse"] = float(np.sqrt(np.mean((1.0 / p - 1.0 / g) ** 2)))
+    # The variance of d, floored at 0: rounding can take an exact prediction's a hair below (a NaN in Marigold's).
+    metrics["silog_rmse"] = float(np.sqrt(max(np.mean(log_diff**2) - np.mean(log_diff) ** 2, 0.0)) * 100.0)
+    return metrics
+
+
+def score_zero_shot(
+    prediction: np.ndarray,
+    depth: np.ndarray,
+    valid: np.ndarray,
+    space: AlignmentSpace,
+    min_depth: float,
+    max_depth: float,
+    max_resolution: int | None = None,
+    subsampling: Subsampling = "marigold",
+    min_pixels: int = 1,
+) -> dict[str, float]:
+    """One frame scored as the zero-shot evaluators score it: :func:`zero_shot_fit`, :func:`zero_shot_depth`,
+    :func:`zero_shot_metrics` on the ``valid`` pixels (only those are aligned: ETH3D's frames stay light).
+
+    Raises :class:`UnscorableImage` for non-finite predictions, fewer than ``min_pixels`` valid pixels (ZipDepth
+    skips frames with fewer than 10) or a failed fit; Marigold's evaluator would average a NaN or an arbitrary
+    value into its table there.
+    """
+    prediction = np.asarray(prediction)
+    bad = int(np.size(prediction) - np.count_nonzero(np.isfinite(prediction)))
+    if bad:
+        raise UnscorableImage(f"prediction has {bad} non-finite value(s)")
+    count = int(np.count_nonzero(valid))
+    if count < max(min_pixels, 1):
+        raise UnscorableImage(f"{count} valid ground-truth pixel(s), fewer than {max(min_pixels, 1)}")
+    scale, shift = zero_shot_fit(prediction, depth, valid, space, max_resolution, subsampling)
+    aligned = zero_shot_depth(prediction[valid], scale, shift, space, min_depth, max_depth)
+    return zero_shot_metrics(aligned, np.asarray(depth)[valid])
