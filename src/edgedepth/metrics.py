@@ -61,23 +61,34 @@ def valid_mask(
     return mask
 
 
-def fit_scale_shift(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``scale, shift`` minimising ``sum over mask of (scale * prediction + shift - target)²``.
+def fit_scale_shift(
+    prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Least-squares ``scale, shift`` minimising ``sum over mask (None: all) of (scale * prediction + shift - target)²``.
 
-    The same solution as the seed's 2x2 normal equations, written in centred form for float64 accuracy.
-    Raises :class:`UnscorableImage` when fewer than two pixels are valid or the prediction is constant.
+    The same solution as the seed's 2x2 normal equations (and Marigold's ``np.linalg.lstsq``), written in centred
+    form for float64 accuracy, a million pixels at a time. Raises :class:`UnscorableImage` when fewer than two
+    pixels are valid or the prediction is constant.
     """
-    p = np.asarray(prediction, dtype=np.float64)[mask]
-    t = np.asarray(target, dtype=np.float64)[mask]
+    p, t = np.asarray(prediction), np.asarray(target)
+    if mask is not None:
+        p, t = p[mask], t[mask]
     if p.size < 2:
         raise UnscorableImage(f"{p.size} valid pixel(s), alignment needs at least 2")
-    p_mean, t_mean = p.mean(), t.mean()
-    p_centred = p - p_mean
-    variance = float(np.dot(p_centred, p_centred))
-    if variance <= _RELATIVE_VARIANCE_FLOOR * float(np.dot(p, p)):
+    chunks = _chunks(p.size)
+    p_mean = sum(float(np.sum(p[c], dtype=np.float64)) for c in chunks) / p.size
+    t_mean = sum(float(np.sum(t[c], dtype=np.float64)) for c in chunks) / p.size
+    variance = covariance = square = 0.0
+    for c in chunks:
+        p_chunk = p[c].astype(np.float64)
+        p_centred = p_chunk - p_mean
+        variance += float(np.dot(p_centred, p_centred))
+        covariance += float(np.dot(p_centred, t[c].astype(np.float64) - t_mean))
+        square += float(np.dot(p_chunk, p_chunk))
+    if variance <= _RELATIVE_VARIANCE_FLOOR * square:
         raise UnscorableImage("constant prediction over the valid pixels, scale and shift undetermined")
-    scale = float(np.dot(p_centred, t - t_mean)) / variance
-    return scale, float(t_mean - scale * p_mean)
+    scale = covariance / variance
+    return scale, t_mean - scale * p_mean
 
 
 def align(
@@ -121,8 +132,13 @@ def depth_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | 
     AbsRel = mean(|p - g| / g), SqRel = mean((p - g)² / g), RMSE = sqrt(mean((p - g)²)),
     RMSE log = sqrt(mean((ln p - ln g)²)), log10 = mean(|log10 p - log10 g|), and the δ thresholds (strict <).
     """
-    p = np.asarray(prediction, dtype=np.float64)
-    g = np.asarray(depth, dtype=np.float64)
+    return _masked_metrics(prediction, depth, mask, METRIC_NAMES)
+
+
+def _masked_metrics(
+    prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | None, names: tuple[str, ...]
+) -> dict[str, float]:
+    p, g = np.asarray(prediction), np.asarray(depth)
     if mask is not None:
         p, g = p[mask], g[mask]
     if g.size == 0:
@@ -131,19 +147,51 @@ def depth_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | 
         raise UnscorableImage("prediction not finite and positive on every valid pixel")
     if not np.all(g > 0):
         raise ValueError("ground truth must be positive on the mask")
+    sums = sum(_error_sums(p[c].astype(np.float64), g[c].astype(np.float64)) for c in _chunks(g.size))
+    return _metrics_from_sums(sums, g.size, names)
+
+
+#: Pixels per chunk of the sums behind the fit and the metrics: bounded memory on ETH3D's 24-megapixel frames.
+_CHUNK_PIXELS = 1 << 20
+
+#: The per-pixel errors whose sums the metrics are made of, in the order :func:`_error_sums` returns them.
+_SUMS = ("abs_rel", "sq_rel", "sq", "log_sq", "log10", "delta1", "delta2", "delta3", "inverse_sq", "log")
+
+
+def _chunks(count: int) -> list[slice]:
+    return [slice(start, start + _CHUNK_PIXELS) for start in range(0, count, _CHUNK_PIXELS)]
+
+
+def _error_sums(p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The sums over pixels (positive float64 vectors) named by :data:`_SUMS`; the δ entries count pixels."""
     diff = p - g
     log_diff = np.log(p) - np.log(g)
     ratio = np.maximum(p / g, g / p)
-    return {
-        "abs_rel": float(np.mean(np.abs(diff) / g)),
-        "sq_rel": float(np.mean(diff**2 / g)),
-        "rmse": float(np.sqrt(np.mean(diff**2))),
-        "rmse_log": float(np.sqrt(np.mean(log_diff**2))),
-        "log10": float(np.mean(np.abs(np.log10(p) - np.log10(g)))),
-        "delta1": float(np.mean(ratio < 1.25)),
-        "delta2": float(np.mean(ratio < 1.25**2)),
-        "delta3": float(np.mean(ratio < 1.25**3)),
+    return np.array([
+        np.sum(np.abs(diff) / g), np.sum(diff**2 / g), np.sum(diff**2), np.sum(log_diff**2),
+        np.sum(np.abs(np.log10(p) - np.log10(g))), np.count_nonzero(ratio < 1.25),
+        np.count_nonzero(ratio < 1.25**2), np.count_nonzero(ratio < 1.25**3), np.sum((1.0 / p - 1.0 / g) ** 2),
+        np.sum(log_diff),
+    ])
+
+
+def _metrics_from_sums(sums: np.ndarray, count: int, names: tuple[str, ...]) -> dict[str, float]:
+    mean = dict(zip(_SUMS, sums / count))
+    metrics = {
+        "abs_rel": mean["abs_rel"],
+        "sq_rel": mean["sq_rel"],
+        "rmse": np.sqrt(mean["sq"]),
+        "rmse_log": np.sqrt(mean["log_sq"]),
+        "log10": mean["log10"],
+        "delta1": mean["delta1"],
+        "delta2": mean["delta2"],
+        "delta3": mean["delta3"],
+        "i_rmse": np.sqrt(mean["inverse_sq"]),
+        # The variance of ln p - ln g, floored at 0: rounding can take an exact prediction's a hair below, which
+        # is a NaN in Marigold's.
+        "silog_rmse": 100.0 * np.sqrt(max(mean["log_sq"] - mean["log"] ** 2, 0.0)),
     }
+    return {name: float(metrics[name]) for name in names}
 
 
 def score_prediction(
@@ -246,13 +294,10 @@ def zero_shot_fit(
     as :func:`fit_scale_shift` does.
     """
     prediction, depth, valid = alignment_subsample([prediction, depth, valid], max_resolution, subsampling)
-    depth = np.asarray(depth, dtype=np.float64)
     if space == "disparity":
         fit = valid & (depth > 0) & (prediction > 0)
-        target = np.divide(1.0, depth, out=np.zeros_like(depth), where=fit)
-    else:
-        fit, target = valid, depth
-    return fit_scale_shift(prediction, target, fit)
+        return fit_scale_shift(prediction[fit], 1.0 / depth[fit].astype(np.float64))
+    return fit_scale_shift(prediction[valid], depth[valid])
 
 
 def zero_shot_depth(
@@ -277,16 +322,7 @@ def zero_shot_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarra
     The eight of :func:`depth_metrics`, plus Marigold's ``i_rmse`` = sqrt(mean((1/p - 1/g)²)) and ``silog_rmse``
     = 100 sqrt(mean(d²) - mean(d)²) with d = ln p - ln g.
     """
-    p = np.asarray(prediction, dtype=np.float64)
-    g = np.asarray(depth, dtype=np.float64)
-    if mask is not None:
-        p, g = p[mask], g[mask]
-    metrics = depth_metrics(p, g)
-    log_diff = np.log(p) - np.log(g)
-    metrics["i_rmse"] = float(np.sqrt(np.mean((1.0 / p - 1.0 / g) ** 2)))
-    # The variance of d, floored at 0: rounding can take an exact prediction's a hair below (a NaN in Marigold's).
-    metrics["silog_rmse"] = float(np.sqrt(max(np.mean(log_diff**2) - np.mean(log_diff) ** 2, 0.0)) * 100.0)
-    return metrics
+    return _masked_metrics(prediction, depth, mask, ZERO_SHOT_METRIC_NAMES)
 
 
 def score_zero_shot(
@@ -300,8 +336,8 @@ def score_zero_shot(
     subsampling: Subsampling = "marigold",
     min_pixels: int = 1,
 ) -> dict[str, float]:
-    """One frame scored as the zero-shot evaluators score it: :func:`zero_shot_fit`, :func:`zero_shot_depth`,
-    :func:`zero_shot_metrics` on the ``valid`` pixels (only those are aligned: ETH3D's frames stay light).
+    """One frame scored as the zero-shot evaluators score it: :func:`zero_shot_fit`, then :func:`zero_shot_depth` and
+    :func:`zero_shot_metrics` on the ``valid`` pixels, a million at a time (ETH3D's frames stay light).
 
     Raises :class:`UnscorableImage` for non-finite predictions, fewer than ``min_pixels`` valid pixels (ZipDepth
     skips frames with fewer than 10) or a failed fit; Marigold's evaluator would average a NaN or an arbitrary
@@ -315,5 +351,9 @@ def score_zero_shot(
     if count < max(min_pixels, 1):
         raise UnscorableImage(f"{count} valid ground-truth pixel(s), fewer than {max(min_pixels, 1)}")
     scale, shift = zero_shot_fit(prediction, depth, valid, space, max_resolution, subsampling)
-    aligned = zero_shot_depth(prediction[valid], scale, shift, space, min_depth, max_depth)
-    return zero_shot_metrics(aligned, np.asarray(depth)[valid])
+    predicted, truth = prediction[valid], np.asarray(depth)[valid]
+    sums = sum(
+        _error_sums(zero_shot_depth(predicted[c], scale, shift, space, min_depth, max_depth), truth[c].astype(np.float64))
+        for c in _chunks(count)
+    )
+    return _metrics_from_sums(sums, count, ZERO_SHOT_METRIC_NAMES)

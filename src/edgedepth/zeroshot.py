@@ -245,7 +245,7 @@ class PredictionsRow(Row):
             height, width = frame.depth.shape
             raise EdgedepthError(f"{path}: {prediction.dtype} {prediction.shape}, expected {height} x {width} numbers "
                                  "(the ground truth's size)")
-        return prediction.astype(np.float32)  # as Marigold's eval.py reads it
+        return prediction.astype(np.float32, copy=False)  # as Marigold's eval.py reads it
 
 
 def _read_predictions_info(folder: Path) -> dict[str, Any]:
@@ -674,27 +674,30 @@ def _grid(opened: _Set, rows: list[Row]) -> bytes | None:
             prediction = row.predict(frame, settings.evalset)
             scale, shift = zero_shot_fit(prediction, frame.depth, frame.valid, row.kind, settings.alignment_max_res,
                                          settings.protocol.subsampling)
+            assert frame.image is not None
+            image = frame.image if frame.prediction_crop is None else crop_array(frame.image, frame.prediction_crop)
+            image, depth, prediction, valid = _shrunk(image, frame.depth, prediction, frame.valid)
             aligned = zero_shot_depth(prediction, scale, shift, row.kind, settings.min_depth, settings.max_depth)
             abs_rel = mine.metrics["abs_rel"]  # type: ignore[index]
             title = f"{pick}: {Path(result.sample).name}\n{row.label[:48]}: AbsRel {abs_rel:.3f}"
-            assert frame.image is not None
-            image = frame.image if frame.prediction_crop is None else crop_array(frame.image, frame.prediction_crop)
-            grid_rows.append(_shrunk(title, image, frame.depth, aligned, frame.valid))
+            grid_rows.append(report.GridRow(title, image, depth, aligned, valid))
     depths = np.concatenate([row.depth[row.mask] for row in grid_rows])
     top = float(np.percentile(depths, 99)) if depths.size else 1.0
     return report.picture_grid(grid_rows, top)
 
 
-def _shrunk(title: str, image: np.ndarray, depth: np.ndarray, aligned: np.ndarray, valid: np.ndarray) -> report.GridRow:
+def _shrunk(
+    image: np.ndarray, depth: np.ndarray, prediction: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The frame at most :data:`GRID_WIDTH` wide for the picture: the image area-averaged, the maps nearest."""
     height, width = depth.shape
     if width <= GRID_WIDTH:
-        return report.GridRow(title, image, depth, aligned, valid)
+        return image, depth, prediction, valid
     size = (GRID_WIDTH, max(1, round(height * GRID_WIDTH / width)))
     nearest = cv2.INTER_NEAREST
-    return report.GridRow(
-        title,
+    return (
         cv2.resize(image, size, interpolation=cv2.INTER_AREA),
-        cv2.resize(depth.astype(np.float32), size, interpolation=nearest),
-        cv2.resize(aligned.astype(np.float32), size, interpolation=nearest),
+        cv2.resize(depth, size, interpolation=nearest),
+        cv2.resize(prediction.astype(np.float32), size, interpolation=nearest),
         cv2.resize(valid.astype(np.uint8), size, interpolation=nearest).astype(bool),
     )
