@@ -296,6 +296,10 @@ def zero_shot_fit(
     prediction, depth, valid = alignment_subsample([prediction, depth, valid], max_resolution, subsampling)
     if space == "disparity":
         fit = valid & (depth > 0) & (prediction > 0)
+        if np.count_nonzero(fit) < 2:
+            raise UnscorableImage(
+                f"{np.count_nonzero(fit)} valid pixel(s) where the prediction is positive, the disparity fit needs 2"
+            )
         return fit_scale_shift(prediction[fit], 1.0 / depth[fit].astype(np.float64))
     return fit_scale_shift(prediction[valid], depth[valid])
 

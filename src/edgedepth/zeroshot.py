@@ -238,14 +238,16 @@ class PredictionsRow(Row):
         if not path.is_file():
             raise EdgedepthError(f"{path}: no such prediction")
         try:
-            prediction = np.squeeze(np.load(path, allow_pickle=False))
+            prediction = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             raise EdgedepthError(f"{path}: unreadable .npy ({exc})") from None
-        if prediction.shape != frame.depth.shape or not np.issubdtype(prediction.dtype, np.number):
+        squeezed = [side for side in prediction.shape if side != 1]  # 1 x H x W and H x W alike, as Marigold's
+        if squeezed != [side for side in frame.depth.shape if side != 1] or not np.issubdtype(prediction.dtype,
+                                                                                               np.number):
             height, width = frame.depth.shape
             raise EdgedepthError(f"{path}: {prediction.dtype} {prediction.shape}, expected {height} x {width} numbers "
                                  "(the ground truth's size)")
-        return prediction.astype(np.float32, copy=False)  # as Marigold's eval.py reads it
+        return prediction.reshape(frame.depth.shape).astype(np.float32, copy=False)  # as Marigold's eval.py reads it
 
 
 def _read_predictions_info(folder: Path) -> dict[str, Any]:
@@ -662,7 +664,10 @@ def _grid(opened: _Set, rows: list[Row]) -> bytes | None:
     settings = opened.settings
     scored = [r for r in opened.results[ranked_row] if r.metrics is not None]
     scored.sort(key=lambda r: r.metrics["abs_rel"])  # type: ignore[index]
-    picks = {"best": scored[0], "median": scored[len(scored) // 2], "worst": scored[-1]}
+    picks: dict[str, SampleResult] = {}
+    for pick, result in (("best", scored[0]), ("median", scored[len(scored) // 2]), ("worst", scored[-1])):
+        if result not in picks.values():  # a set of one or two samples shows each once
+            picks[pick] = result
     entries = {entry.rgb: entry for entry in opened.entries}
     grid_rows = []
     for pick, result in picks.items():
