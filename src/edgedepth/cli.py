@@ -285,8 +285,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from edgedepth.data import synthetic
     from edgedepth.processing import parse_size
 
-    summary = synthetic.write_folder(args.out, args.count, parse_size(args.size), args.seed, nyu_mat=args.nyu_mat)
+    summary = synthetic.write_folder(args.out, args.count, parse_size(args.size), args.seed, nyu_mat=args.nyu_mat,
+                                     nyu_tar=args.nyu_tar)
     mat = f", NYU .mat pair with {summary.nyu_mat[0]} train / {summary.nyu_mat[1]} test" if summary.nyu_mat else ""
+    if summary.nyu_tar is not None:
+        mat += (f", Marigold's NYU tar {summary.nyu_tar} (score it with eval --suite zero-shot --data-root {args.out} "
+                f"--datasets nyu --limit {args.count})")
     print(
         f"synth: {summary.rendered} scene(s) rendered in {summary.seconds:.1f} s "
         f"({summary.scenes_per_second:.1f} scenes/s), {summary.written} written, {summary.skipped} already there"
@@ -303,6 +307,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="scene k of seed S is the same whatever --count (default: 0)")
     p.add_argument("--nyu-mat", action="store_true",
                    help="also write nyu_depth_v2_labeled.mat + splits.mat in the official layouts (640x480 only)")
+    p.add_argument("--nyu-tar", action="store_true",
+                   help="also write nyuv2/nyu_labeled_extracted.tar in Marigold's layout, scene k under the k-th name "
+                        "of its NYU test list (640x480 only, at most 654 scenes)")
     p.set_defaults(func=_cmd_synth)
 
 

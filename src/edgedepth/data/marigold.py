@@ -210,17 +210,18 @@ class EvalArchive:
         check_input_file(self.path, f"an evaluation tar ({what})", f"no such file or folder ({what})")
         self.is_tar = True
         self._size = self.path.stat().st_size
-        count = 0
+        count, end = 0, 0
         try:
             with tarfile.open(self.path, "r:") as archive:
                 for member in archive:
-                    count += 1
+                    count, end = count + 1, member.offset_data + member.size
                     if member.isfile():
                         self.members[member.name.removeprefix("./")] = (member.offset_data, member.size)
         except (tarfile.TarError, OSError) as exc:
             if not count:
                 raise EdgedepthError(f"{self.path}: not a readable uncompressed tar ({exc}); copy it again") from None
-            warn(f"{self.path}: unreadable after its first {count} member(s) ({exc}); samples past it are missing")
+            if end <= self._size:  # headers break off (a last member cut short is found when it is read)
+                warn(f"{self.path}: unreadable after its first {count} member(s) ({exc}); samples past it are missing")
 
     def origin(self, name: str) -> str:
         """How messages name a member: ``tar:member`` or the file's path."""
