@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edgedepth import __version__, report
+from edgedepth import __version__, evaluate, report
 from edgedepth.data.marigold import (
     EVAL_SETS,
     EvalArchive,
@@ -43,6 +43,7 @@ from edgedepth.data.marigold import (
     load_sample,
     read_sample_list,
 )
+from edgedepth.data.nyu import NyuLabeled, read_splits
 from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import check_output_folder, write_npy
 from edgedepth.metrics import (
@@ -165,7 +166,7 @@ def prepare_frame(sample: Sample, settings: SetSettings) -> Frame:
     box = eval_crop_box(evalset.eval_crop, *depth.shape)
     if mask_file is None or protocol.range_cuts_mask_file:
         valid = valid_mask(depth, settings.min_depth, settings.max_depth, box)
-    else:  # Marigold's DIODE: the mask file alone (within it, depth is positive wherever a score is finite)
+    else:  # Marigold's DIODE: the mask file alone, less pixels without a positive depth (Marigold divides by them)
         valid = valid_mask(depth, 0.0, np.inf, box)
     if mask_file is not None:
         valid &= mask_file
@@ -198,7 +199,7 @@ class ModelRow(Row):
 
     kind: AlignmentSpace = "disparity"
 
-    def __init__(self, model: Any, label: str, source: str, slug: str, training_data: str) -> None:
+    def __init__(self, model: evaluate.DepthModel, label: str, source: str, slug: str, training_data: str) -> None:
         self.model, self.label, self.source, self.slug, self.training_data = model, label, source, slug, training_data
 
     def predict(self, frame: Frame, evalset: EvalSet) -> np.ndarray:
@@ -417,14 +418,12 @@ def _open_set(cfg: ZeroShotConfig, protocol: ZeroShotProtocol, name: str) -> _Se
 
 def _open_rows(cfg: ZeroShotConfig) -> list[Row]:
     """Every row, opened now: a model that will not load is an error before any work."""
-    from edgedepth.evaluate import EvalConfig, open_model
-
     rows: list[Row] = []
     slugs: set[str] = set()
     specs: list[tuple[dict[str, Any], str]] = [({"weights": w}, w.stem) for w in cfg.weights]
     specs += [({"teacher": t}, t) for t in cfg.teachers] + [({"baseline": b}, b) for b in cfg.baselines]
     for spec, name in specs:
-        model, label, training_data = open_model(EvalConfig(size=cfg.size, device=cfg.device, **spec))
+        model, label, training_data = evaluate.open_model(evaluate.EvalConfig(size=cfg.size, device=cfg.device, **spec))
         source = str(spec.get("weights") or spec.get("teacher") or f"baseline {spec.get('baseline')}")
         rows.append(ModelRow(model, label, source, _unique_slug(name, slugs), training_data))
     for folder in cfg.predictions:
@@ -507,11 +506,9 @@ def _means(results: list[SampleResult]) -> dict[str, float] | None:
 # The seed's NYU .mat protocol as one more column
 
 
-def _open_nyu_mat(cfg: ZeroShotConfig) -> tuple[Any, np.ndarray] | None:
+def _open_nyu_mat(cfg: ZeroShotConfig) -> tuple[NyuLabeled, np.ndarray] | None:
     if cfg.nyu_mat is None or cfg.nyu_splits is None:
         return None
-    from edgedepth.data.nyu import NyuLabeled, read_splits
-
     labeled = NyuLabeled(cfg.nyu_mat)
     try:
         indices = read_splits(cfg.nyu_splits, len(labeled)).test
@@ -521,16 +518,15 @@ def _open_nyu_mat(cfg: ZeroShotConfig) -> tuple[Any, np.ndarray] | None:
     return labeled, indices[: cfg.limit] if cfg.limit is not None else indices
 
 
-def _score_nyu_mat(opened: tuple[Any, np.ndarray], rows: list[Row], cfg: ZeroShotConfig) -> dict[int, dict]:
+def _score_nyu_mat(opened: tuple[NyuLabeled, np.ndarray], rows: list[Row], cfg: ZeroShotConfig) -> dict[int, dict]:
     """Each model row's means under the seed's protocol (:mod:`edgedepth.evaluate`), on the ``.mat`` test split."""
-    from edgedepth.evaluate import EvalProtocol, evaluate_frames
-
     labeled, indices = opened
     scores = {}
     with labeled:
         for i, row in enumerate(rows):
             if isinstance(row, ModelRow):
-                results = evaluate_frames(row.model, labeled, indices, EvalProtocol(), progress=cfg.progress)
+                results = evaluate.evaluate_frames(row.model, labeled, indices, evaluate.EvalProtocol(),
+                                                   progress=cfg.progress)
                 scored = [r.metrics for r in results if r.metrics is not None]
                 scores[i] = {"metrics": mean_metrics(scored) if scored else None, "scored": len(scored),
                              "skipped": len(results) - len(scored)}
@@ -628,8 +624,8 @@ def _summary_json(cfg: ZeroShotConfig, protocol: ZeroShotProtocol, sets: list[_S
     return {
         "suite": "zero-shot",
         "protocol": {key: value for key, value in asdict(protocol).items() if key != "depth_ranges"},
-        "rows": [{"method": row.label, "source": row.source, "kind": row.kind,
-                  "alignment": MARIGOLD_ALIGNMENT[row.kind]} for row in rows],
+        "rows": [{"method": row.label, "source": row.source, "kind": row.kind, "alignment": MARIGOLD_ALIGNMENT[row.kind],
+                  "training_data": row.training_data if isinstance(row, ModelRow) else None} for row in rows],
         "datasets": datasets,
         "nyu_mat": None if mat is None else {
             "data": str(cfg.nyu_mat), "splits": str(cfg.nyu_splits), "protocol": "seed",
