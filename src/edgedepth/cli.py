@@ -238,7 +238,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     suite.add_argument("--suite", choices=["zero-shot"], help="the zero-shot benchmark (implied by the options below)")
     suite.add_argument("--data-root", type=Path, metavar="DIR", help="Marigold's base data folder: nyuv2/"
                        "nyu_labeled_extracted.tar, kitti/kitti_eigen_split_test.tar, eth3d/eth3d.tar, scannet/"
-                       "scannet_val_sampled_800_1.tar, diode/diode_val.tar (or each unpacked into a folder of that name)")
+                       "scannet_val_sampled_800_1.tar, diode/diode_val.tar (or each unpacked into a folder of that name without .tar)")
     suite.add_argument("--tar", action="append", metavar="NAME=PATH",
                        help="one set's tar or unpacked folder, instead of the one under --data-root (repeatable)")
     suite.add_argument("--datasets", metavar="LIST", help="comma-separated sets (default: nyu,kitti,eth3d,scannet,diode)")
