@@ -269,3 +269,19 @@ def test_the_disparity_fit_needs_positive_predictions() -> None:
         zero_shot_fit(prediction, depth, np.ones((2, 3), bool), "disparity")
     scale, shift = zero_shot_fit(prediction, depth, np.ones((2, 3), bool), "depth")  # depth fits every valid pixel
     assert scale == pytest.approx(0.0, abs=1e-12) and shift == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("evaluator", ["marigold", "zipdepth"])
+def test_delta_ties_at_the_clipped_range_count_as_the_evaluators_float32_counts_them(evaluator: str) -> None:
+    """Depth 6.4, 1, 0.5, 0.5 m (float32, as decoded) against prediction -5, 1, 2, 3: the fit uses the three
+    positive pixels (scale 1/2, shift 2/3, as in tests/test_zeroshot.py), the first pixel's disparity is below 1e-3,
+    so 1000 m, clipped to 10 m. 10 / 6.4 is 1.5625 = 1.25² exactly in float32 (Marigold's and ZipDepth's division),
+    a hair below it in float64: the pixel is not within δ2, as their evaluators say."""
+    from edgedepth.metrics import score_zero_shot
+
+    depth = np.array([[6.4, 1.0, 0.5, 0.5]], np.float32)
+    assert np.float32(10.0) / depth[0, 0] == np.float32(1.5625) and 10.0 / float(depth[0, 0]) < 1.5625
+    metrics = score_zero_shot(np.array([[-5.0, 1.0, 2.0, 3.0]]), depth, np.ones((1, 4), bool), "disparity", 1e-3,
+                              10.0, evaluator=evaluator)
+    assert (metrics["delta1"], metrics["delta2"], metrics["delta3"]) == (0.75, 0.75, 1.0)
+    assert metrics["abs_rel"] == pytest.approx((3.6 / 6.4 + 1 / 7 + 1 / 5 + 1 / 13) / 4, rel=1e-6)

@@ -136,8 +136,13 @@ def depth_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | 
 
 
 def _masked_metrics(
-    prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | None, names: tuple[str, ...]
+    prediction: np.ndarray,
+    depth: np.ndarray,
+    mask: np.ndarray | None,
+    names: tuple[str, ...],
+    ratio_dtype: type[np.floating] = np.float64,
 ) -> dict[str, float]:
+    """:func:`_metrics_from_sums` of ``prediction`` on ``mask``, the δ ratios divided in ``ratio_dtype``."""
     p, g = np.asarray(prediction), np.asarray(depth)
     if mask is not None:
         p, g = p[mask], g[mask]
@@ -147,7 +152,10 @@ def _masked_metrics(
         raise UnscorableImage("prediction not finite and positive on every valid pixel")
     if not np.all(g > 0):
         raise ValueError("ground truth must be positive on the mask")
-    sums = sum(_error_sums(p[c].astype(np.float64), g[c].astype(np.float64)) for c in _chunks(g.size))
+    sums = sum(
+        _error_sums(p[c].astype(np.float64), g[c].astype(np.float64), p[c].astype(ratio_dtype), g[c].astype(ratio_dtype))
+        for c in _chunks(g.size)
+    )
     return _metrics_from_sums(sums, g.size, names)
 
 
@@ -162,11 +170,12 @@ def _chunks(count: int) -> list[slice]:
     return [slice(start, start + _CHUNK_PIXELS) for start in range(0, count, _CHUNK_PIXELS)]
 
 
-def _error_sums(p: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """The sums over pixels (positive float64 vectors) named by :data:`_SUMS`; the δ entries count pixels."""
+def _error_sums(p: np.ndarray, g: np.ndarray, p_ratio: np.ndarray, g_ratio: np.ndarray) -> np.ndarray:
+    """The sums over pixels (positive float64 vectors) named by :data:`_SUMS`; the δ entries count pixels whose
+    ``max(p / g, g / p)`` is below each threshold, of ``p_ratio`` and ``g_ratio`` in their own dtype."""
     diff = p - g
     log_diff = np.log(p) - np.log(g)
-    ratio = np.maximum(p / g, g / p)
+    ratio = np.maximum(p_ratio / g_ratio, g_ratio / p_ratio)  # divided and compared in their dtype
     return np.array([
         np.sum(np.abs(diff) / g), np.sum(diff**2 / g), np.sum(diff**2), np.sum(log_diff**2),
         np.sum(np.abs(np.log10(p) - np.log10(g))), np.count_nonzero(ratio < 1.25),
@@ -237,28 +246,36 @@ ZERO_SHOT_METRIC_NAMES = (*METRIC_NAMES, "i_rmse", "silog_rmse")
 AlignmentSpace = Literal["disparity", "depth"]
 ALIGNMENT_SPACES: tuple[AlignmentSpace, ...] = ("disparity", "depth")
 
-#: How ``--alignment-max-res`` subsamples the fit: ``marigold`` as its ``torch.nn.Upsample(mode="nearest")`` on an
-#: ``1 x H x W`` tensor does, which PyTorch reads as one-dimensional, so only the columns are subsampled, to
-#: ``floor(W * s)`` with ``s = min(max_res / H, max_res / W)``; ``zipdepth`` as its ``cv2.resize(INTER_NEAREST)``
-#: does, both sides to ``int(side * max_res / max(H, W))``.
-Subsampling = Literal["marigold", "zipdepth"]
+#: Whose evaluator's details to follow where they differ. ``--alignment-max-res`` subsamples the fit: ``marigold``
+#: as its ``torch.nn.Upsample(mode="nearest")`` on an ``1 x H x W`` tensor does, which PyTorch reads as
+#: one-dimensional, so only the columns are subsampled, to ``floor(W * s)`` with ``s = min(max_res / H, max_res /
+#: W)``; ``zipdepth`` as its ``cv2.resize(INTER_NEAREST)`` does, both sides to ``int(side * max_res / max(H, W))``.
+#: The δ ratios are those of the evaluator's float32 (:data:`ZERO_SHOT_RATIO_DTYPE`): Marigold aligns in float32
+#: (its ``lstsq`` returns float32 scale and shift), ZipDepth aligns in float64 and casts the depth to float32.
+Evaluator = Literal["marigold", "zipdepth"]
 
 #: Marigold (and ZipDepth) clip the aligned disparity below at this before inverting it.
 ZERO_SHOT_DISPARITY_FLOOR = 1e-3
 
+#: Marigold and ZipDepth divide float32 depths for the δ ratios. A prediction clipped to the range's end against
+#: ground truth in millimetres can sit exactly on a threshold (10 m against 6.4 m is 1.5625 = 1.25²), where float32
+#: and float64 round to different sides, and a pixel a few float32 steps from one follows their rounding of the
+#: aligned depth: the zero-shot δ count what theirs count (:data:`Evaluator`); the other metrics stay float64.
+ZERO_SHOT_RATIO_DTYPE = np.float32
+
 
 def alignment_subsample(
-    arrays: list[np.ndarray], max_resolution: int | None, subsampling: Subsampling = "marigold"
+    arrays: list[np.ndarray], max_resolution: int | None, evaluator: Evaluator = "marigold"
 ) -> list[np.ndarray]:
     """The ``H x W`` arrays (all one shape) nearest-neighbour subsampled for the least-squares fit, or as they are.
 
-    See :data:`Subsampling`. Marigold's index of output column ``i`` is PyTorch's ``floor(float32(i) *
+    See :data:`Evaluator`. Marigold's index of output column ``i`` is PyTorch's ``floor(float32(i) *
     float32(1 / s))``, computed the same way here; ZipDepth's is OpenCV's own resize.
     """
     height, width = arrays[0].shape
     if max_resolution is None:
         return arrays
-    if subsampling == "marigold":
+    if evaluator == "marigold":
         factor = min(max_resolution / height, max_resolution / width)
         if factor >= 1:
             return arrays
@@ -284,7 +301,7 @@ def zero_shot_fit(
     valid: np.ndarray,
     space: AlignmentSpace,
     max_resolution: int | None = None,
-    subsampling: Subsampling = "marigold",
+    evaluator: Evaluator = "marigold",
 ) -> tuple[float, float]:
     """Marigold's least-squares ``scale, shift`` of a relative ``prediction`` against ground truth ``depth``.
 
@@ -293,7 +310,7 @@ def zero_shot_fit(
     before the pointwise steps, which gives the same pixels as Marigold's order). Raises :class:`UnscorableImage`
     as :func:`fit_scale_shift` does.
     """
-    prediction, depth, valid = alignment_subsample([prediction, depth, valid], max_resolution, subsampling)
+    prediction, depth, valid = alignment_subsample([prediction, depth, valid], max_resolution, evaluator)
     if space == "disparity":
         fit = valid & (depth > 0) & (prediction > 0)
         if np.count_nonzero(fit) < 2:
@@ -305,19 +322,26 @@ def zero_shot_fit(
 
 
 def zero_shot_depth(
-    prediction: np.ndarray, scale: float, shift: float, space: AlignmentSpace, min_depth: float, max_depth: float
+    prediction: np.ndarray,
+    scale: float,
+    shift: float,
+    space: AlignmentSpace,
+    min_depth: float,
+    max_depth: float,
+    dtype: type[np.floating] = np.float64,
 ) -> np.ndarray:
     """Aligned metric depth, as Marigold's eval.py makes it: ``scale * prediction + shift``; in ``disparity``
     clipped below at :data:`ZERO_SHOT_DISPARITY_FLOOR` and inverted; then clipped to ``[min_depth, max_depth]``.
 
-    ``min_depth`` must be positive (Marigold's last clip, at 1e-6, is then a no-op).
+    Computed in ``dtype`` throughout (float32: Marigold's own arithmetic, its scale and shift rounded to float32 as
+    its ``lstsq`` returns them). ``min_depth`` must be positive (Marigold's last clip, at 1e-6, is then a no-op).
     """
     if not min_depth > 0:
         raise ValueError(f"min_depth must be positive, got {min_depth}")
-    aligned = scale * np.asarray(prediction, dtype=np.float64) + shift
+    aligned = dtype(scale) * np.asarray(prediction, dtype=dtype) + dtype(shift)
     if space == "disparity":
-        aligned = 1.0 / np.maximum(aligned, ZERO_SHOT_DISPARITY_FLOOR)
-    return np.clip(aligned, min_depth, max_depth)
+        aligned = dtype(1.0) / np.maximum(aligned, dtype(ZERO_SHOT_DISPARITY_FLOOR))
+    return np.clip(aligned, dtype(min_depth), dtype(max_depth))
 
 
 def zero_shot_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
@@ -326,7 +350,7 @@ def zero_shot_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarra
     The eight of :func:`depth_metrics`, plus Marigold's ``i_rmse`` = sqrt(mean((1/p - 1/g)²)) and ``silog_rmse``
     = 100 sqrt(mean(d²) - mean(d)²) with d = ln p - ln g.
     """
-    return _masked_metrics(prediction, depth, mask, ZERO_SHOT_METRIC_NAMES)
+    return _masked_metrics(prediction, depth, mask, ZERO_SHOT_METRIC_NAMES, ZERO_SHOT_RATIO_DTYPE)
 
 
 def score_zero_shot(
@@ -337,10 +361,10 @@ def score_zero_shot(
     min_depth: float,
     max_depth: float,
     max_resolution: int | None = None,
-    subsampling: Subsampling = "marigold",
+    evaluator: Evaluator = "marigold",
     min_pixels: int = 1,
 ) -> dict[str, float]:
-    """One frame scored as the zero-shot evaluators score it: :func:`zero_shot_fit`, then :func:`zero_shot_depth` and
+    """One frame scored as ``evaluator``'s evaluator scores it: :func:`zero_shot_fit`, then :func:`zero_shot_depth` and
     :func:`zero_shot_metrics` on the ``valid`` pixels, a million at a time (ETH3D's frames stay light).
 
     Raises :class:`UnscorableImage` for non-finite predictions, fewer than ``min_pixels`` valid pixels (ZipDepth
@@ -354,10 +378,14 @@ def score_zero_shot(
     count = int(np.count_nonzero(valid))
     if count < max(min_pixels, 1):
         raise UnscorableImage(f"{count} valid ground-truth pixel(s), fewer than {max(min_pixels, 1)}")
-    scale, shift = zero_shot_fit(prediction, depth, valid, space, max_resolution, subsampling)
+    scale, shift = zero_shot_fit(prediction, depth, valid, space, max_resolution, evaluator)
     predicted, truth = prediction[valid], np.asarray(depth)[valid]
-    sums = sum(
-        _error_sums(zero_shot_depth(predicted[c], scale, shift, space, min_depth, max_depth), truth[c].astype(np.float64))
-        for c in _chunks(count)
-    )
+    sums = np.zeros(len(_SUMS))
+    for c in _chunks(count):
+        aligned = zero_shot_depth(predicted[c], scale, shift, space, min_depth, max_depth)
+        if evaluator == "marigold":
+            ratio_depth = zero_shot_depth(predicted[c], scale, shift, space, min_depth, max_depth, ZERO_SHOT_RATIO_DTYPE)
+        else:
+            ratio_depth = aligned.astype(ZERO_SHOT_RATIO_DTYPE)
+        sums += _error_sums(aligned, truth[c].astype(np.float64), ratio_depth, truth[c].astype(ZERO_SHOT_RATIO_DTYPE))
     return _metrics_from_sums(sums, count, ZERO_SHOT_METRIC_NAMES)

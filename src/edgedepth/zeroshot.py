@@ -51,7 +51,7 @@ from edgedepth.metrics import (
     ZERO_SHOT_METRIC_NAMES,
     AlignmentSpace,
     Crop,
-    Subsampling,
+    Evaluator,
     UnscorableImage,
     mean_metrics,
     score_zero_shot,
@@ -83,7 +83,8 @@ class ZeroShotProtocol:
         range_cuts_mask_file: whether the range also cuts a set's mask file (DIODE); Marigold's mask is the file.
         crop_after_inference: KITTI's benchmark crop of the prediction of the whole image, instead of the input.
         alignment_max_res: per set, the ``--alignment-max-res`` its published scripts pass.
-        subsampling: how the fit is subsampled (:data:`edgedepth.metrics.Subsampling`).
+        evaluator: whose evaluator's details to follow (the fit's subsampling, the float32 of its δ ratios;
+            :data:`edgedepth.metrics.Evaluator`).
         min_pixels: fewest valid pixels of a frame that is scored.
     """
 
@@ -93,7 +94,7 @@ class ZeroShotProtocol:
     range_cuts_mask_file: bool
     crop_after_inference: bool
     alignment_max_res: dict[str, int]
-    subsampling: Subsampling
+    evaluator: Evaluator
     min_pixels: int
 
 
@@ -481,7 +482,7 @@ def _evaluate_set(opened: _Set, rows: list[Row], cfg: ZeroShotConfig) -> None:
                     path = cfg.save_predictions / row.slug / evalset.name / evalset.prediction_path(entry.rgb)
                     write_npy(path, prediction.astype(np.float32))
                 metrics = score_zero_shot(prediction, frame.depth, frame.valid, row.kind, settings.min_depth,
-                                          settings.max_depth, settings.alignment_max_res, protocol.subsampling,
+                                          settings.max_depth, settings.alignment_max_res, protocol.evaluator,
                                           protocol.min_pixels)
             except UnscorableImage as exc:
                 skip(f"{frame.sample.origin}: {exc} ({row.label}); skipped")
@@ -674,7 +675,7 @@ def _grid(opened: _Set, rows: list[Row]) -> bytes | None:
                 continue
             prediction = row.predict(frame, settings.evalset)
             scale, shift = zero_shot_fit(prediction, frame.depth, frame.valid, row.kind, settings.alignment_max_res,
-                                         settings.protocol.subsampling)
+                                         settings.protocol.evaluator)
             assert frame.image is not None
             image = frame.image if frame.prediction_crop is None else crop_array(frame.image, frame.prediction_crop)
             image, depth, prediction, valid = _shrunk(image, frame.depth, prediction, frame.valid)
