@@ -37,8 +37,10 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from test_predict import _exif_jpeg, _write_bilevel_png
 from test_train import write_pairs
+from zeroshot_sets import entries, image, oracle_depth, write_set
 
 from edgedepth.cli import main
+from edgedepth.data.marigold import EVAL_SETS, EvalSetWriter, SampleEntry
 from edgedepth.data.nyu import write_labeled_mat, write_splits_mat
 from edgedepth.data.shards import FORMAT as LABEL_FORMAT
 from edgedepth.data.shards import FORMAT_VERSION as LABEL_VERSION
@@ -50,7 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: A student that builds in milliseconds (timm's test EfficientNet under our decoder): what the model is does not
 #: matter here, only that its file is ours and its output depends on the image.
 TINY = "fastdepth_test_efficientnet"
-COMMANDS = ("predict", "eval", "label", "train", "export", "bench", "serve", "convert", "synth", "demo")
+COMMANDS = ("predict", "eval", "eval --suite zero-shot", "label", "train", "export", "bench", "serve", "convert", "synth",
+            "demo")
 #: The table's rows: every class of bad input, in the README's order.
 INPUT_CLASSES = (
     "missing file",
@@ -65,6 +68,9 @@ INPUT_CLASSES = (
     "truncated or corrupt OpenVINO `.xml`",
     "truncated or corrupt `.pth` / `.pt`",
     "truncated or corrupt tar shard",
+    "truncated or corrupt `.npy`",
+    "member missing from an evaluation tar",
+    "malformed sample list",
     "weights of another model",
     "config value of a wrong type",
     "port in use",
@@ -137,6 +143,7 @@ class Shared:
     splits: Path
     out_of_range: Path  # a splits.mat whose test split names frame 9 of 3
     pairs: Path  # 4 training pairs in the seed's layout
+    suite: Path  # Marigold's base data folder with 2 NYU samples (eval --suite zero-shot)
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +174,12 @@ def shared(tmp_path_factory: pytest.TempPathFactory, randomize_batchnorm: Callab
     write_splits_mat(root / "splits_9.mat", [0], [1, 8])
     return Shared(root, weights, other, root / "student.pth", _onnx_model(root / "teacher.onnx"),
                   root / "nyu_depth_v2_labeled.mat", root / "splits.mat", root / "splits_9.mat",
-                  write_pairs(root / "pairs", 4))
+                  write_pairs(root / "pairs", 4), _suite_root(root / "suite"))
+
+
+def _suite_root(root: Path) -> Path:
+    write_set(root, "nyu", 2)
+    return root
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -312,6 +324,44 @@ def _serve(weights: Path | str, *more: str) -> list[str]:
 
 def _convert(tmp: Path, source: Path | str, out: Path | None = None, *more: str) -> list[str]:
     return ["convert", str(source), str(out or tmp / "out" / "student.safetensors"), *more]
+
+
+def _suite(tmp: Path, s: Shared, *more: str, tar: Path | None = None,
+           model: tuple[str, ...] = ("--baseline", "ramp")) -> list[str]:
+    """``eval --suite zero-shot`` on two NYU samples: the shared data root's, or those of ``tar``."""
+    sets = ["--tar", f"nyu={tar}"] if tar is not None else ["--data-root", str(s.suite)]
+    return ["eval", "--suite", "zero-shot", *sets, "--datasets", "nyu", "--limit", "2", *model, "--out",
+            str(tmp / "out"), *more]
+
+
+def _nyu_tar(path: Path, second: Callable[[EvalSetWriter, SampleEntry], Any]) -> Path:
+    """A NYU evaluation tar whose first sample is whole and whose second is what ``second`` writes of it."""
+    first, other = entries("nyu", 2)
+    with EvalSetWriter(path, EVAL_SETS["nyu"]) as writer:
+        writer.add(first, image("nyu", 0), oracle_depth("nyu", 0))
+        second(writer, other)
+    return path
+
+
+def _suite_skip(tmp: Path, s: Shared, second: Callable[[EvalSetWriter, SampleEntry], Any], member: str,
+                says: str) -> Run:
+    """The suite on a NYU tar whose second sample is broken: skipped with a warning naming its member."""
+    tar = _nyu_tar(tmp / "nyu.tar", second)
+    bad = getattr(entries("nyu", 2)[1], member)
+    return Run(_suite(tmp, s, tar=tar), f"{tar}:{bad}", says, made=("out/table.md", "out/metrics.json"))
+
+
+def _predictions(tmp: Path, bad: bytes) -> Path:
+    """A folder of predictions in Marigold's layout for the two NYU samples, the second's file ``bad``."""
+    folder = tmp / "predictions"
+    for index, entry in enumerate(entries("nyu", 2)):
+        path = folder / "nyu" / EVAL_SETS["nyu"].prediction_path(entry.rgb)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if index == 0:
+            np.save(path, (1.0 / oracle_depth("nyu", 0)).astype(np.float32))
+        else:
+            path.write_bytes(bad)
+    return folder
 
 
 def _write(data: bytes) -> Callable[[Path], Path]:
@@ -741,6 +791,71 @@ CASES: list[Case] = [
       lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric", "ground", "--camera-height", "1",
                                 "--intrinsics", "525,525,319.5,239.5"), str(t / "a.png"),
                        "intrinsics 525,525,319.5,239.5 do not match its 64x48 pixels"), "ground"),
+    # ------------------------------------------------------------------------ eval --suite zero-shot (issue 13)
+    C("eval --suite zero-shot", "missing file", ERROR,
+      lambda t, s: Run(_suite(t, s, tar=t / "nope.tar"), str(t / "nope.tar"), "no such file or folder"), "tar"),
+    C("eval --suite zero-shot", "missing file", ERROR,
+      lambda t, s: Run(_suite(t, s, "--split-file", str(t / "nope.txt")), str(t / "nope.txt"), "no such sample list"),
+      "sample list"),
+    C("eval --suite zero-shot", "missing file", ERROR,
+      lambda t, s: Run(_suite(t, s, model=("--weights", str(t / "nope.onnx"))), str(t / "nope.onnx"),
+                       "no such model file"), "weights"),
+    C("eval --suite zero-shot", "zero-byte file", ERROR,
+      lambda t, s: Run(_suite(t, s, tar=_write(b"")(t / "nyu.tar")), str(t / "nyu.tar"), "empty file (0 bytes)"),
+      "tar"),
+    C("eval --suite zero-shot", "zero-byte file", SKIP,
+      lambda t, s: _suite_skip(t, s, lambda w, e: w.add_member(e.rgb, b""), "rgb", "empty file (0 bytes)"),
+      "member"),
+    C("eval --suite zero-shot", "truncated or corrupt image", SKIP,
+      lambda t, s: _suite_skip(t, s, lambda w, e: w.add_member(e.rgb, _truncated_png(t / "cut.png").read_bytes()),
+                               "rgb", "unreadable image"), "member"),
+    C("eval --suite zero-shot", "image above the pixel limit (20000x20000)", SKIP,
+      lambda t, s: _suite_skip(t, s, lambda w, e: w.add_member(e.rgb, _bomb(t / "bomb.png").read_bytes()), "rgb",
+                               "above the pixel limit"), "member"),
+    C("eval --suite zero-shot", "truncated or corrupt `.safetensors`", ERROR,
+      lambda t, s: Run(_suite(t, s, model=("--weights", str(_write(b"\x00garbage" * 9)(t / "w.safetensors")))),
+                       str(t / "w.safetensors"), "not a readable .safetensors weights file"), "weights"),
+    C("eval --suite zero-shot", "truncated or corrupt `.onnx`", ERROR,
+      lambda t, s: Run(_suite(t, s, model=("--weights", str(_half(s.onnx)(t / "w.onnx")))), str(t / "w.onnx"),
+                       "not a readable ONNX model"), "weights"),
+    C("eval --suite zero-shot", "truncated or corrupt tar shard", ERROR,
+      lambda t, s: Run(_suite(t, s, tar=_write(b"\x00garbage" * 200)(t / "nyu.tar")), str(t / "nyu.tar"),
+                       "not a readable uncompressed tar"), "corrupt"),
+    C("eval --suite zero-shot", "truncated or corrupt tar shard", SKIP,
+      lambda t, s: Run(_suite(t, s, tar=_cut_last_member(_nyu_tar(t / "nyu.tar", lambda w, e: (
+          w.add_member(e.rgb, cv2.imencode(".png", image("nyu", 1))[1].tobytes()),
+          w.add_member(e.depth, cv2.imencode(".png", np.full((480, 640), 2000, np.uint16))[1].tobytes()))))),
+          f"{t / 'nyu.tar'}:{entries('nyu', 2)[1].depth}", "cut short (truncated tar)", made=("out/table.md",)),
+      "truncated"),
+    C("eval --suite zero-shot", "truncated or corrupt `.npy`", SKIP,
+      lambda t, s: Run(_suite(t, s, model=("--predictions", str(_predictions(t, b"\x93NUMPY garbage")),
+                                           "--prediction-kind", "disparity")),
+                       str(t / "predictions" / "nyu" / "test" / "kitchen_0004" / "pred_0002.npy"), "unreadable .npy",
+                       made=("out/table.md",)), "prediction"),
+    C("eval --suite zero-shot", "member missing from an evaluation tar", SKIP,
+      lambda t, s: _suite_skip(t, s, lambda w, e: None, "rgb", "not in the tar"), "sample"),
+    C("eval --suite zero-shot", "malformed sample list", ERROR,
+      lambda t, s: Run(_suite(t, s, "--split-file", str(_write(b"test/a/rgb_0001.png\n")(t / "list.txt"))),
+                       str(t / "list.txt"), "line 1 has 1 field(s)"), "one field"),
+    C("eval --suite zero-shot", "weights of another model", ERROR,
+      lambda t, s: Run(_suite(t, s, model=("--weights", str(s.other_model))), str(s.other_model), OTHER), "weights"),
+    C("eval --suite zero-shot", "a folder where a file is expected", ERROR,
+      lambda t, s: Run(_suite(t, s, "--split-file", str(_folder(t / "list.txt"))), str(t / "list.txt"),
+                       "a folder, not a file"), "sample list"),
+    C("eval --suite zero-shot", "a folder where a file is expected", ERROR,
+      lambda t, s: Run(_suite(t, s, model=("--weights", str(_folder(t / "w.onnx")))), str(t / "w.onnx"),
+                       "a folder, not a file"), "weights"),
+    C("eval --suite zero-shot", "a file where a folder is expected", ERROR,
+      lambda t, s: Run(_suite(t, s), str(_file(t / "out")), "a file, not a folder"), "out"),
+    C("eval --suite zero-shot", "a file where a folder is expected", ERROR,
+      lambda t, s: Run(_suite(t, s, "--save-predictions", str(_file(t / "saved"))), str(t / "saved"),
+                       "a file, not a folder"), "save-predictions"),
+    C("eval --suite zero-shot", "a file where a folder is expected", ERROR,
+      lambda t, s: Run(_suite(t, s, model=("--predictions", str(_file(t / "predictions")), "--prediction-kind",
+                                           "depth")), str(t / "predictions"), "a file, not a folder"), "predictions"),
+    C("eval --suite zero-shot", "a file where a folder is expected", ERROR,
+      lambda t, s: Run(["eval", "--suite", "zero-shot", "--data-root", str(_file(t / "root")), "--baseline", "ramp",
+                        "--out", str(t / "out")], str(t / "root"), "a file, not a folder"), "data-root"),
 ]
 
 

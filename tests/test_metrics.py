@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -269,3 +270,105 @@ def test_frame_flicker_hand_computed() -> None:
     assert frame_flicker(before, after, depth_before, depth_after) == pytest.approx(0.1 / 0.95)
     with pytest.raises(UnscorableImage, match="no pixel keeps"):
         frame_flicker(before, after, depth_before, depth_before * 2)
+
+
+# The zero-shot evaluators' pieces (Marigold's script/depth/eval.py, ZipDepth's evaluator)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "max_res"),
+    [(4032, 6048, 1024), (480, 640, 100), (375, 1242, 300), (352, 1216, 333), (48, 64, 16), (7, 50, 3), (30, 20, 25)],
+)
+def test_marigold_subsampling_is_torchs_one_dimensional_nearest(height: int, width: int, max_res: int) -> None:
+    """Marigold passes ``1 x H x W`` to ``torch.nn.Upsample(scale_factor=s, mode="nearest")``, which PyTorch reads as
+    one-dimensional: only the columns are subsampled. The columns kept here are those PyTorch keeps."""
+    import torch
+
+    from edgedepth.metrics import alignment_subsample
+
+    factor = float(np.min(max_res / np.array([height, width])))
+    columns = np.broadcast_to(np.arange(width, dtype=np.float64), (height, width))
+    (ours,) = alignment_subsample([columns], max_res, "marigold")
+    if factor >= 1:
+        assert ours is columns
+        return
+    theirs = torch.nn.Upsample(scale_factor=factor, mode="nearest")(torch.arange(width, dtype=torch.float64)[None, None])
+    assert ours.shape == (height, theirs.shape[-1])  # every row kept
+    np.testing.assert_array_equal(ours[0], theirs[0, 0].numpy())
+
+
+def test_zipdepth_subsampling_is_opencvs_nearest_resize_of_both_sides() -> None:
+    from edgedepth.metrics import alignment_subsample
+
+    values = np.arange(48 * 64, dtype=np.float64).reshape(48, 64)
+    mask = values % 3 == 0
+    small, small_mask = alignment_subsample([values, mask], 16, "zipdepth")
+    assert small.shape == (12, 16) and small_mask.dtype == bool  # int(48 * 16 / 64), int(64 * 16 / 64)
+    np.testing.assert_array_equal(small, cv2.resize(values, (16, 12), interpolation=cv2.INTER_NEAREST))
+    np.testing.assert_array_equal(small_mask, small % 3 == 0)  # the mask follows the same pixels
+    assert alignment_subsample([values], 64, "zipdepth")[0] is values  # nothing to do at or below max_res
+
+
+def test_zero_shot_depth_clips_disparity_then_depth() -> None:
+    from edgedepth.metrics import zero_shot_depth
+
+    # disparity: -1 and 0.0005 are below the 1e-3 floor (1000 m), clipped to 10 m; 0.5 -> 2 m; 40 -> 0.025 m -> 0.1
+    np.testing.assert_allclose(zero_shot_depth(np.array([-1.0, 0.0005, 0.5, 40.0]), 1.0, 0.0, "disparity", 0.1, 10.0),
+                               [10.0, 10.0, 2.0, 0.1])
+    # depth: scale 2, shift -1; -3 -> min, 5 -> 9, 20 -> 39 -> max
+    np.testing.assert_allclose(zero_shot_depth(np.array([-1.0, 5.0, 20.0]), 2.0, -1.0, "depth", 0.01, 10.0),
+                               [0.01, 9.0, 10.0])
+    assert zero_shot_depth(np.array([1e-4]), 1.0, 0.0, "disparity", 1e-5, np.inf)[0] == 1000.0  # ETH3D: no far cap
+
+
+def test_zero_shot_metrics_by_hand() -> None:
+    from edgedepth.metrics import zero_shot_metrics
+
+    # p = 2, 4 against g = 1, 4: 1/p - 1/g = -1/2, 0; d = ln p - ln g = ln 2, 0
+    metrics = zero_shot_metrics(np.array([2.0, 4.0, 7.0]), np.array([1.0, 4.0, 7.0]), np.array([True, True, False]))
+    assert metrics["i_rmse"] == pytest.approx(math.sqrt(0.25 / 2), abs=1e-15)
+    assert metrics["silog_rmse"] == pytest.approx(100 * math.sqrt(math.log(2) ** 2 / 2 - (math.log(2) / 2) ** 2))
+    assert metrics["abs_rel"] == pytest.approx(0.5) and metrics["delta1"] == 0.5
+    exact = zero_shot_metrics(np.full(5, 3.0), np.full(5, 3.0))
+    assert exact["silog_rmse"] == 0.0 and exact["i_rmse"] == 0.0  # never the NaN of a variance rounded below zero
+
+
+def test_sums_by_chunks_give_the_numbers_of_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgedepth import metrics as metrics_module
+
+    rng = np.random.default_rng(5)
+    depth = rng.uniform(0.5, 20.0, (60, 80))
+    prediction = 1.0 / depth * rng.uniform(0.7, 1.3, depth.shape)
+    valid = rng.random(depth.shape) > 0.2
+    whole = metrics_module.score_zero_shot(prediction, depth, valid, "disparity", 1e-3, 10.0)
+    monkeypatch.setattr(metrics_module, "_CHUNK_PIXELS", 7)
+    chunked = metrics_module.score_zero_shot(prediction, depth, valid, "disparity", 1e-3, 10.0)
+    for name, value in whole.items():
+        assert chunked[name] == pytest.approx(value, rel=1e-12), name
+
+
+def test_the_disparity_fit_needs_positive_predictions() -> None:
+    from edgedepth.metrics import zero_shot_fit
+
+    depth = np.full((2, 3), 2.0)
+    prediction = np.array([[-1.0, -2.0, 0.0], [-0.5, 0.3, -4.0]])  # one positive pixel
+    with pytest.raises(UnscorableImage, match="1 valid pixel.s. where the prediction is positive"):
+        zero_shot_fit(prediction, depth, np.ones((2, 3), bool), "disparity")
+    scale, shift = zero_shot_fit(prediction, depth, np.ones((2, 3), bool), "depth")  # depth fits every valid pixel
+    assert scale == pytest.approx(0.0, abs=1e-12) and shift == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("evaluator", ["marigold", "zipdepth"])
+def test_delta_ties_at_the_clipped_range_count_as_the_evaluators_float32_counts_them(evaluator: str) -> None:
+    """Depth 6.4, 1, 0.5, 0.5 m (float32, as decoded) against prediction -5, 1, 2, 3: the fit uses the three
+    positive pixels (scale 1/2, shift 2/3, as in tests/test_zeroshot.py), the first pixel's disparity is below 1e-3,
+    so 1000 m, clipped to 10 m. 10 / 6.4 is 1.5625 = 1.25² exactly in float32 (Marigold's and ZipDepth's division),
+    a hair below it in float64: the pixel is not within δ2, as their evaluators say."""
+    from edgedepth.metrics import score_zero_shot
+
+    depth = np.array([[6.4, 1.0, 0.5, 0.5]], np.float32)
+    assert np.float32(10.0) / depth[0, 0] == np.float32(1.5625) and 10.0 / float(depth[0, 0]) < 1.5625
+    metrics = score_zero_shot(np.array([[-5.0, 1.0, 2.0, 3.0]]), depth, np.ones((1, 4), bool), "disparity", 1e-3,
+                              10.0, evaluator=evaluator)
+    assert (metrics["delta1"], metrics["delta2"], metrics["delta3"]) == (0.75, 0.75, 1.0)
+    assert metrics["abs_rel"] == pytest.approx((3.6 / 6.4 + 1 / 7 + 1 / 5 + 1 / 13) / 4, rel=1e-6)

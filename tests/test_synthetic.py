@@ -451,3 +451,32 @@ def test_sequence_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
         err = capsys.readouterr().err.strip().splitlines()
         assert message in err[-1], err
         assert out == done or not out.exists()
+
+
+def test_nyu_tar_is_marigolds_layout_and_scores_through_the_suite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--nyu-tar``: scene k under the k-th name of NYU's test list, raw depth (with holes) as the scored depth."""
+    import tarfile
+
+    from edgedepth.data.marigold import EVAL_SETS, EvalArchive, load_sample, read_sample_list
+
+    out = tmp_path / "scenes"
+    assert main(["synth", str(out), "--count", "2", "--nyu-tar"]) == 0
+    assert f"--data-root {out} --datasets nyu --limit 2" in capsys.readouterr().out
+    tar = out / "nyuv2" / "nyu_labeled_extracted.tar"
+    evalset = EVAL_SETS["nyu"]
+    first, second = read_sample_list(evalset.split_path(), evalset)[:2]
+    with tarfile.open(tar) as archive:
+        assert archive.getnames()[:3] == [f"./{first.rgb}", f"./{first.depth}", f"./{first.third}"]
+    scene = render_scene(scene_seed(0, 1), (640, 480))
+    sample = load_sample(evalset, EvalArchive(tar, "nyu"), second)
+    np.testing.assert_array_equal(sample.image, scene.image)
+    np.testing.assert_allclose(sample.depth, scene.raw_depth, atol=5e-4)  # millimetres
+    assert (sample.depth == 0).sum() == (scene.raw_depth == 0).sum() > 0
+    assert main(["synth", str(out), "--count", "2", "--nyu-tar"]) == 0  # done: not written again
+    assert json.loads((out / "index.json").read_text())["nyu_tar"] == {"count": 2}
+    result = tmp_path / "eval"
+    assert main(["eval", "--data-root", str(out), "--datasets", "nyu", "--limit", "2", "--baseline", "ramp",
+                 "--out", str(result)]) == 0
+    assert json.loads((result / "metrics.json").read_text())["datasets"]["nyu"]["results"][
+        "vertical ramp (no image input)"]["scored"] == 2
+    assert main(["synth", str(tmp_path / "small"), "--count", "1", "--size", "320x240", "--nyu-tar"]) == 2

@@ -171,14 +171,31 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_convert)
 
 
+#: ``eval`` options of the zero-shot suite alone, and of the NYU ``.mat`` evaluation alone (flag: attribute).
+_SUITE_ONLY = {"--data-root": "data_root", "--tar": "tar", "--datasets": "datasets", "--split-file": "split_file",
+               "--predictions": "predictions", "--prediction-kind": "prediction_kind",
+               "--save-predictions": "save_predictions", "--alignment-max-res": "alignment_max_res"}
+_MAT_ONLY = {"--gt": "gt", "--align": "align", "--crop": "crop", "--split": "split", "--config": "config",
+             "--batch-size": "batch_size", "--training-data": "training_data"}
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from edgedepth import evaluate
 
-    protocol = evaluate.make_protocol(args.protocol, ground_truth=args.gt, alignment=args.align, crop=args.crop)
+    if args.suite is not None or any(getattr(args, name) is not None for name in _SUITE_ONLY.values()):
+        return _cmd_eval_suite(args)
+    models = [*(args.weights or []), *(args.teacher or []), *([args.baseline] if args.baseline else [])]
+    if len(models) > 1:
+        raise EdgedepthError("--weights, --teacher and --baseline name the one model the NYU .mat evaluation "
+                             "scores; pass one (the zero-shot suite, --suite zero-shot, takes several)")
+    protocol = evaluate.make_protocol(args.protocol or "seed", ground_truth=args.gt, alignment=args.align,
+                                      crop=args.crop)
     cfg = evaluate.EvalConfig(
-        data=args.data, splits=args.splits, weights=args.weights, teacher=args.teacher, baseline=args.baseline,
+        data=args.data, splits=args.splits, weights=args.weights[0] if args.weights else None,
+        teacher=args.teacher[0] if args.teacher else None, baseline=args.baseline,
         size=args.size,
-        protocol=protocol, split=args.split, out=args.out, device=args.device, batch_size=args.batch_size,
+        protocol=protocol, split=args.split or "test", out=args.out, device=args.device,
+        batch_size=args.batch_size if args.batch_size is not None else 4,
         limit=args.limit, training_data=args.training_data, config_file=args.config,
     )
     summary = evaluate.run(cfg)
@@ -191,29 +208,98 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named_paths(values: list[str] | None, flag: str, datasets: tuple[str, ...]) -> dict[str, Path]:
+    """``NAME=PATH`` values of ``flag`` (``PATH`` alone when one set is evaluated) as ``{name: path}``."""
+    from edgedepth.data.marigold import EVAL_SETS
+
+    named: dict[str, Path] = {}
+    for value in values or []:
+        name, separator, path = value.partition("=")
+        if not (separator and name in EVAL_SETS):
+            if len(datasets) != 1:
+                raise EdgedepthError(f"{flag} {value}: say which set it is for, e.g. {flag} nyu={value}")
+            name, path = datasets[0], value
+        if name in named:
+            raise EdgedepthError(f"{flag}: {name} given twice")
+        named[name] = Path(path).expanduser()
+    return named
+
+
+def _cmd_eval_suite(args: argparse.Namespace) -> int:
+    """``eval --suite zero-shot``: :func:`edgedepth.zeroshot.run`."""
+    from edgedepth import zeroshot
+    from edgedepth.data.marigold import EVAL_SETS
+
+    given = [flag for flag, name in _MAT_ONLY.items() if getattr(args, name) is not None]
+    if given:
+        raise EdgedepthError(f"{given[0]} belongs to the NYU .mat evaluation; the zero-shot suite's crops, masks and "
+                             "alignment are its --protocol's")
+    datasets = tuple(name.strip() for name in args.datasets.split(",")) if args.datasets else tuple(EVAL_SETS)
+    cfg = zeroshot.ZeroShotConfig(
+        data_root=args.data_root, archives=_named_paths(args.tar, "--tar", datasets),
+        split_files=_named_paths(args.split_file, "--split-file", datasets), datasets=datasets,
+        weights=tuple(args.weights or ()), teachers=tuple(args.teacher or ()),
+        baselines=(args.baseline,) if args.baseline else (), predictions=tuple(args.predictions or ()),
+        prediction_kind=args.prediction_kind, protocol=args.protocol or "marigold",
+        alignment_max_res=args.alignment_max_res, save_predictions=args.save_predictions, nyu_mat=args.data,
+        nyu_splits=args.splits, size=args.size, device=args.device, limit=args.limit, out=args.out,
+    )
+    summary = zeroshot.run(cfg)
+    print(summary.table, end="")
+    skipped = f", skipped {summary.skipped} (see warnings)" if summary.skipped else ""
+    saved = f"; predictions in {cfg.save_predictions}" if cfg.save_predictions else ""
+    print(f"zero-shot suite: {summary.scored} sample score(s) in {summary.seconds:.1f} s{skipped} -> {cfg.out}{saved}")
+    return 0
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     from edgedepth.data.nyu import NYU_CROPS
     from edgedepth.metrics import ALIGNMENTS
 
-    p = sub.add_parser("eval", help="evaluate a model on NYU Depth v2 (the seed's protocol by default)")
-    p.add_argument("--data", type=Path, help="nyu_depth_v2_labeled.mat (MATLAB v7.3)")
+    p = sub.add_parser("eval", help="evaluate a model on NYU Depth v2 (the seed's protocol by default), or models "
+                       "on the zero-shot benchmark (--suite zero-shot)")
+    p.add_argument("--data", type=Path, help="nyu_depth_v2_labeled.mat (MATLAB v7.3); with --suite, adds the seed's "
+                   "NYU .mat column")
     p.add_argument("--splits", type=Path, help="splits.mat with trainNdxs / testNdxs")
-    model = p.add_mutually_exclusive_group()
-    model.add_argument("--weights", type=Path, help="student weights (.safetensors) or an export (.onnx, .xml, .pt)")
-    model.add_argument("--teacher", metavar="SPEC", help="a teacher instead: hf:, midas:, onnx: or an alias")
-    model.add_argument("--baseline", choices=["ramp", "constant"],
-                       help="a model-free baseline: ramp = inverse depth rising towards the bottom row (the "
-                            "positional prior a model must beat), constant = the ground truth's median (oracle)")
+    p.add_argument("--weights", type=Path, nargs="+", metavar="W",
+                   help="student weights (.safetensors) or an export (.onnx, .xml, .pt); several with --suite")
+    p.add_argument("--teacher", metavar="SPEC", nargs="+",
+                   help="a teacher instead: hf:, midas:, onnx: or an alias; several with --suite")
+    p.add_argument("--baseline", choices=["ramp", "constant"],
+                   help="a model-free baseline: ramp = inverse depth rising towards the bottom row (the "
+                        "positional prior a model must beat), constant = the ground truth's median (oracle)")
     p.add_argument("--config", type=Path, help="the seed's config.yaml (nyu_data_path, nyu_split_path, best_model, "
                    "height, width); command-line flags win over it")
     p.add_argument("--size", type=_size, help="network input WIDTHxHEIGHT (default: the model's, e.g. 256x192)")
-    p.add_argument("--protocol", default="seed", help="named protocol, adjusted by --gt, --align, --crop (default: seed)")
+    p.add_argument("--protocol", help="named protocol: seed (default), adjusted by --gt, --align, --crop; with "
+                   "--suite: marigold (default) or zipdepth")
     p.add_argument("--gt", choices=["rawDepths", "depths"], help="ground truth (seed: rawDepths)")
     p.add_argument("--align", choices=ALIGNMENTS, help="alignment of the prediction (seed: lsq-disparity)")
     p.add_argument("--crop", choices=list(NYU_CROPS), help="evaluation crop (seed: seed = rows 45:471, cols 41:601)")
-    p.add_argument("--split", choices=["test", "train"], default="test", help="which split (default: test)")
-    p.add_argument("--limit", type=int, help="score only the first N frames of the split")
-    p.add_argument("--batch-size", type=int, default=4, help="frames per forward pass (default: 4)")
+    p.add_argument("--split", choices=["test", "train"], help="which split (default: test)")
+    p.add_argument("--limit", type=int, help="score only the first N frames of the split (with --suite: of each set)")
+    p.add_argument("--batch-size", type=int, help="frames per forward pass (default: 4)")
+    suite = p.add_argument_group("zero-shot suite (NYUv2, KITTI, ETH3D, ScanNet, DIODE from Marigold's tars)")
+    suite.add_argument("--suite", choices=["zero-shot"], help="the zero-shot benchmark (implied by the options below)")
+    suite.add_argument("--data-root", type=Path, metavar="DIR", help="Marigold's base data folder: nyuv2/"
+                       "nyu_labeled_extracted.tar, kitti/kitti_eigen_split_test.tar, eth3d/eth3d.tar, scannet/"
+                       "scannet_val_sampled_800_1.tar, diode/diode_val.tar (or each unpacked into a folder of that name without .tar)")
+    suite.add_argument("--tar", action="append", metavar="NAME=PATH",
+                       help="one set's tar or unpacked folder, instead of the one under --data-root (repeatable)")
+    suite.add_argument("--datasets", metavar="LIST", help="comma-separated sets (default: nyu,kitti,eth3d,scannet,diode)")
+    suite.add_argument("--split-file", action="append", metavar="NAME=PATH",
+                       help="one set's sample list in Marigold's format, instead of the shipped one (repeatable)")
+    suite.add_argument("--predictions", type=Path, nargs="+", metavar="DIR",
+                       help="folders of saved predictions in Marigold's layout (<set>/<path>/pred_<id>.npy), one row each")
+    suite.add_argument("--prediction-kind", choices=["depth", "disparity"],
+                       help="what --predictions hold: depth (affine-invariant, e.g. Marigold's; aligned in depth) or "
+                            "disparity (inverse depth; aligned in disparity) (default: their edgedepth_predictions.json)")
+    suite.add_argument("--save-predictions", type=Path, metavar="DIR",
+                       help="write each model's raw predictions as DIR/<model>/<set>/<path>/pred_<id>.npy, which "
+                            "Marigold's script/depth/eval.py scores")
+    suite.add_argument("--alignment-max-res", type=int, metavar="N",
+                       help="fit scale and shift on a nearest-neighbour subsample at most N wide, as Marigold's "
+                            "--alignment_max_res (default: the protocol's, 1024 on ETH3D for marigold; 0: full size)")
     p.add_argument("--training-data", help="text for the table's training-data column (default: from the weights)")
     p.add_argument("--out", type=Path, default=Path("eval_out"), help="output folder (default: eval_out)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -245,15 +331,19 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from edgedepth.processing import parse_size
 
     if args.sequence is not None:
-        if args.nyu_mat:
-            raise EdgedepthError("--nyu-mat writes scenes, not a sequence: drop it or use --count N")
+        if args.nyu_mat or args.nyu_tar:
+            raise EdgedepthError("--nyu-mat and --nyu-tar write scenes, not a sequence: drop them or use --count N")
         done = synthetic.write_sequence(args.out, args.sequence, parse_size(args.size), args.seed)
         state = f"rendered in {done.seconds:.1f} s" if done.rendered else "already there"
         print(f"synth: sequence of {done.frames} frame(s) {state} -> {args.out} ({synthetic.SEQUENCE_VIDEO}, "
               f"{synthetic.SEQUENCE_DEPTH}/, {synthetic.CAMERAS_NAME})")
         return 0
-    summary = synthetic.write_folder(args.out, args.count, parse_size(args.size), args.seed, nyu_mat=args.nyu_mat)
+    summary = synthetic.write_folder(args.out, args.count, parse_size(args.size), args.seed, nyu_mat=args.nyu_mat,
+                                     nyu_tar=args.nyu_tar)
     mat = f", NYU .mat pair with {summary.nyu_mat[0]} train / {summary.nyu_mat[1]} test" if summary.nyu_mat else ""
+    if summary.nyu_tar is not None:
+        mat += (f", Marigold's NYU tar {summary.nyu_tar} (score it with eval --suite zero-shot --data-root {args.out} "
+                f"--datasets nyu --limit {args.count})")
     print(
         f"synth: {summary.rendered} scene(s) rendered in {summary.seconds:.1f} s "
         f"({summary.scenes_per_second:.1f} scenes/s), {summary.written} written, {summary.skipped} already there"
@@ -274,6 +364,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="scene k of seed S is the same whatever --count (default: 0)")
     p.add_argument("--nyu-mat", action="store_true",
                    help="also write nyu_depth_v2_labeled.mat + splits.mat in the official layouts (640x480 only)")
+    p.add_argument("--nyu-tar", action="store_true",
+                   help="also write nyuv2/nyu_labeled_extracted.tar in Marigold's layout, scene k under the k-th name "
+                        "of its NYU test list (640x480 only, at most 654 scenes)")
     p.set_defaults(func=_cmd_synth)
 
 

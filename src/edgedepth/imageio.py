@@ -79,7 +79,11 @@ def _open_limited(source: str | Path | BinaryIO, origin: str | Path, max_pixels:
 
 
 def read_rgb(
-    path: str | Path, data: bytes | None = None, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    path: str | Path,
+    data: bytes | None = None,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    orient: bool = True,
 ) -> np.ndarray:
     """Decode an image file to an ``H x W x 3`` uint8 RGB array, as it is displayed.
 
@@ -88,14 +92,15 @@ def read_rgb(
     unreadable, truncated or empty file raises :class:`EdgedepthError` naming the file; one with more than
     ``max_pixels`` pixels (``None`` or 0: no limit) raises :class:`ImageTooLargeError` before its pixels are
     decoded. ``data``, when given, is the file's content already in memory (a member of a tar shard, a posted
-    body); ``path`` then only names it in errors.
+    body); ``path`` then only names it in errors. ``orient=False`` keeps the stored pixel grid (no EXIF turn): a
+    dataset's depth map is registered to the stored pixels, as its own loaders read them.
     """
     path = Path(path)
     if data == b"" if data is not None else path.is_file() and path.stat().st_size == 0:
         raise EdgedepthError(f"{path}: empty file (0 bytes), not an image")
     try:
         with _open_limited(io.BytesIO(data) if data is not None else path, path, max_pixels) as image:
-            array = _to_uint8_rgb(ImageOps.exif_transpose(image))
+            array = _to_uint8_rgb(ImageOps.exif_transpose(image) if orient else image)
     except FileNotFoundError:
         raise EdgedepthError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -107,8 +112,10 @@ def read_rgb(
     return array
 
 
-def decode_rgb(data: bytes, origin: str, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
-    """An image file's bytes to ``H x W x 3`` uint8 RGB, with :func:`read_rgb`'s semantics and pixel limit.
+def decode_rgb(
+    data: bytes, origin: str, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS, orient: bool = True
+) -> np.ndarray:
+    """An image file's bytes to ``H x W x 3`` uint8 RGB, with :func:`read_rgb`'s semantics, pixel limit and ``orient``.
 
     Complete JPEGs (they start with SOI and end with EOI) take OpenCV's decoder, which gives the same pixels
     as Pillow's (both are libjpeg-turbo with the same settings; EXIF orientation applied) in two thirds of
@@ -122,10 +129,11 @@ def decode_rgb(data: bytes, origin: str, *, max_pixels: int | None = DEFAULT_MAX
         except (OSError, ValueError, SyntaxError):  # an unreadable header: read_rgb below says why
             width = height = 0
         if 0 < width * height <= _OPENCV_MAX_PIXELS:
-            decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            flags = cv2.IMREAD_COLOR if orient else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+            decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
             if decoded is not None:
                 return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-    return read_rgb(origin, data, max_pixels=max_pixels)
+    return read_rgb(origin, data, max_pixels=max_pixels, orient=orient)
 
 
 def _to_uint8_rgb(image: Image.Image) -> np.ndarray:

@@ -11,9 +11,11 @@ alignment undetermined) raises :class:`UnscorableImage`, so the caller can skip 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 
 #: How a prediction (relative inverse depth) is brought to metric scale before scoring:
@@ -60,23 +62,34 @@ def valid_mask(
     return mask
 
 
-def fit_scale_shift(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``scale, shift`` minimising ``sum over mask of (scale * prediction + shift - target)²``.
+def fit_scale_shift(
+    prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Least-squares ``scale, shift`` minimising ``sum over mask (None: all) of (scale * prediction + shift - target)²``.
 
-    The same solution as the seed's 2x2 normal equations, written in centred form for float64 accuracy.
-    Raises :class:`UnscorableImage` when fewer than two pixels are valid or the prediction is constant.
+    The same solution as the seed's 2x2 normal equations (and Marigold's ``np.linalg.lstsq``), written in centred
+    form for float64 accuracy, a million pixels at a time. Raises :class:`UnscorableImage` when fewer than two
+    pixels are valid or the prediction is constant.
     """
-    p = np.asarray(prediction, dtype=np.float64)[mask]
-    t = np.asarray(target, dtype=np.float64)[mask]
+    p, t = np.asarray(prediction), np.asarray(target)
+    if mask is not None:
+        p, t = p[mask], t[mask]
     if p.size < 2:
         raise UnscorableImage(f"{p.size} valid pixel(s), alignment needs at least 2")
-    p_mean, t_mean = p.mean(), t.mean()
-    p_centred = p - p_mean
-    variance = float(np.dot(p_centred, p_centred))
-    if variance <= _RELATIVE_VARIANCE_FLOOR * float(np.dot(p, p)):
+    chunks = _chunks(p.size)
+    p_mean = sum(float(np.sum(p[c], dtype=np.float64)) for c in chunks) / p.size
+    t_mean = sum(float(np.sum(t[c], dtype=np.float64)) for c in chunks) / p.size
+    variance = covariance = square = 0.0
+    for c in chunks:
+        p_chunk = p[c].astype(np.float64)
+        p_centred = p_chunk - p_mean
+        variance += float(np.dot(p_centred, p_centred))
+        covariance += float(np.dot(p_centred, t[c].astype(np.float64) - t_mean))
+        square += float(np.dot(p_chunk, p_chunk))
+    if variance <= _RELATIVE_VARIANCE_FLOOR * square:
         raise UnscorableImage("constant prediction over the valid pixels, scale and shift undetermined")
-    scale = float(np.dot(p_centred, t - t_mean)) / variance
-    return scale, float(t_mean - scale * p_mean)
+    scale = covariance / variance
+    return scale, t_mean - scale * p_mean
 
 
 def align(
@@ -113,34 +126,82 @@ def disparity_to_depth(disparity: np.ndarray, max_depth: float = 10.0) -> np.nda
     return 1.0 / np.maximum(np.asarray(disparity, dtype=np.float64), 1.0 / max_depth)
 
 
-def depth_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """The standard NYU metrics of a metric ``prediction`` against ``depth`` on the pixels of ``mask``.
+def depth_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """The standard NYU metrics of a metric ``prediction`` against ``depth`` on the pixels of ``mask`` (None: all).
 
     Definitions as in the seed's ``compute_errors`` and Depth-Anything-V2's ``eval_depth``:
     AbsRel = mean(|p - g| / g), SqRel = mean((p - g)² / g), RMSE = sqrt(mean((p - g)²)),
     RMSE log = sqrt(mean((ln p - ln g)²)), log10 = mean(|log10 p - log10 g|), and the δ thresholds (strict <).
     """
-    p = np.asarray(prediction, dtype=np.float64)[mask]
-    g = np.asarray(depth, dtype=np.float64)[mask]
+    return _masked_metrics(prediction, depth, mask, METRIC_NAMES)
+
+
+def _masked_metrics(
+    prediction: np.ndarray,
+    depth: np.ndarray,
+    mask: np.ndarray | None,
+    names: tuple[str, ...],
+    ratio_dtype: type[np.floating] = np.float64,
+) -> dict[str, float]:
+    """:func:`_metrics_from_sums` of ``prediction`` on ``mask``, the δ ratios divided in ``ratio_dtype``."""
+    p, g = np.asarray(prediction), np.asarray(depth)
+    if mask is not None:
+        p, g = p[mask], g[mask]
     if g.size == 0:
         raise UnscorableImage("no valid ground-truth pixel")
     if not np.all(np.isfinite(p)) or not np.all(p > 0):
         raise UnscorableImage("prediction not finite and positive on every valid pixel")
     if not np.all(g > 0):
         raise ValueError("ground truth must be positive on the mask")
+    sums = sum(
+        _error_sums(p[c].astype(np.float64), g[c].astype(np.float64), p[c].astype(ratio_dtype), g[c].astype(ratio_dtype))
+        for c in _chunks(g.size)
+    )
+    return _metrics_from_sums(sums, g.size, names)
+
+
+#: Pixels per chunk of the sums behind the fit and the metrics: bounded memory on ETH3D's 24-megapixel frames.
+_CHUNK_PIXELS = 1 << 20
+
+#: The per-pixel errors whose sums the metrics are made of, in the order :func:`_error_sums` returns them.
+_SUMS = ("abs_rel", "sq_rel", "sq", "log_sq", "log10", "delta1", "delta2", "delta3", "inverse_sq", "log")
+
+
+def _chunks(count: int) -> list[slice]:
+    return [slice(start, start + _CHUNK_PIXELS) for start in range(0, count, _CHUNK_PIXELS)]
+
+
+def _error_sums(p: np.ndarray, g: np.ndarray, p_ratio: np.ndarray, g_ratio: np.ndarray) -> np.ndarray:
+    """The sums over pixels (positive float64 vectors) named by :data:`_SUMS`; the δ entries count pixels whose
+    ``max(p / g, g / p)`` is below each threshold, of ``p_ratio`` and ``g_ratio`` in their own dtype."""
     diff = p - g
     log_diff = np.log(p) - np.log(g)
-    ratio = np.maximum(p / g, g / p)
-    return {
-        "abs_rel": float(np.mean(np.abs(diff) / g)),
-        "sq_rel": float(np.mean(diff**2 / g)),
-        "rmse": float(np.sqrt(np.mean(diff**2))),
-        "rmse_log": float(np.sqrt(np.mean(log_diff**2))),
-        "log10": float(np.mean(np.abs(np.log10(p) - np.log10(g)))),
-        "delta1": float(np.mean(ratio < 1.25)),
-        "delta2": float(np.mean(ratio < 1.25**2)),
-        "delta3": float(np.mean(ratio < 1.25**3)),
+    ratio = np.maximum(p_ratio / g_ratio, g_ratio / p_ratio)  # divided and compared in their dtype
+    return np.array([
+        np.sum(np.abs(diff) / g), np.sum(diff**2 / g), np.sum(diff**2), np.sum(log_diff**2),
+        np.sum(np.abs(np.log10(p) - np.log10(g))), np.count_nonzero(ratio < 1.25),
+        np.count_nonzero(ratio < 1.25**2), np.count_nonzero(ratio < 1.25**3), np.sum((1.0 / p - 1.0 / g) ** 2),
+        np.sum(log_diff),
+    ])
+
+
+def _metrics_from_sums(sums: np.ndarray, count: int, names: tuple[str, ...]) -> dict[str, float]:
+    mean = dict(zip(_SUMS, sums / count))
+    metrics = {
+        "abs_rel": mean["abs_rel"],
+        "sq_rel": mean["sq_rel"],
+        "rmse": np.sqrt(mean["sq"]),
+        "rmse_log": np.sqrt(mean["log_sq"]),
+        "log10": mean["log10"],
+        "delta1": mean["delta1"],
+        "delta2": mean["delta2"],
+        "delta3": mean["delta3"],
+        "i_rmse": np.sqrt(mean["inverse_sq"]),
+        # The variance of ln p - ln g, floored at 0: rounding can take an exact prediction's a hair below, which
+        # is a NaN in Marigold's.
+        "silog_rmse": 100.0 * np.sqrt(max(mean["log_sq"] - mean["log"] ** 2, 0.0)),
     }
+    return {name: float(metrics[name]) for name in names}
 
 
 def score_prediction(
@@ -164,11 +225,12 @@ def score_prediction(
     return depth_metrics(predicted_depth, depth, mask), predicted_depth
 
 
-def mean_metrics(per_image: list[dict[str, float]]) -> dict[str, float]:
-    """Average each metric over images (every image weighs the same, as in the seed's MetricAggregator)."""
+def mean_metrics(per_image: list[dict[str, float]], names: tuple[str, ...] = METRIC_NAMES) -> dict[str, float]:
+    """Average each metric over images (every image weighs the same, as in the seed's MetricAggregator and
+    Marigold's MetricTracker); ``names``: which, e.g. :data:`ZERO_SHOT_METRIC_NAMES`."""
     if not per_image:
         raise ValueError("no image to average")
-    return {name: float(np.mean([metrics[name] for metrics in per_image])) for name in METRIC_NAMES}
+    return {name: float(np.mean([metrics[name] for metrics in per_image])) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -365,3 +427,162 @@ def frame_flicker(
     if not median > 0:
         raise UnscorableImage(f"median inverse depth {median:g}: the measure needs positive inverse depth")
     return float(np.mean(np.abs(current[static] - np.asarray(previous, dtype=np.float64)[static]))) / median
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The zero-shot benchmark: Marigold's evaluator (script/depth/eval.py, src/util/alignment.py, src/util/metric.py)
+# and ZipDepth's (zipdepth/evaluation/metrics.py, evaluator.py), which differ in how they subsample the fit.
+
+#: Marigold's metrics in its order: the standard eight, then RMSE of inverse depth (1/m) and the scale-invariant
+#: log RMSE (times 100).
+ZERO_SHOT_METRIC_NAMES = (*METRIC_NAMES, "i_rmse", "silog_rmse")
+
+#: What the fit of :func:`zero_shot_fit` is done in: ``disparity`` (Marigold's ``least_square_disparity``, for
+#: relative inverse depth: ours, MiDaS, Depth Anything) or ``depth`` (``least_square``, for affine-invariant
+#: depth such as Marigold's own outputs).
+AlignmentSpace = Literal["disparity", "depth"]
+ALIGNMENT_SPACES: tuple[AlignmentSpace, ...] = ("disparity", "depth")
+
+#: Whose evaluator's details to follow where they differ. ``--alignment-max-res`` subsamples the fit: ``marigold``
+#: as its ``torch.nn.Upsample(mode="nearest")`` on an ``1 x H x W`` tensor does, which PyTorch reads as
+#: one-dimensional, so only the columns are subsampled, to ``floor(W * s)`` with ``s = min(max_res / H, max_res /
+#: W)``; ``zipdepth`` as its ``cv2.resize(INTER_NEAREST)`` does, both sides to ``int(side * max_res / max(H, W))``.
+#: The δ ratios are those of the evaluator's float32 (:data:`ZERO_SHOT_RATIO_DTYPE`): Marigold aligns in float32
+#: (its ``lstsq`` returns float32 scale and shift), ZipDepth aligns in float64 and casts the depth to float32.
+Evaluator = Literal["marigold", "zipdepth"]
+
+#: Marigold (and ZipDepth) clip the aligned disparity below at this before inverting it.
+ZERO_SHOT_DISPARITY_FLOOR = 1e-3
+
+#: Marigold and ZipDepth divide float32 depths for the δ ratios. A prediction clipped to the range's end against
+#: ground truth in millimetres can sit exactly on a threshold (10 m against 6.4 m is 1.5625 = 1.25²), where float32
+#: and float64 round to different sides, and a pixel a few float32 steps from one follows their rounding of the
+#: aligned depth: the zero-shot δ count what theirs count (:data:`Evaluator`); the other metrics stay float64.
+ZERO_SHOT_RATIO_DTYPE = np.float32
+
+
+def alignment_subsample(
+    arrays: list[np.ndarray], max_resolution: int | None, evaluator: Evaluator = "marigold"
+) -> list[np.ndarray]:
+    """The ``H x W`` arrays (all one shape) nearest-neighbour subsampled for the least-squares fit, or as they are.
+
+    See :data:`Evaluator`. Marigold's index of output column ``i`` is PyTorch's ``floor(float32(i) *
+    float32(1 / s))``, computed the same way here; ZipDepth's is OpenCV's own resize.
+    """
+    height, width = arrays[0].shape
+    if max_resolution is None:
+        return arrays
+    if evaluator == "marigold":
+        factor = min(max_resolution / height, max_resolution / width)
+        if factor >= 1:
+            return arrays
+        inverse = np.float32(1.0 / factor)
+        columns = np.floor(np.arange(math.floor(width * factor), dtype=np.float32) * inverse).astype(np.int64)
+        columns = np.minimum(columns, width - 1)
+        return [array[:, columns] for array in arrays]
+    if max(height, width) <= max_resolution:
+        return arrays
+    factor = max_resolution / max(height, width)
+    size = (int(width * factor), int(height * factor))
+    resized = []
+    for array in arrays:
+        source = array.astype(np.uint8) if array.dtype == bool else array
+        result = cv2.resize(source, size, interpolation=cv2.INTER_NEAREST)
+        resized.append(result.astype(bool) if array.dtype == bool else result)
+    return resized
+
+
+def zero_shot_fit(
+    prediction: np.ndarray,
+    depth: np.ndarray,
+    valid: np.ndarray,
+    space: AlignmentSpace,
+    max_resolution: int | None = None,
+    evaluator: Evaluator = "marigold",
+) -> tuple[float, float]:
+    """Marigold's least-squares ``scale, shift`` of a relative ``prediction`` against ground truth ``depth``.
+
+    ``disparity``: fitted against 1 / depth on the pixels of ``valid`` where depth and prediction are positive;
+    ``depth``: against depth on ``valid``. The fit may run on a subsample (:func:`alignment_subsample`, taken
+    before the pointwise steps, which gives the same pixels as Marigold's order). Raises :class:`UnscorableImage`
+    as :func:`fit_scale_shift` does.
+    """
+    prediction, depth, valid = alignment_subsample([prediction, depth, valid], max_resolution, evaluator)
+    if space == "disparity":
+        fit = valid & (depth > 0) & (prediction > 0)
+        if np.count_nonzero(fit) < 2:
+            raise UnscorableImage(
+                f"{np.count_nonzero(fit)} valid pixel(s) where the prediction is positive, the disparity fit needs 2"
+            )
+        return fit_scale_shift(prediction[fit], 1.0 / depth[fit].astype(np.float64))
+    return fit_scale_shift(prediction[valid], depth[valid])
+
+
+def zero_shot_depth(
+    prediction: np.ndarray,
+    scale: float,
+    shift: float,
+    space: AlignmentSpace,
+    min_depth: float,
+    max_depth: float,
+    dtype: type[np.floating] = np.float64,
+) -> np.ndarray:
+    """Aligned metric depth, as Marigold's eval.py makes it: ``scale * prediction + shift``; in ``disparity``
+    clipped below at :data:`ZERO_SHOT_DISPARITY_FLOOR` and inverted; then clipped to ``[min_depth, max_depth]``.
+
+    Computed in ``dtype`` throughout (float32: Marigold's own arithmetic, its scale and shift rounded to float32 as
+    its ``lstsq`` returns them). ``min_depth`` must be positive (Marigold's last clip, at 1e-6, is then a no-op).
+    """
+    if not min_depth > 0:
+        raise ValueError(f"min_depth must be positive, got {min_depth}")
+    aligned = dtype(scale) * np.asarray(prediction, dtype=dtype) + dtype(shift)
+    if space == "disparity":
+        aligned = dtype(1.0) / np.maximum(aligned, dtype(ZERO_SHOT_DISPARITY_FLOOR))
+    return np.clip(aligned, dtype(min_depth), dtype(max_depth))
+
+
+def zero_shot_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """:data:`ZERO_SHOT_METRIC_NAMES` of a metric ``prediction`` against ``depth`` on ``mask`` (None: all).
+
+    The eight of :func:`depth_metrics`, plus Marigold's ``i_rmse`` = sqrt(mean((1/p - 1/g)²)) and ``silog_rmse``
+    = 100 sqrt(mean(d²) - mean(d)²) with d = ln p - ln g.
+    """
+    return _masked_metrics(prediction, depth, mask, ZERO_SHOT_METRIC_NAMES, ZERO_SHOT_RATIO_DTYPE)
+
+
+def score_zero_shot(
+    prediction: np.ndarray,
+    depth: np.ndarray,
+    valid: np.ndarray,
+    space: AlignmentSpace,
+    min_depth: float,
+    max_depth: float,
+    max_resolution: int | None = None,
+    evaluator: Evaluator = "marigold",
+    min_pixels: int = 1,
+) -> dict[str, float]:
+    """One frame scored as ``evaluator``'s evaluator scores it: :func:`zero_shot_fit`, then :func:`zero_shot_depth` and
+    :func:`zero_shot_metrics` on the ``valid`` pixels, a million at a time (ETH3D's frames stay light).
+
+    Raises :class:`UnscorableImage` for non-finite predictions, fewer than ``min_pixels`` valid pixels (ZipDepth
+    skips frames with fewer than 10) or a failed fit; Marigold's evaluator would average a NaN or an arbitrary
+    value into its table there.
+    """
+    prediction = np.asarray(prediction)
+    bad = int(np.size(prediction) - np.count_nonzero(np.isfinite(prediction)))
+    if bad:
+        raise UnscorableImage(f"prediction has {bad} non-finite value(s)")
+    count = int(np.count_nonzero(valid))
+    if count < max(min_pixels, 1):
+        raise UnscorableImage(f"{count} valid ground-truth pixel(s), fewer than {max(min_pixels, 1)}")
+    scale, shift = zero_shot_fit(prediction, depth, valid, space, max_resolution, evaluator)
+    predicted, truth = prediction[valid], np.asarray(depth)[valid]
+    sums = np.zeros(len(_SUMS))
+    for c in _chunks(count):
+        aligned = zero_shot_depth(predicted[c], scale, shift, space, min_depth, max_depth)
+        if evaluator == "marigold":
+            ratio_depth = zero_shot_depth(predicted[c], scale, shift, space, min_depth, max_depth, ZERO_SHOT_RATIO_DTYPE)
+        else:
+            ratio_depth = aligned.astype(ZERO_SHOT_RATIO_DTYPE)
+        sums += _error_sums(aligned, truth[c].astype(np.float64), ratio_depth, truth[c].astype(ZERO_SHOT_RATIO_DTYPE))
+    return _metrics_from_sums(sums, count, ZERO_SHOT_METRIC_NAMES)

@@ -50,6 +50,13 @@ def table_markdown(method: str, input_size: str, training_data: str, metrics: di
     return "\n".join(lines) + "\n\n" + notes.strip() + "\n"
 
 
+def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A markdown table of already formatted cells (no trailing notes)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def per_image_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     """Rows of per-image results as CSV text with a header; missing values are empty cells."""
     buffer = io.StringIO()

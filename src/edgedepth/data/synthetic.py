@@ -41,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgedepth.data import nyu
+from edgedepth.data.marigold import EVAL_SETS, EvalSetWriter, read_sample_list
 from edgedepth.errors import EdgedepthError
 from edgedepth.geometry import Intrinsics
 from edgedepth.imageio import atomic_path, make_folder, write_png
@@ -971,6 +972,7 @@ class SynthSummary:
     skipped: int
     seconds: float
     nyu_mat: tuple[int, int] | None = None  # (train, test) frame counts when the .mat pair was written
+    nyu_tar: Path | None = None  # Marigold's NYU evaluation tar, when written (or already there)
 
     @property
     def scenes_per_second(self) -> float:
@@ -1093,6 +1095,25 @@ def _render_into(
     return rendered, written, skipped
 
 
+def write_nyu_tar(path: Path, count: int, seed: int = 0, progress: bool = True) -> None:
+    """Scenes ``0 .. count - 1`` of ``seed`` (640x480) as Marigold's NYU evaluation tar, atomically.
+
+    Scene ``k`` takes the ``k``-th sample of the shipped NYU test list: its RGB (PNG), its raw depth with the
+    sensor's holes (the depth Marigold scores) and its exact depth as the filled one, each as NYU's 16-bit
+    millimetres, so ``edgedepth eval --suite zero-shot --datasets nyu --limit <count>`` scores it through the
+    same reader as the published tar. Scenes are rendered again from their seeds.
+    """
+    evalset = EVAL_SETS["nyu"]
+    entries = read_sample_list(evalset.split_path(), evalset)
+    if count > len(entries):
+        raise EdgedepthError(f"--nyu-tar names its scenes after the {len(entries)} samples of NYU's test list; "
+                             f"--count {count} is more")
+    with EvalSetWriter(path, evalset) as writer:
+        for number in tqdm(range(count), desc="synth nyu tar", unit="scene", disable=not progress):
+            scene = render_scene(scene_seed(seed, number), nyu.NYU_FRAME_SIZE)
+            writer.add(entries[number], scene.image, scene.raw_depth, filled=scene.depth)
+
+
 def write_folder(
     out: str | Path,
     count: int,
@@ -1100,6 +1121,7 @@ def write_folder(
     seed: int = 0,
     nyu_mat: bool = False,
     progress: bool = True,
+    nyu_tar: bool = False,
 ) -> SynthSummary:
     """Render scenes ``0 .. count - 1`` of ``seed`` into ``out``: ``<key>.jpg`` beside ``<key>.png`` (depth, mm).
 
@@ -1108,7 +1130,9 @@ def write_folder(
     is refused. With ``nyu_mat`` (640x480 only) the folder also gets ``nyu_depth_v2_labeled.mat`` and
     ``splits.mat`` in the official layouts (``depths`` exact, ``rawDepths`` with the sensor's holes, the split
     of :func:`nyu_split`), from frames rendered again from their seeds rather than read back from the lossy
-    JPEGs; that step is skipped when the index says it was done for this count.
+    JPEGs; that step is skipped when the index says it was done for this count. With ``nyu_tar`` (640x480 only)
+    it also gets Marigold's NYU evaluation tar (:func:`write_nyu_tar`) where Marigold's base data folder has it,
+    likewise once.
     """
     out = Path(out)
     if count <= 0:
@@ -1124,6 +1148,10 @@ def write_folder(
         )
     if nyu_mat and count < 2:
         raise EdgedepthError("--nyu-mat needs at least 2 scenes (one train, one test)")
+    if nyu_tar and size != nyu.NYU_FRAME_SIZE:
+        raise EdgedepthError(
+            f"--nyu-tar needs NYU's frame size {format_size(nyu.NYU_FRAME_SIZE)}, not {format_size(size)}"
+        )
     if out.exists() and not out.is_dir():
         raise EdgedepthError(f"{out}: is a file; synth writes a folder")
     make_folder(out)
@@ -1147,7 +1175,12 @@ def write_folder(
         rendered, written, skipped = _render_into(out, count, size, seed, None, progress)
     _write_json(out / CAMERAS_NAME, {scene_key(k): scene_camera(scene_seed(seed, k), size) for k in range(count)})
     split = (index["nyu_mat"]["train"], index["nyu_mat"]["test"]) if nyu_mat else None
-    return SynthSummary(rendered, written, skipped, time.perf_counter() - start, split)
+    tar = out / EVAL_SETS["nyu"].archive if nyu_tar else None
+    if tar is not None and not (index.get("nyu_tar", {}).get("count") == count and tar.is_file()):
+        write_nyu_tar(tar, count, seed, progress)
+        index["nyu_tar"] = {"count": count}
+        _write_json(out / INDEX_NAME, index)
+    return SynthSummary(rendered, written, skipped, time.perf_counter() - start, split, tar)
 
 
 # ---------------------------------------------------------------------------------------------------------------
