@@ -331,8 +331,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from edgedepth.processing import parse_size
 
     if args.sequence is not None:
-        if args.nyu_mat or args.nyu_tar:
-            raise EdgedepthError("--nyu-mat and --nyu-tar write scenes, not a sequence: drop them or use --count N")
+        for flag, given in (("--nyu-mat", args.nyu_mat), ("--nyu-tar", args.nyu_tar)):
+            if given:
+                raise EdgedepthError(f"{flag} writes scenes, not a sequence: drop it or use --count N")
         done = synthetic.write_sequence(args.out, args.sequence, parse_size(args.size), args.seed)
         state = f"rendered in {done.seconds:.1f} s" if done.rendered else "already there"
         print(f"synth: sequence of {done.frames} frame(s) {state} -> {args.out} ({synthetic.SEQUENCE_VIDEO}, "
