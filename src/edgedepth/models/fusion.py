@@ -1,8 +1,8 @@
 """Folding for inference: BatchNorms and parallel branches merged into single convolutions (pure functions).
 
 In eval mode a BatchNorm is a per-channel affine map, ``y = scale * x + shift``, so a convolution followed by one
-is a convolution with scaled weights and a bias; parallel convolutions summed before it (RepVGG's 3x3, 1x1 and
-identity branches) are one convolution whose kernel is the sum of theirs. The folded network computes the same
+is a convolution with scaled weights and a bias; parallel convolutions summed before it (RepVGG's 3x3 and 1x1
+branches) are one convolution whose kernel is the sum of theirs. The folded network computes the same
 function with fewer operations; only float rounding differs.
 """
 
@@ -59,18 +59,8 @@ def fold_sequential_batchnorms(module: nn.Module) -> int:
     return folded
 
 
-def identity_kernel(channels: int, groups: int, kernel_size: int, like: torch.Tensor) -> torch.Tensor:
-    """The ``channels x channels/groups x k x k`` kernel of a convolution that returns its input unchanged."""
-    kernel = torch.zeros(channels, channels // groups, kernel_size, kernel_size, dtype=like.dtype, device=like.device)
-    for channel in range(channels):
-        kernel[channel, channel % (channels // groups), kernel_size // 2, kernel_size // 2] = 1.0
-    return kernel
-
-
-def fold_parallel_branches(
-    branches: list[tuple[nn.Conv2d, nn.BatchNorm2d]], identity: bool = False
-) -> nn.Conv2d:
-    """``sum(norm(conv(x)) for conv, norm in branches) [+ x]`` as one convolution with the largest branch's kernel.
+def fold_parallel_branches(branches: list[tuple[nn.Conv2d, nn.BatchNorm2d]]) -> nn.Conv2d:
+    """``sum(norm(conv(x)) for conv, norm in branches)`` as one convolution with the largest branch's kernel.
 
     Every branch must share stride, groups and channels, with odd square kernels centred on the same pixel
     (padding ``k // 2``): smaller kernels are zero-padded to the largest, then the kernels and biases add up.
@@ -84,8 +74,6 @@ def fold_parallel_branches(
         margin = (size - conv.kernel_size[0]) // 2
         kernel = kernel + F.pad(folded.weight.detach(), [margin] * 4)
         bias = bias + folded.bias.detach()
-    if identity:
-        kernel = kernel + identity_kernel(largest.out_channels, largest.groups, size, kernel)
     merged = nn.Conv2d(
         largest.in_channels, largest.out_channels, size, largest.stride, size // 2, groups=largest.groups, bias=True
     ).to(largest.weight.device)

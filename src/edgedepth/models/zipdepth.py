@@ -87,7 +87,14 @@ def pick_groups(in_channels: int, out_channels: int, most: int = 4) -> int:
 
 
 class RepVGGBlock(nn.Module):
-    """3x3 conv + BN, 1x1 conv + BN and (same shape) the identity, summed, then ReLU (ZipDepth's ``QARepBlock``)."""
+    """3x3 conv + BN, 1x1 conv + BN and (same shape) the identity, summed, then ReLU (ZipDepth's ``QARepBlock``).
+
+    :meth:`fuse` folds the two convolutions and their BatchNorms into one 3x3 convolution (RepVGG's
+    re-parameterisation) and keeps the identity as an addition. Folded into the kernel too, the identity would put
+    a 1 on the centre tap of every channel, whose range then leaves the other taps few of INT8's levels: a briefly
+    trained ``zipdepth_base`` at 384x384 correlated 0.989 with FP32 in INT8 that way, 0.997 with the identity
+    apart (ONNX Runtime's quantiser; 0.975 and 0.990 with NNCF's), at the same speed.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
@@ -98,15 +105,13 @@ class RepVGGBlock(nn.Module):
         self.fused: nn.Conv2d | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused is not None:
-            return self.act(self.fused(x))
-        out = self.branch_3x3(x) + self.branch_1x1(x)
+        out = self.fused(x) if self.fused is not None else self.branch_3x3(x) + self.branch_1x1(x)
         return self.act(out + x if self.has_identity else out)
 
     def fuse(self) -> None:
-        """Fold the branches into one 3x3 convolution (RepVGG's re-parameterisation)."""
-        branches = [(self.branch_3x3[0], self.branch_3x3[1]), (self.branch_1x1[0], self.branch_1x1[1])]
-        self.fused = fold_parallel_branches(branches, identity=self.has_identity)
+        """Fold the two convolution branches into one 3x3 convolution; the identity stays an addition."""
+        self.fused = fold_parallel_branches([(self.branch_3x3[0], self.branch_3x3[1]),
+                                             (self.branch_1x1[0], self.branch_1x1[1])])
         del self.branch_3x3, self.branch_1x1
 
 
