@@ -263,9 +263,8 @@ def test_exported_zipdepth_keeps_the_softmax_pooling_of_its_global_context(tmp_p
 
 @pytest.mark.slow  # two quantisers, timed
 def test_zipdepth_int8_correlates_with_fp32(tmp_path: Path) -> None:
-    """INT8 follows FP32 on held-out scenes. These drawn weights make a rougher function than a trained network's
-    (0.91 to 0.98 measured over both quantisers, where the briefly trained one of benchmarks/networks.py is above
-    0.99); a broken quantisation or a lost layer is near 0."""
+    """INT8 follows FP32 on held-out scenes: 0.990 to 0.996 measured over both quantisers and formats (0.91 to 0.98
+    while the RepVGG identity was folded into the kernels); a broken quantisation or a lost layer is near 0."""
     from edgedepth.data.synthetic import render_scene
     from edgedepth.processing import preprocess
 
@@ -274,11 +273,11 @@ def test_zipdepth_int8_correlates_with_fp32(tmp_path: Path) -> None:
     scenes = [render_scene(300 + k, (160, 120)).image for k in range(8)]
     calibration = [preprocess([image], size, model.card.mean, model.card.std).numpy() for image in scenes[:6]]
     result = export_model(model, tmp_path / "z.xml", "openvino", size, calibration=calibration)
-    assert result.correlation > 0.9
+    assert result.correlation > 0.98
     held_out = preprocess(scenes[6:], size, model.card.mean, model.card.std)
     int8 = load_predictor(tmp_path / "z.xml").infer(held_out).numpy().ravel()
     fp32 = _forward(prepare_for_inference(model), held_out).numpy().ravel()
-    assert np.corrcoef(int8, fp32)[0, 1] > 0.9
+    assert np.corrcoef(int8, fp32)[0, 1] > 0.98
 
 
 def _converted(tmp_path: Path, original: str) -> Path:
