@@ -82,12 +82,15 @@ def export_model(
     calibration: Sequence[np.ndarray] | None = None,
     min_correlation: float | None = INT8_MIN_CORRELATION,
     quantizer: QuantizerChoice = "auto",
+    fp32_tolerance: float | None = FP32_TOLERANCE,
 ) -> ExportResult:
     """Export ``model`` (a student with a card) to ``out``; with ``calibration`` batches, as INT8.
 
     ``calibration`` holds normalised ``1 x 3 x H x W`` float32 arrays at ``size`` (see
     :func:`edgedepth.runtime.quantize.calibration_batches`). TorchScript has no INT8 path here.
-    ``min_correlation`` is the INT8 check's bar; ``None`` skips it (the benchmark, timing random-weight peers).
+    ``min_correlation`` is the INT8 check's bar and ``fp32_tolerance`` the FP32 one (relative to the output's peak);
+    ``None`` skips either: the benchmark times random networks, whose outputs can be near zero (Depth Anything's
+    initialisation gives a peak of 1e-3, where float32 rounding alone is a few 1e-3 of it).
     The result's ``correlation`` is NaN where it is undefined: FP32's or the file's output constant.
     ``quantizer="auto"`` quantises with both tools and keeps the file that runs faster in the format's runtime
     on this machine (batch 1, one thread: the edge case); the metadata records both latencies.
@@ -139,7 +142,7 @@ def export_model(
         max_abs_diff, correlation = _compare(actual, expected)
         peak = float(np.abs(expected).max()) or 1.0
         # Written as "not within", so that a NaN (a file that outputs NaN, an undefined correlation) fails the check.
-        if not int8 and not max_abs_diff <= FP32_TOLERANCE * peak:
+        if not int8 and fp32_tolerance is not None and not max_abs_diff <= fp32_tolerance * peak:
             raise EdgedepthError(
                 f"{fmt} export differs from PyTorch by {max_abs_diff:.3g} (output peak {peak:.3g}); nothing written"
             )
