@@ -422,3 +422,38 @@ def test_serve_answers_with_an_exported_network(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_same_padding_is_made_static_for_a_fixed_size_export() -> None:
+    """MiDaS small's TF-"same" convolutions pad by amounts computed at run time; at an export's fixed size they are
+    constants: the copy computes the same numbers with no such convolution left, and the model is untouched."""
+    from timm.layers import Conv2dSame
+
+    from edgedepth.runtime.export import static_same_padding
+
+    model = _calm("midas_v21_small")
+    static = static_same_padding(model, (96, 64))
+    assert not any(isinstance(m, Conv2dSame) for m in static.modules())
+    assert any(isinstance(m, Conv2dSame) for m in model.modules())
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(_forward(static, x), _forward(model, x))
+    zipdepth = _calm("zipdepth_small")
+    assert static_same_padding(zipdepth, (96, 64)) is zipdepth  # nothing to change: no copy
+
+
+@pytest.mark.slow  # two quantisers
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_midas_small_int8_exports_with_both_quantisers(fmt: str, tmp_path: Path) -> None:
+    """ONNX Runtime's quantiser failed on the run-time padding of the "same" convolutions (a QLinearAdd of maps of
+    two sizes); with the padding made static both quantisers give a file that follows FP32."""
+    from edgedepth.data.synthetic import render_scene
+    from edgedepth.processing import preprocess
+
+    model = _calm("midas_v21_small")
+    size = (128, 96)
+    calibration = [preprocess([render_scene(400 + k, (160, 120)).image], size, model.card.mean, model.card.std).numpy()
+                   for k in range(4)]
+    for quantizer in ("onnxruntime", "nncf"):
+        out = tmp_path / f"{quantizer}{'.onnx' if fmt == 'onnx' else '.xml'}"
+        result = export_model(model, out, fmt, size, calibration=calibration, quantizer=quantizer)
+        assert result.correlation > 0.95, (quantizer, result.correlation)

@@ -16,6 +16,7 @@ the file that runs faster in its runtime here.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -118,6 +119,7 @@ def export_model(
     )
     metadata = ExportMetadata(replace(card, input_size=size), dict(provenance or {}), info)
     model = prepare_for_inference(model.cpu(), copy=True)  # fused (ZipDepth), the caller's model left as it was
+    model = static_same_padding(model, size)
     check = _check_batch(size, calibration)
     with torch.no_grad():
         expected = model(torch.from_numpy(check)).numpy()
@@ -192,6 +194,44 @@ def _quantize(
     return path, replace(chosen, info=replace(chosen.info, quantizer_latency_ms=latencies))
 
 
+def static_same_padding(model: nn.Module, size: tuple[int, int]) -> nn.Module:
+    """``model`` with timm's TensorFlow-"same" convolutions padded by constants, at one input size (on a copy).
+
+    Those convolutions (MiDaS small's EfficientNet-Lite3) compute their padding from their input's shape at run time:
+    in the ONNX graph a chain of shape operations, which ONNX Runtime's quantiser mishandles (its INT8 file failed
+    in a QLinearAdd of two maps of different sizes). An export has one fixed size, so each becomes a fixed zero
+    padding and a plain convolution: the same numbers. A model without them is returned as it is.
+    """
+    from timm.layers import Conv2dSame
+    from timm.layers.padding import pad_same_arg
+
+    if not any(isinstance(module, Conv2dSame) for module in model.modules()):
+        return model
+    model = copy.deepcopy(model)
+    inputs: dict[nn.Module, tuple[int, int]] = {}
+
+    def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:  # None: the input goes on unchanged
+        inputs[module] = tuple(args[0].shape[-2:])
+
+    hooks = [module.register_forward_pre_hook(record) for module in model.modules() if isinstance(module, Conv2dSame)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size[1], size[0]))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Conv2dSame):
+                conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, 0,
+                                 child.dilation, child.groups, bias=child.bias is not None)
+                conv.load_state_dict(child.state_dict())
+                pads = pad_same_arg(list(inputs[child]), list(child.kernel_size), list(child.stride),
+                                    list(child.dilation))
+                setattr(parent, name, nn.Sequential(nn.ZeroPad2d(tuple(pads)), conv))
+    return model
+
+
 def _check_batch(size: tuple[int, int], calibration: Sequence[np.ndarray] | None) -> np.ndarray:
     """The input the export is checked on: calibration images if any (the data it will see), else noise."""
     if calibration:
@@ -217,6 +257,9 @@ def _export_onnx(model: nn.Module, path: Path, size: tuple[int, int]) -> None:
         # The export has one fixed input size: values a network computes from its input's shape (Depth Anything's
         # patch grid, transformers' shape checks) become constants, as they should; the tracer warns that they do.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # F.pad's constant pads (MiDaS small's "same" padding, static here) reach ONNX through a reversed Slice that
+        # the exporter's constant folding skips, and says so; the Pad node computes the same.
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1 can be constant folded", UserWarning)
         warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
                                 DeprecationWarning)
         # Raised inside the TorchScript exporter itself (torch/onnx/_internal/torchscript_exporter/utils.py).

@@ -213,7 +213,7 @@ class OpenVinoPredictor(_ExportedPredictor):
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.inference_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.inference_precision: str = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "bf16"
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         outputs = [self.request.infer({0: image[None]})[0].copy() for image in batch.numpy()]
