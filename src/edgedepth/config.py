@@ -152,46 +152,71 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
-    """Check (and where lossless, convert) one value against a field type."""
+    """Check (and where lossless, convert) one value against a field type.
+
+    A union takes the first of its types, in the order written, that accepts the value (``None`` for null).
+    """
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if dataclasses.is_dataclass(kind):
         return from_dict(kind, value if value is not None else {}, key + ".")  # type: ignore[arg-type]
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _coerce(value, inner[0], key)
+        for option in inner:
+            try:
+                return _coerce(value, option, key)
+            except EdgedepthError:
+                continue
+        raise EdgedepthError(f"config key {key!r}: expected {' or '.join(map(_describe, args))}, got {value!r}")
     if origin is Literal:
         if value not in args:
             raise EdgedepthError(f"config key {key!r}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
     if kind is bool:
         if not isinstance(value, bool):
-            raise EdgedepthError(f"config key {key!r}: expected true or false, got {value!r}")
+            raise EdgedepthError(f"config key {key!r}: expected {_describe(kind)}, got {value!r}")
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise EdgedepthError(f"config key {key!r}: expected an integer, got {value!r}")
+            raise EdgedepthError(f"config key {key!r}: expected {_describe(kind)}, got {value!r}")
         return value
     if kind is float:
         # YAML reads 1e-3 (no dot) as a string; accept any text that is a number.
         try:
             if isinstance(value, bool):
-                raise ValueError
+                raise TypeError
             return float(value)
         except (TypeError, ValueError):
-            raise EdgedepthError(f"config key {key!r}: expected a number, got {value!r}") from None
+            raise EdgedepthError(f"config key {key!r}: expected {_describe(kind)}, got {value!r}") from None
     if kind is str:
         if not isinstance(value, str):
-            raise EdgedepthError(f"config key {key!r}: expected text, got {value!r}")
+            raise EdgedepthError(f"config key {key!r}: expected {_describe(kind)}, got {value!r}")
         return value
     if origin is tuple and args == (int, int):
         return _size(value, key)
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise EdgedepthError(f"config key {key!r}: expected a mapping, got {value!r}")
+            raise EdgedepthError(f"config key {key!r}: expected {_describe(kind)}, got {value!r}")
         return dict(value)
     raise TypeError(f"config field {key!r} has unsupported type {kind!r}")
+
+
+_SCALAR_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text", type(None): "null"}
+
+
+def _describe(kind: Any) -> str:
+    """What a field type accepts, in a config's terms (``an integer``, ``one of 'a', 'b'``)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind in _SCALAR_NAMES:
+        return _SCALAR_NAMES[kind]
+    if origin is Literal:
+        return f"one of {', '.join(map(repr, args))}"
+    if origin is tuple:
+        return "a size WIDTHxHEIGHT"
+    return "a mapping"
 
 
 def _size(value: Any, key: str) -> tuple[int, int]:
