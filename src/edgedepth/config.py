@@ -65,7 +65,10 @@ class OptimConfig:
 
     name: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-3
+    #: Decays weights only: norm weights and biases (parameters of one dimension) are spared.
     weight_decay: float = 0.0
+    #: The encoder trains at ``lr * encoder_lr_scale``, the rest at ``lr`` (Depth Anything: 0.1).
+    encoder_lr_scale: float = 1.0
     #: The global batch, split evenly over the processes.
     batch_size: int = 128
     loss: Literal["seed", "ssi", "ssi_trim"] = "seed"

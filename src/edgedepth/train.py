@@ -313,6 +313,36 @@ def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
                 module.eval()
 
 
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """``optim.name`` over the model's parameters, in up to four groups (those with parameters).
+
+    Weight decay spares norm weights and biases (every parameter of one dimension or none), as in timm and
+    torchvision's references; the parameters of ``model.encoder`` train at ``optim.encoder_lr_scale`` times
+    ``optim.lr``. The first group trains at the base rate (the one logged). With the seed's recipe (no decay,
+    scale 1) this is one group holding every parameter in order, as before.
+    """
+    optim = cfg.optim
+    encoder = getattr(model, "encoder", None)
+    if optim.encoder_lr_scale != 1.0 and not isinstance(encoder, nn.Module):
+        raise EdgedepthError(
+            f"optim.encoder_lr_scale={optim.encoder_lr_scale:g} needs a model with an encoder; {cfg.model.name} has "
+            "no .encoder module (leave optim.encoder_lr_scale at 1)"
+        )
+    in_encoder = {id(p) for p in encoder.parameters()} if isinstance(encoder, nn.Module) else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for parameter in model.parameters():
+        scaled = id(parameter) in in_encoder and optim.encoder_lr_scale != 1.0
+        decayed = parameter.ndim > 1 or optim.weight_decay == 0.0
+        groups.setdefault((scaled, decayed), []).append(parameter)
+    param_groups = [
+        {"params": groups[key], "lr": optim.lr * (optim.encoder_lr_scale if key[0] else 1.0),
+         "weight_decay": optim.weight_decay if key[1] else 0.0}
+        for key in sorted(groups, key=lambda key: (key[0], not key[1]))
+    ]
+    optimizer_class = torch.optim.Adam if optim.name == "adam" else torch.optim.AdamW
+    return optimizer_class(param_groups, lr=optim.lr, weight_decay=optim.weight_decay)
+
+
 def check_validation_files(cfg: TrainConfig) -> None:
     """Open the NYU files validation will read, so that a missing, corrupt or swapped one (or a split index out of
     range) fails before training, not at the end of the first epoch."""
@@ -326,10 +356,18 @@ def check_validation_files(cfg: TrainConfig) -> None:
         read_splits(Path(cfg.validation.nyu_splits_path), len(labeled))
 
 
-def _validate(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[str, float] | None:
-    """NYU Depth v2 test-split metrics (the seed's protocol) through the evaluation code.
+def _validate(
+    model: nn.Module, cfg: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1
+) -> dict[str, float] | None:
+    """NYU Depth v2 test-split metrics (the seed's protocol) through the evaluation code, every process scoring
+    its share of the frames.
 
-    None when not asked for, or when no frame could be scored (a young student may predict a constant map).
+    Process ``rank`` scores every ``world_size``-th test frame from its rank; the sums of each metric and the
+    number of frames scored are then summed over processes, so the means are those of one process scoring all
+    frames (every frame weighs the same, as in :func:`edgedepth.metrics.mean_metrics`) and no process waits in a
+    collective while another validates. Under DDP each process's BatchNorm statistics are rank 0's first (the
+    weights that are saved). None when not asked for, or when no frame could be scored (a young student may
+    predict a constant map).
     """
     if cfg.validation.nyu_data_path is None:
         return None
@@ -337,18 +375,28 @@ def _validate(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[
         raise EdgedepthError("validation.nyu_data_path is set but validation.nyu_splits_path (splits.mat) is not")
     from edgedepth.data.nyu import NyuLabeled, read_splits
     from edgedepth.evaluate import PROTOCOLS, evaluate_frames
-    from edgedepth.metrics import mean_metrics
+    from edgedepth.metrics import METRIC_NAMES
     from edgedepth.runtime.predictor import TorchPredictor
 
+    if world_size > 1:
+        for buffer in model.buffers():  # DDP syncs buffers at the start of a forward pass, not after it
+            dist.broadcast(buffer, src=0)
     predictor = TorchPredictor(model, cfg.data.input_size, str(device))
     with NyuLabeled(Path(cfg.validation.nyu_data_path)) as labeled:
         indices = read_splits(Path(cfg.validation.nyu_splits_path), len(labeled), quiet=True).test  # warned at start
-        results = evaluate_frames(predictor, labeled, indices, PROTOCOLS["seed"], progress=False)
+        results = evaluate_frames(predictor, labeled, indices[rank::world_size], PROTOCOLS["seed"], progress=False)
     scored = [r.metrics for r in results if r.metrics is not None]
-    if not scored:
-        warn("validation: no NYU frame could be scored (constant or non-finite predictions); no metrics this epoch")
+    sums = torch.tensor([len(scored), *(sum(m[name] for m in scored) for name in METRIC_NAMES)],
+                        dtype=torch.float64, device=device)
+    if world_size > 1:
+        dist.all_reduce(sums)
+    count, *totals = sums.tolist()
+    if count == 0:
+        if rank == 0:
+            warn("validation: no NYU frame could be scored (constant or non-finite predictions); no metrics this "
+                 "epoch")
         return None
-    return mean_metrics(scored)
+    return {name: total / count for name, total in zip(METRIC_NAMES, totals, strict=True)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -396,205 +444,292 @@ def _size_cpu_work(requested_workers: int, device: torch.device, world_size: int
     return workers
 
 
+class _Job:
+    """What one process trains with: the config, where the run lives, the model (DDP-wrapped under torchrun) and
+    ``model_without_ddp`` beside it, the data, the optimiser, its schedule and gradient scaler, and the loss."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, rank: int, world_size: int) -> None:
+        self.cfg, self.device, self.rank, self.world_size = cfg, device, rank, world_size
+        self.is_main = rank == 0
+        self.run_dir = check_output_folder(cfg.run.dir)
+        self.checkpoint_path, self.log_path = self.run_dir / CHECKPOINT, self.run_dir / LOG
+        check_validation_files(cfg)
+        self.use_amp = cfg.run.amp and device.type == "cuda"
+        self.memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+
+        self.model_without_ddp = _build_model(cfg, device, world_size > 1)
+        self.model: nn.Module = self.model_without_ddp
+        if world_size > 1:
+            self.model = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        card = self.model_without_ddp.card
+
+        dataset: Dataset[Sample] = build_dataset(cfg.data, card.mean, card.std)
+        self.per_process = cfg.optim.batch_size // world_size
+        self.steps_per_epoch = len(dataset) // cfg.optim.batch_size  # type: ignore[arg-type]
+        if self.steps_per_epoch == 0:
+            raise EdgedepthError(
+                f"{cfg.data.path}: {len(dataset)} training pairs, fewer than one batch of "  # type: ignore[arg-type]
+                f"optim.batch_size={cfg.optim.batch_size}; add data or lower the batch"
+            )
+        self.sampler = ResumableSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.run.seed)
+        workers = _size_cpu_work(cfg.data.num_workers, device, world_size, self.is_main)
+        self.loader = DataLoader(
+            dataset,
+            batch_size=self.per_process,
+            sampler=self.sampler,
+            num_workers=workers,
+            worker_init_fn=WorkerInit() if workers > 0 else None,
+            pin_memory=device.type == "cuda",
+            drop_last=True,
+            persistent_workers=workers > 0,
+            prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
+        )
+        total_steps = cfg.schedule.epochs * self.steps_per_epoch
+        self.stop_at = min(total_steps, cfg.schedule.max_steps or total_steps)
+
+        self.optimizer = build_optimizer(self.model_without_ddp, cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, cfg.schedule, self.steps_per_epoch)
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.loss_fn = get_loss(cfg.optim.loss)
+
+
+class _Reporter:
+    """Rank 0's three sinks: ``log.jsonl``, TensorBoard (when asked for and installed) and the progress bar.
+
+    Other ranks report nothing (their bar is disabled).
+    """
+
+    def __init__(self, job: _Job, initial_step: int) -> None:
+        self.log_path = job.log_path
+        self.is_main = job.is_main
+        self.epochs = job.cfg.schedule.epochs
+        self.writer = _tensorboard(job.cfg, job.run_dir) if job.is_main else None
+        self.bar = tqdm(total=job.stop_at, initial=initial_step, unit="step", dynamic_ncols=True, file=sys.stderr,
+                        disable=not (job.is_main and job.cfg.logging.progress_bar))
+
+    def step(self, record: dict[str, Any], loss: dict[str, float]) -> None:
+        """One logged step: a line of ``log.jsonl``, TensorBoard scalars and the bar's postfix."""
+        if not self.is_main:
+            return
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in loss.items()} | {"img/s": f"{record['images_per_second']:.1f}"})
+        with self.log_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key not in ("step", "epoch"):
+                    self.writer.add_scalar(f"train/{key}", value, record["step"])
+
+    def validation(self, step: int, epoch: int, metrics: dict[str, float], best: bool) -> None:
+        """An epoch's NYU metrics: logged, printed (one line) and sent to TensorBoard."""
+        if not self.is_main:
+            return
+        self.bar.write(_report_validation(self.log_path, step, epoch, self.epochs, metrics, best), file=sys.stderr)
+        if self.writer is not None:
+            for key, value in metrics.items():
+                self.writer.add_scalar(f"val/{key}", value, step)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+class ThroughputMeter:
+    """Training images per second (all processes together) and the share of step time spent waiting for data.
+
+    Per logging window (:meth:`window`), and over this call (:meth:`images_per_second`, :meth:`data_wait_share`),
+    where the wait share leaves out the first step, which waits for the loader workers to start.
+    """
+
+    def __init__(self, batch_size: int, start_step: int) -> None:
+        self.batch_size, self.start_step = batch_size, start_step
+        self.started = time.perf_counter()
+        self.window_start, self.window_step = self.started, start_step
+        self.window_wait = self.window_busy = self.data_wait = self.compute = 0.0
+
+    def add(self, step: int, wait: float, busy: float) -> None:
+        """Step ``step`` waited ``wait`` seconds for its batch and took ``busy`` seconds to compute."""
+        self.window_wait, self.window_busy = self.window_wait + wait, self.window_busy + busy
+        if step > self.start_step + 1:
+            self.data_wait, self.compute = self.data_wait + wait, self.compute + busy
+
+    def window(self, step: int) -> dict[str, float]:
+        """``images_per_second`` and ``data_wait_share`` since the last window, which this one closes."""
+        now = time.perf_counter()
+        rate = (step - self.window_step) * self.batch_size / max(now - self.window_start, 1e-9)
+        share = self.window_wait / max(self.window_wait + self.window_busy, 1e-9)
+        self.window_start, self.window_step, self.window_wait, self.window_busy = now, step, 0.0, 0.0
+        return {"images_per_second": rate, "data_wait_share": share}
+
+    def images_per_second(self, step: int) -> float:
+        elapsed = time.perf_counter() - self.started
+        return (step - self.start_step) * self.batch_size / elapsed if elapsed > 0 else 0.0
+
+    def data_wait_share(self) -> float:
+        return self.data_wait / (self.data_wait + self.compute) if self.data_wait + self.compute > 0 else 0.0
+
+
+def _restore(job: _Job) -> Position:
+    """Where the run starts: the checkpoint's state (model, optimiser, scheduler, scaler, RNG, position, with its
+    log cut back to its step) when the run folder holds one, else a fresh start (and an empty log)."""
+    if not job.checkpoint_path.exists():
+        if job.cfg.run.resume:
+            raise EdgedepthError(f"{job.checkpoint_path}: no checkpoint to resume from (run.resume is set)")
+        if job.is_main:
+            job.log_path.unlink(missing_ok=True)
+        return Position()
+    state = load_checkpoint(job.checkpoint_path)
+    check_resumable(state["config"], to_dict(job.cfg), job.checkpoint_path)
+    job.model_without_ddp.load_state_dict(state["model"])
+    job.optimizer.load_state_dict(state["optimizer"])
+    job.scheduler.load_state_dict(state["scheduler"])
+    job.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if job.device.type == "cuda" and len(state["rng"]["cuda"]):
+        torch.cuda.set_rng_state(state["rng"]["cuda"], job.device)
+    position = Position(**state["position"])
+    if job.is_main:
+        _truncate_log(job.log_path, position.step)
+        print(f"edgedepth train: resuming {job.run_dir} at step {position.step} (epoch {position.epoch + 1})",
+              file=sys.stderr)
+    return position
+
+
+def _checkpoint(job: _Job, position: Position) -> None:
+    """Rank 0 replaces ``checkpoint.pt`` with the state at ``position`` (what a resume continues from)."""
+    if not job.is_main:
+        return
+    device = job.device
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8)
+    save_checkpoint(job.checkpoint_path, {
+        "model": job.model_without_ddp.state_dict(),
+        "optimizer": job.optimizer.state_dict(),
+        "scheduler": job.scheduler.state_dict(),
+        "scaler": job.scaler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng},
+        "position": dataclasses.asdict(position),
+        "config": to_dict(job.cfg),
+    })
+
+
+def _train_one_epoch(
+    job: _Job, position: Position, meter: ThroughputMeter, reporter: _Reporter,
+    on_step: Callable[[int], None] | None,
+) -> dict[str, float]:
+    """Train epoch ``position.epoch`` from batch ``position.batch`` to its end or to ``schedule.max_steps``.
+
+    ``position`` follows every step; a checkpoint is written every ``run.checkpoint_every_steps`` steps. Returns
+    the losses of the last step logged (every ``logging.every_steps`` steps and the last), empty when none was.
+    A non-finite loss on any process stops every process with an error naming the batch.
+    """
+    cfg, device = job.cfg, job.device
+    _train_mode(job.model, cfg.model.freeze_bn)
+    job.sampler.set_epoch(position.epoch)
+    job.sampler.start = position.batch * job.per_process
+    last_loss: dict[str, float] = {}
+    waited = time.perf_counter()
+    for batch in job.loader:
+        if position.batch >= job.steps_per_epoch:
+            break
+        began = time.perf_counter()
+        images = batch["image"].to(device, non_blocking=True, memory_format=job.memory_format)
+        target = batch["target"].to(device, non_blocking=True)
+        mask = batch["mask"].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=job.use_amp):
+            prediction = job.model(images)
+        parts = job.loss_fn(prediction.float(), target, mask)
+        finite = torch.isfinite(parts["total"].detach()).float()
+        if job.world_size > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite.item():
+            raise EdgedepthError(
+                f"non-finite loss at step {position.step + 1} (epoch {position.epoch + 1}); batch keys: "
+                f"{', '.join(batch['key'])}; the last good checkpoint is {job.checkpoint_path} "
+                "(lower optim.lr or check those pairs)"
+            )
+        lr = job.optimizer.param_groups[0]["lr"]
+        job.optimizer.zero_grad(set_to_none=True)
+        job.scaler.scale(parts["total"]).backward()
+        job.scaler.step(job.optimizer)
+        job.scaler.update()
+        job.scheduler.step()
+        position.step += 1
+        position.batch += 1
+        reporter.bar.update(1)
+        meter.add(position.step, began - waited, time.perf_counter() - began)
+
+        if position.step % cfg.logging.every_steps == 0 or position.step == job.stop_at:
+            last_loss = {name: float(value.detach()) for name, value in parts.items()}
+            record = {"step": position.step, "epoch": position.epoch + 1, "lr": lr, **last_loss,
+                      **meter.window(position.step)}
+            reporter.step(record, last_loss)
+        if position.step % cfg.run.checkpoint_every_steps == 0:
+            _checkpoint(job, position)
+        if on_step is not None:
+            on_step(position.step)
+        if position.step >= job.stop_at:
+            break
+        waited = time.perf_counter()
+    return last_loss
+
+
+def _end_epoch(job: _Job, position: Position, reporter: _Reporter) -> dict[str, float] | None:
+    """After an epoch's last batch: move ``position`` to the next epoch, validate (every process, when asked for),
+    export ``best.safetensors`` on a new lowest RMSE, and checkpoint. Returns the metrics when they are a new
+    best, else None."""
+    position.epoch, position.batch = position.epoch + 1, 0
+    metrics = _validate(job.model_without_ddp, job.cfg, job.device, job.rank, job.world_size)
+    best = metrics is not None and metrics["rmse"] < position.best_rmse
+    if metrics is not None:
+        reporter.validation(position.step, position.epoch, metrics, best)
+    if metrics is not None and best:
+        position.best_rmse = metrics["rmse"]
+        if job.is_main:
+            save_weights(job.model_without_ddp, job.run_dir / BEST_WEIGHTS, **_provenance(job.cfg, position, metrics))
+    _checkpoint(job, position)
+    return metrics if best else None
+
+
 def _train(
     cfg: TrainConfig, device: torch.device, rank: int, world_size: int, on_step: Callable[[int], None] | None
 ) -> TrainResult:
-    run_dir = check_output_folder(cfg.run.dir)
-    checkpoint_path, log_path = run_dir / CHECKPOINT, run_dir / LOG
-    is_main = rank == 0
-    check_validation_files(cfg)
-    use_amp = cfg.run.amp and device.type == "cuda"
-    memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+    """Set up, restore, train epoch after epoch (each ended by :func:`_end_epoch`), and export the final weights.
 
-    model = _build_model(cfg, device, world_size > 1)
-    model_without_ddp = model
-    if world_size > 1:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    card = model_without_ddp.card
-
-    dataset: Dataset[Sample] = build_dataset(cfg.data, card.mean, card.std)
-    per_process = cfg.optim.batch_size // world_size
-    steps_per_epoch = len(dataset) // cfg.optim.batch_size  # type: ignore[arg-type]
-    if steps_per_epoch == 0:
-        raise EdgedepthError(
-            f"{cfg.data.path}: {len(dataset)} training pairs, fewer than one batch of "  # type: ignore[arg-type]
-            f"optim.batch_size={cfg.optim.batch_size}; add data or lower the batch"
-        )
-    sampler = ResumableSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.run.seed)
-    workers = _size_cpu_work(cfg.data.num_workers, device, world_size, is_main)
-    loader = DataLoader(
-        dataset,
-        batch_size=per_process,
-        sampler=sampler,
-        num_workers=workers,
-        worker_init_fn=WorkerInit() if workers > 0 else None,
-        pin_memory=device.type == "cuda",
-        drop_last=True,
-        persistent_workers=workers > 0,
-        prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
-    )
-
-    optimizer_class = torch.optim.Adam if cfg.optim.name == "adam" else torch.optim.AdamW
-    optimizer = optimizer_class(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, cfg.schedule, steps_per_epoch)
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    loss_fn = get_loss(cfg.optim.loss)
-
-    position = Position()
-    if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
-        check_resumable(state["config"], to_dict(cfg), checkpoint_path)
-        model_without_ddp.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and len(state["rng"]["cuda"]):
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-        position = Position(**state["position"])
-        if is_main:
-            _truncate_log(log_path, position.step)
-            print(f"edgedepth train: resuming {run_dir} at step {position.step} (epoch {position.epoch + 1})",
-                  file=sys.stderr)
-    elif cfg.run.resume:
-        raise EdgedepthError(f"{checkpoint_path}: no checkpoint to resume from (run.resume is set)")
-    elif is_main:
-        log_path.unlink(missing_ok=True)
-
-    if is_main:
+    A stop by ``schedule.max_steps`` part-way through an epoch leaves a checkpoint at that batch.
+    """
+    job = _Job(cfg, device, rank, world_size)
+    position = _restore(job)
+    if job.is_main:
         print(f"edgedepth train: config\n{dump_config(cfg)}", file=sys.stderr)
         warning = schedule_warning(cfg)
         if warning is not None:
             warn(warning)
-        save_config(cfg, run_dir / "config.yaml")
-    writer = _tensorboard(cfg, run_dir) if is_main else None
-
-    def checkpoint(epoch: int, batch: int) -> None:
-        position.epoch, position.batch = epoch, batch
-        if not is_main:
-            return
-        cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8)
-        save_checkpoint(checkpoint_path, {
-            "model": model_without_ddp.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng},
-            "position": dataclasses.asdict(position),
-            "config": to_dict(cfg),
-        })
-
-    total_steps = cfg.schedule.epochs * steps_per_epoch
-    stop_at = min(total_steps, cfg.schedule.max_steps or total_steps)
-    bar = tqdm(total=stop_at, initial=position.step, unit="step", dynamic_ncols=True, file=sys.stderr,
-               disable=not (is_main and cfg.logging.progress_bar))
-    start_step, started = position.step, time.perf_counter()
-    window_start, window_step = started, position.step
-    # Seconds waiting for batches and computing steps: per logging window, and over this call without its first
-    # step (which waits for the loader workers to start).
-    window_wait, window_busy, data_wait, compute = 0.0, 0.0, 0.0, 0.0
+        save_config(cfg, job.run_dir / "config.yaml")
+    reporter = _Reporter(job, position.step)
+    meter = ThroughputMeter(cfg.optim.batch_size, position.step)
     last_loss: dict[str, float] = {}
     best_metrics: dict[str, float] | None = None
 
-    epoch = position.epoch
-    while epoch < cfg.schedule.epochs and position.step < stop_at:
-        _train_mode(model, cfg.model.freeze_bn)
-        sampler.set_epoch(epoch)
-        sampler.start = position.batch * per_process
-        batch_index = position.batch
-        waited = time.perf_counter()
-        for batch in loader:
-            if batch_index >= steps_per_epoch:
-                break
-            began = time.perf_counter()
-            images = batch["image"].to(device, non_blocking=True, memory_format=memory_format)
-            target = batch["target"].to(device, non_blocking=True)
-            mask = batch["mask"].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                prediction = model(images)
-            parts = loss_fn(prediction.float(), target, mask)
-            finite = torch.isfinite(parts["total"].detach()).float()
-            if world_size > 1:
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if not finite.item():
-                raise EdgedepthError(
-                    f"non-finite loss at step {position.step + 1} (epoch {epoch + 1}); batch keys: "
-                    f"{', '.join(batch['key'])}; the last good checkpoint is {checkpoint_path} "
-                    "(lower optim.lr or check those pairs)"
-                )
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(parts["total"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            position.step += 1
-            batch_index += 1
-            bar.update(1)
-            wait, busy = began - waited, time.perf_counter() - began
-            window_wait, window_busy = window_wait + wait, window_busy + busy
-            if position.step > start_step + 1:
-                data_wait, compute = data_wait + wait, compute + busy
-
-            if position.step % cfg.logging.every_steps == 0 or position.step == stop_at:
-                last_loss = {name: float(value.detach()) for name, value in parts.items()}
-                now = time.perf_counter()
-                rate = (position.step - window_step) * cfg.optim.batch_size / max(now - window_start, 1e-9)
-                record = {"step": position.step, "epoch": epoch + 1, "lr": lr, **last_loss, "images_per_second": rate,
-                          "data_wait_share": window_wait / max(window_wait + window_busy, 1e-9)}
-                window_start, window_step, window_wait, window_busy = now, position.step, 0.0, 0.0
-                if is_main:
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in last_loss.items()} | {"img/s": f"{rate:.1f}"})
-                    with log_path.open("a") as handle:
-                        handle.write(json.dumps(record) + "\n")
-                    if writer is not None:
-                        for key, value in record.items():
-                            if key not in ("step", "epoch"):
-                                writer.add_scalar(f"train/{key}", value, position.step)
-            if position.step % cfg.run.checkpoint_every_steps == 0:
-                checkpoint(epoch, batch_index)
-            if on_step is not None:
-                on_step(position.step)
-            if position.step >= stop_at:
-                break
-            waited = time.perf_counter()
-
-        if batch_index < steps_per_epoch:  # stopped part-way (schedule.max_steps)
-            checkpoint(epoch, batch_index)
+    while position.epoch < cfg.schedule.epochs and position.step < job.stop_at:
+        last_loss = _train_one_epoch(job, position, meter, reporter, on_step) or last_loss
+        if position.batch < job.steps_per_epoch:  # stopped part-way (schedule.max_steps)
+            _checkpoint(job, position)
             break
-        epoch += 1
-        position.epoch, position.batch = epoch, 0
-        if is_main:
-            metrics = _validate(model_without_ddp, cfg, device)
-            if metrics is not None:
-                best = metrics["rmse"] < position.best_rmse
-                bar.write(_report_validation(log_path, position.step, epoch, cfg.schedule.epochs, metrics, best),
-                          file=sys.stderr)
-                if writer is not None:
-                    for key, value in metrics.items():
-                        writer.add_scalar(f"val/{key}", value, position.step)
-                if best:
-                    position.best_rmse, best_metrics = metrics["rmse"], metrics
-                    save_weights(model_without_ddp, run_dir / BEST_WEIGHTS, **_provenance(cfg, position, metrics))
-        checkpoint(epoch, 0)
-    bar.close()
+        best_metrics = _end_epoch(job, position, reporter) or best_metrics
+    reporter.close()
 
     weights = None
-    if is_main:
-        weights = save_weights(model_without_ddp, run_dir / FINAL_WEIGHTS, **_provenance(cfg, position, None))
-        if writer is not None:
-            writer.close()
-    elapsed = time.perf_counter() - started
-    steps_here = position.step - start_step
+    if job.is_main:
+        weights = save_weights(job.model_without_ddp, job.run_dir / FINAL_WEIGHTS, **_provenance(cfg, position, None))
     return TrainResult(
-        run_dir=run_dir,
+        run_dir=job.run_dir,
         steps=position.step,
-        complete=epoch >= cfg.schedule.epochs,
+        complete=position.epoch >= cfg.schedule.epochs,
         weights=weights,
-        images_per_second=steps_here * cfg.optim.batch_size / elapsed if elapsed > 0 else 0.0,
-        data_wait_share=data_wait / (data_wait + compute) if data_wait + compute > 0 else 0.0,
+        images_per_second=meter.images_per_second(position.step),
+        data_wait_share=meter.data_wait_share(),
         last_loss=last_loss,
         best_metrics=best_metrics,
     )
