@@ -159,3 +159,26 @@ def test_two_processes_validate_their_shares_to_the_metrics_of_one(pairs: Path, 
     wrong = {name: (halves[0][name] + halves[1][name]) / 2 for name in one}
     assert wrong["rmse"] != pytest.approx(one["rmse"], rel=1e-3)
     assert mean_metrics(per_frame) == pytest.approx(one, rel=1e-6)  # type: ignore[arg-type]
+
+
+def test_a_resume_accepts_what_the_fields_mark_resumable(pairs: Path, tmp_path: Path) -> None:
+    """Keys marked resumable may change; a key added since the run started counts at its default; a saved key
+    this version does not know (renamed) is refused in one line."""
+    run_dir = tmp_path / "run"
+    train.run(tiny_config(pairs, run_dir, "schedule.max_steps=1"))
+    resumed = train.run(tiny_config(pairs, run_dir, "schedule.max_steps=2", "logging.every_steps=5",
+                                    "run.checkpoint_every_steps=7", f"validation.nyu_splits_path={tmp_path}"))
+    assert resumed.steps == 2
+    checkpoint = run_dir / train.CHECKPOINT
+    state = train.load_checkpoint(checkpoint)
+    del state["config"]["optim"]["encoder_lr_scale"]  # as written before the key existed
+    train.save_checkpoint(checkpoint, state)
+    assert train.run(tiny_config(pairs, run_dir, "schedule.max_steps=3")).steps == 3
+    state = train.load_checkpoint(checkpoint)
+    state["config"]["optim"]["lr_encoder"] = state["config"]["optim"].pop("encoder_lr_scale")
+    train.save_checkpoint(checkpoint, state)
+    with pytest.raises(EdgedepthError) as caught:
+        train.run(tiny_config(pairs, run_dir, "schedule.max_steps=4"))
+    assert str(caught.value) == (
+        f"{checkpoint}: its saved config does not load in this version (unknown config key 'optim.lr_encoder' "
+        "(known here: batch_size, encoder_lr_scale, loss, lr, name, weight_decay)); use another run.dir")

@@ -1,7 +1,9 @@
 """Typed configurations: dataclasses loaded from YAML, with ``key=value`` overrides on dotted keys.
 
-A config file may only name fields that exist, with values of the field's type; anything else is an
-:class:`EdgedepthError` naming the key. Values are checked when loaded, so a job never starts on a typo.
+A config file may only name fields that exist, with values of the field's type and in the field's declared range
+(:data:`POSITIVE`, :data:`NON_NEGATIVE`); anything else is an :class:`EdgedepthError` naming the key. Values are
+checked when loaded, so a job never starts on a typo. Fields a resumed run may change are marked
+:data:`RESUMABLE` beside their declaration.
 The training config (:class:`TrainConfig`) defaults to the seed's recipe; ``configs/distill_places_midas.yaml``
 spells it out.
 """
@@ -29,6 +31,22 @@ T = TypeVar("T")
 PngMeaning = Literal["inverse_depth", "depth_mm"]
 
 
+# What a field allows beyond its type, written beside it as field metadata (``field(..., metadata=POSITIVE)``):
+# a range, checked whenever a config is loaded (and by :func:`check_values`), and whether a resumed run may change
+# it (for a section: every key in it), read by :func:`is_resumable`. Renaming a field renames its rules with it.
+
+#: The value must be above 0 (null passes where the type allows it).
+POSITIVE: dict[str, Any] = {"range": "positive"}
+#: The value must not be below 0.
+NON_NEGATIVE: dict[str, Any] = {"range": "non_negative"}
+#: A resumed run may change this field (or every key of this section): it changes neither the maths nor the data
+#: order.
+RESUMABLE: dict[str, Any] = {"resumable": True}
+
+_RANGES = {"positive": (lambda value: value > 0, "must be positive"),
+           "non_negative": (lambda value: value >= 0, "must not be negative")}
+
+
 @dataclass
 class ModelConfig:
     """The student: a registered name, its constructor options, and how its BatchNorm layers train."""
@@ -50,13 +68,13 @@ class DataConfig:
     """The training pairs and how they are read."""
 
     #: A folder of ``<name>.jpg`` + 16-bit ``<name>.png`` pairs (searched recursively).
-    path: str = ""
+    path: str = field(default="", metadata=RESUMABLE)
     format: Literal["folder", "shards"] = "folder"
     png: PngMeaning = "inverse_depth"
     #: Network input ``(width, height)``; images (and targets) of another size are resized to it.
     input_size: tuple[int, int] = (256, 192)
-    num_workers: int = 4
-    prefetch_factor: int = 2
+    num_workers: int = field(default=4, metadata=NON_NEGATIVE | RESUMABLE)
+    prefetch_factor: int = field(default=2, metadata=POSITIVE | RESUMABLE)
 
 
 @dataclass
@@ -64,13 +82,13 @@ class OptimConfig:
     """Optimiser, batch and loss."""
 
     name: Literal["adam", "adamw"] = "adam"
-    lr: float = 1e-3
+    lr: float = field(default=1e-3, metadata=POSITIVE)
     #: Decays weights only: norm weights and biases (parameters of one dimension) are spared.
-    weight_decay: float = 0.0
+    weight_decay: float = field(default=0.0, metadata=NON_NEGATIVE)
     #: The encoder trains at ``lr * encoder_lr_scale``, the rest at ``lr`` (Depth Anything: 0.1).
-    encoder_lr_scale: float = 1.0
+    encoder_lr_scale: float = field(default=1.0, metadata=NON_NEGATIVE)
     #: The global batch, split evenly over the processes.
-    batch_size: int = 128
+    batch_size: int = field(default=128, metadata=POSITIVE)
     loss: Literal["seed", "ssi", "ssi_trim"] = "seed"
 
 
@@ -79,22 +97,22 @@ class ScheduleConfig:
     """Learning-rate schedule and length of the run (the rate is updated every step)."""
 
     name: Literal["exponential", "cosine"] = "exponential"
-    epochs: int = 6
+    epochs: int = field(default=6, metadata=POSITIVE)
     #: ``exponential``: the rate is multiplied by ``gamma`` at each epoch end (PyTorch's ExponentialLR per epoch).
-    gamma: float = 0.316
+    gamma: float = field(default=0.316, metadata=POSITIVE)
     #: ``cosine``: the rate falls to ``lr * min_lr_ratio`` at the last step.
-    min_lr_ratio: float = 0.0
+    min_lr_ratio: float = field(default=0.0, metadata=NON_NEGATIVE)
     #: Linear warm-up from 0 over this many steps, multiplied with the schedule.
-    warmup_steps: int = 0
+    warmup_steps: int = field(default=0, metadata=NON_NEGATIVE)
     #: Stop (with a checkpoint) after this many steps in all; the schedule still spans all epochs.
-    max_steps: int | None = None
+    max_steps: int | None = field(default=None, metadata=POSITIVE | RESUMABLE)
 
 
 @dataclass
 class LoggingConfig:
     """What is logged, how often."""
 
-    every_steps: int = 10
+    every_steps: int = field(default=10, metadata=POSITIVE)
     progress_bar: bool = True
     tensorboard: bool = True
 
@@ -105,9 +123,9 @@ class RunConfig:
 
     #: Checkpoints, the config, logs and exported weights go here; rerunning into it resumes.
     dir: str = "runs/distill_places_midas"
-    checkpoint_every_steps: int = 1000
+    checkpoint_every_steps: int = field(default=1000, metadata=POSITIVE | RESUMABLE)
     #: Insist on resuming: a run folder without a checkpoint is an error.
-    resume: bool = False
+    resume: bool = field(default=False, metadata=RESUMABLE)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: Mixed precision (float16 with a gradient scaler); used on CUDA only.
     amp: bool = True
@@ -131,9 +149,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata=RESUMABLE)
     run: RunConfig = field(default_factory=RunConfig)
-    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig, metadata=RESUMABLE)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -151,7 +169,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         known_here = ", ".join(sorted(known))
         raise EdgedepthError(f"unknown config key {prefix + str(unknown[0])!r} (known here: {known_here})")
     values = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
-    return cls(**values)
+    result = cls(**values)
+    _check_ranges(result, prefix)
+    return result
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
@@ -232,6 +252,48 @@ def _size(value: Any, key: str) -> tuple[int, int]:
         return parse_size(value, SIZE_DIVISOR)
     except EdgedepthError as exc:
         raise EdgedepthError(f"config key {key!r}: {exc}") from None
+
+
+def _check_ranges(cfg: Any, prefix: str) -> None:
+    """Check the fields of one dataclass (not those of its sections) against their :data:`POSITIVE` or
+    :data:`NON_NEGATIVE` metadata."""
+    for item in dataclasses.fields(cfg):
+        rule = item.metadata.get("range")
+        value = getattr(cfg, item.name)
+        if rule is None or value is None:
+            continue
+        allowed, requirement = _RANGES[rule]
+        if not allowed(value):
+            nullable = " (or null)" if type(None) in typing.get_args(typing.get_type_hints(type(cfg))[item.name]) else ""
+            raise EdgedepthError(f"config key {prefix + item.name!r} {requirement}{nullable}, got {value}")
+
+
+def check_values(cfg: Any, prefix: str = "") -> None:
+    """Check a config and its sections against their range metadata (loading does this; call it on a config
+    built or changed in Python)."""
+    _check_ranges(cfg, prefix)
+    for item in dataclasses.fields(cfg):
+        value = getattr(cfg, item.name)
+        if dataclasses.is_dataclass(value):
+            check_values(value, f"{prefix}{item.name}.")
+
+
+def resumable_keys(cls: type) -> frozenset[str]:
+    """The dotted keys of the fields of ``cls`` marked :data:`RESUMABLE` (a section's key covers its fields)."""
+    hints = typing.get_type_hints(cls)
+    keys: set[str] = set()
+    for item in dataclasses.fields(cls):
+        if item.metadata.get("resumable"):
+            keys.add(item.name)
+        elif dataclasses.is_dataclass(hints[item.name]):
+            keys |= {f"{item.name}.{key}" for key in resumable_keys(hints[item.name])}
+    return frozenset(keys)
+
+
+def is_resumable(cls: type, key: str) -> bool:
+    """May a resumed run change dotted ``key`` of config ``cls``? (The key, or a section above it, is marked.)"""
+    parts = key.split(".")
+    return any(".".join(parts[:depth]) in resumable_keys(cls) for depth in range(1, len(parts) + 1))
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """``edgedepth train``: distil a teacher's inverse depth into a student, resumable, on one CPU or many GPUs.
 
-One loop (torchvision's reference / Lightning Fabric's "build your own trainer" shape): the model and
-``model_without_ddp`` beside it, only rank 0 writes. Under ``torchrun`` each process takes its share of every
-global batch (DistributedSampler) and DistributedDataParallel averages the gradients (gloo on CPU, NCCL on GPU).
+One loop in torchvision's reference shape: :func:`_restore` (the checkpoint's state, or a fresh start),
+:func:`_train_one_epoch`, a :class:`ThroughputMeter`, and :func:`_end_epoch` (validate, export the best weights,
+checkpoint); the model and ``model_without_ddp`` beside it, only rank 0 writes. Under ``torchrun`` each process
+takes its share of every global batch (DistributedSampler) and DistributedDataParallel averages the gradients
+(gloo on CPU, NCCL on GPU); validation too is shared, every process scoring its share of the NYU frames.
+Which config keys a resumed run may change is declared beside the fields in :mod:`edgedepth.config`.
 
 A run folder holds ``config.yaml`` (what ran), ``checkpoint.pt`` (model, optimiser, scheduler, scaler, RNG
 states, data position; replaced atomically every ``run.checkpoint_every_steps`` steps and at each epoch end),
@@ -33,7 +36,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from edgedepth.config import ScheduleConfig, TrainConfig, dump_config, save_config, to_dict
+from edgedepth.config import (
+    ScheduleConfig,
+    TrainConfig,
+    check_values,
+    dump_config,
+    from_dict,
+    is_resumable,
+    save_config,
+    to_dict,
+)
 from edgedepth.cores import WorkerInit, available_cores, loader_workers, set_compute_threads
 from edgedepth.data.pairs import Sample, build_dataset
 from edgedepth.errors import EdgedepthError, warn
@@ -48,11 +60,6 @@ BEST_WEIGHTS = "best.safetensors"
 
 #: What a checkpoint holds; loading one with other keys is an error (it is not ours, or from another version).
 CHECKPOINT_KEYS = frozenset({"model", "optimizer", "scheduler", "scaler", "rng", "position", "config"})
-
-#: Config keys that may differ when a run is resumed (they change neither the maths nor the data order).
-RESUMABLE_CHANGES = ("schedule.max_steps", "run.resume", "run.checkpoint_every_steps", "logging.", "validation.",
-                     "data.num_workers", "data.prefetch_factor", "data.path")
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -148,22 +155,9 @@ def resolve_device(name: str, local_rank: int) -> torch.device:
 
 
 def check_config(cfg: TrainConfig, world_size: int) -> None:
-    """Reject values that typing alone lets through (non-positive sizes, a batch that does not split)."""
-    positive = {
-        "optim.batch_size": cfg.optim.batch_size,
-        "optim.lr": cfg.optim.lr,
-        "schedule.epochs": cfg.schedule.epochs,
-        "run.checkpoint_every_steps": cfg.run.checkpoint_every_steps,
-        "logging.every_steps": cfg.logging.every_steps,
-        "data.prefetch_factor": cfg.data.prefetch_factor,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise EdgedepthError(f"config key {key!r} must be positive, got {value}")
-    if cfg.data.num_workers < 0 or cfg.schedule.warmup_steps < 0:
-        raise EdgedepthError("data.num_workers and schedule.warmup_steps must not be negative")
-    if cfg.schedule.max_steps is not None and cfg.schedule.max_steps <= 0:
-        raise EdgedepthError(f"schedule.max_steps must be positive (or null), got {cfg.schedule.max_steps}")
+    """Check the value ranges the config declares (as loading does), and that the global batch splits over the
+    processes."""
+    check_values(cfg)
     if cfg.optim.batch_size % world_size:
         raise EdgedepthError(
             f"optim.batch_size={cfg.optim.batch_size} (the global batch) does not split over {world_size} processes"
@@ -220,11 +214,17 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    """A run may only continue with the config it started with (up to :data:`RESUMABLE_CHANGES`)."""
+    """A run may only continue with the config it started with, up to the fields marked resumable in
+    :mod:`edgedepth.config`. A key the saved config lacks (added since) counts at its default."""
+    try:
+        saved = to_dict(from_dict(TrainConfig, saved))
+    except EdgedepthError as exc:
+        raise EdgedepthError(f"{path}: its saved config does not load in this version ({exc}); use another run.dir") \
+            from None
     old, new = _flatten(saved), _flatten(current)
     changed = sorted(
         key for key in old.keys() | new.keys()
-        if old.get(key) != new.get(key) and not key.startswith(RESUMABLE_CHANGES)
+        if old.get(key) != new.get(key) and not is_resumable(TrainConfig, key)
     )
     if changed:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
