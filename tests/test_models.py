@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import re
 import threading
 from collections.abc import Callable
@@ -60,7 +61,7 @@ def test_parameter_count(name: str, count: int) -> None:
 def _nnconv5_parameters(widths: tuple[int, ...]) -> int:
     """Decoder parameters by hand: per stage a k x k depthwise conv, a pointwise conv, two BNs; then the head."""
     total = 0
-    for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+    for c_in, c_out in itertools.pairwise(widths):
         total += c_in * KERNEL_SIZE**2 + 2 * c_in + c_in * c_out + 2 * c_out
     return total + widths[-1] * 1 + 2
 

@@ -201,7 +201,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint (tensors and plain data only: ``weights_only=True``) and check its keys."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, EOFError, KeyError, RuntimeError... for bad files
         raise EdgedepthError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or set(state) != CHECKPOINT_KEYS:
         keys = sorted(state) if isinstance(state, dict) else type(state).__name__

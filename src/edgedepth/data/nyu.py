@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
 
 import h5py
 import numpy as np
@@ -210,7 +210,7 @@ class NyuLabeled:
         """Close the underlying HDF5 file."""
         self._file.close()
 
-    def __enter__(self) -> NyuLabeled:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -314,6 +314,6 @@ def _looks_like_splits(path: Path) -> bool:
     """Whether a non-HDF5 file is a MATLAB v5 file holding the split indices."""
     try:
         names = {name for name, _, _ in scipy.io.whosmat(path)}
-    except Exception:  # any unreadable file is simply "not a splits file"
+    except Exception:  # noqa: BLE001 - scipy raises ValueError, IndexError, MatReadError...: all mean "not a splits file"
         return False
     return all(key in names for key in _SPLIT_KEYS)
