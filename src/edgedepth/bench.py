@@ -54,7 +54,7 @@ from torch import nn
 from edgedepth.cores import available_cores
 from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import atomic_path
-from edgedepth.processing import format_size
+from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size
 
 RUNTIMES = ("torch", "onnx", "onnx-int8", "openvino", "openvino-default", "openvino-int8")
 #: Instruction sets that decide CNN speed, as /proc/cpuinfo names them (x86 ``flags``, ARM ``Features``).
@@ -83,7 +83,7 @@ class BenchConfig:
     models: tuple[str, ...] = ("fastdepth_v3", "fastdepth", "zipdepth_base", "midas_v21_small", "depth_anything_v2_small")
     runtimes: tuple[str, ...] = RUNTIMES
     threads: tuple[int, ...] = field(default_factory=default_thread_counts)
-    size: tuple[int, int] | None = (256, 192)  # None: each model at its own default input
+    size: tuple[int, int] | None = DEFAULT_INPUT_SIZE  # None: each model at its own default input
     runs: int = 30
     warmup: int = 5
     out: Path = Path("bench_out")
@@ -216,8 +216,7 @@ def build_network(name: str, size: tuple[int, int] | None) -> nn.Module:
     from edgedepth.models import create_model, prepare_for_inference
 
     torch.manual_seed(0)
-    model = create_model(name)
-    model.card = replace(model.card, input_size=model.card.fit_size(size))
+    model = create_model(name, card={"input_size": size} if size is not None else None)
     return prepare_for_inference(model)
 
 

@@ -52,7 +52,7 @@ from edgedepth.data.shards import (
 from edgedepth.data.sources import Source, SourceItem, open_source
 from edgedepth.errors import EdgedepthError, warn
 from edgedepth.imageio import atomic_path, make_folder
-from edgedepth.processing import format_size, resize_image
+from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size, resize_image
 from edgedepth.teachers import Teacher, create_teacher
 from edgedepth.viz import to_uint16
 
@@ -75,7 +75,7 @@ class Recipe:
     """The seed's crop-and-resize recipe: crop ``(width, height)`` for the teacher, ``size`` for training."""
 
     crop: tuple[int, int] = (512, 384)
-    size: tuple[int, int] = (256, 192)
+    size: tuple[int, int] = DEFAULT_INPUT_SIZE
     seed: int = 0
 
     def describe(self) -> dict[str, Any]:

@@ -32,6 +32,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Every student downsamples by 32, so its input sides must be multiples of this.
 SIZE_DIVISOR = 32
 
+#: The network input ``(width, height)`` wherever none is chosen: the seed's, NYU's 4:3 at 0.4x (its pixel count is
+#: what aspect-kept resizing aims at). The one definition: cards, configs, bench, label and the CLI read it here.
+DEFAULT_INPUT_SIZE: tuple[int, int] = (256, 192)
+
 
 def parse_size(text: str, divisor: int = 1) -> tuple[int, int]:
     """Parse ``"WIDTHxHEIGHT"`` (e.g. ``"256x192"``) into ``(width, height)``.

@@ -280,10 +280,10 @@ def _build_model(cfg: TrainConfig, device: torch.device, distributed: bool) -> n
     """The student, on ``device``, with the card it will be exported with (trained input size)."""
     torch.manual_seed(cfg.run.seed)
     try:
-        model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.args)
+        model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, card={"input_size": cfg.data.input_size},
+                             **cfg.model.args)
     except EdgedepthError as exc:
         raise EdgedepthError(_as_config_hint(str(exc))) from None
-    model.card = dataclasses.replace(model.card, input_size=cfg.data.input_size)
     if cfg.model.sync_bn and distributed:
         if device.type != "cuda":
             raise EdgedepthError("model.sync_bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")

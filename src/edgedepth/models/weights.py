@@ -94,8 +94,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     """Rebuild the student described by a weights file and load its weights; returns it in eval mode."""
     path = Path(path)
     card, _ = read_metadata(path)
-    model = create_model(card.name, **card.model_args)
-    model.card = card  # keep the saved card (input size and normalisation as trained)
+    # The saved card wins over the builder's (input size and normalisation as trained).
+    changes = {key: value for key, value in card.to_dict().items() if key not in ("name", "model_args")}
+    model = create_model(card.name, card=changes, **card.model_args)
     try:
         from safetensors.torch import load_file
 
