@@ -6,7 +6,6 @@ newly registered student is tested the moment it exists.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import re
@@ -33,9 +32,9 @@ from edgedepth.models import (
     register_model,
     save_weights,
 )
-from edgedepth.models.registry import register_encoder_family
 from edgedepth.models.complexity import count_macs
 from edgedepth.models.decoder import KERNEL_SIZE
+from edgedepth.models.registry import register_encoder_family
 
 MODEL_NAMES = list_models(family="fastdepth")  # the family's listed members (a timm and a torchvision encoder) too
 #: Small, non-square input (N, C, H, W): sides multiples of 32, H != W catches transposed shapes.
