@@ -1,0 +1,48 @@
+"""The command line takes its defaults from the config dataclasses, and refuses bad sizes at parse time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from edgedepth import evaluate, label
+from edgedepth.cli import build_parser, main
+
+
+def test_label_without_flags_is_the_configs_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[label.LabelConfig] = []
+    monkeypatch.setattr(label, "run", lambda cfg: seen.append(cfg) or SimpleNamespace(main=False))
+    assert main(["label", "images", "out", "--teacher", "oracle"]) == 0
+    assert seen == [label.LabelConfig(source="images", out=Path("out"), teacher="oracle")]
+    assert main(["label", "images", "out", "--teacher", "oracle", "--size", "128x96", "--batch", "2"]) == 0
+    assert (seen[1].recipe.size, seen[1].batch_size, seen[1].recipe.crop) == ((128, 96), 2, label.Recipe().crop)
+
+
+def test_eval_without_flags_is_the_configs_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[evaluate.EvalConfig] = []
+    summary = SimpleNamespace(table="", skipped=0, evaluated=0, seconds=0.0, images_per_second=0.0)
+    monkeypatch.setattr(evaluate, "run", lambda cfg: seen.append(cfg) or summary)
+    assert main(["eval", "--baseline", "ramp"]) == 0
+    assert seen == [evaluate.EvalConfig(baseline="ramp", protocol=evaluate.make_protocol("seed"))]
+
+
+def test_help_shows_the_dataclass_defaults() -> None:
+    text = build_parser()._subparsers._group_actions[0].choices["eval"].format_help()  # type: ignore[union-attr]
+    assert f"(default: {evaluate.EvalConfig.batch_size})" in text and f"(default: {evaluate.EvalConfig.out})" in text
+
+
+@pytest.mark.parametrize("command", [["predict", "x.png"], ["eval"], ["export", "--weights", "w", "--format", "onnx",
+                                                                      "--out", "o.onnx"], ["serve", "--weights", "w"],
+                                     ["label", "a", "b", "--teacher", "oracle"], ["bench"], ["synth", "out", "--count", "1"]])
+def test_a_bad_size_is_a_usage_error_at_once(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--size", "256by192"])
+    assert exit_.value.code == 2
+    assert "argument --size: size '256by192' is not of the form WIDTHxHEIGHT" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_out_predict_out_given_explicitly_counts_as_given(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "--video", "clip.mp4", "--weights", "w.safetensors", "--out", "predict_out"]) == 2
+    assert "--out predict_out: with --video or --camera, --out names the .mp4 file to write" in capsys.readouterr().err
