@@ -46,3 +46,27 @@ def test_a_bad_size_is_a_usage_error_at_once(command: list[str], capsys: pytest.
 def test_out_predict_out_given_explicitly_counts_as_given(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", "--video", "clip.mp4", "--weights", "w.safetensors", "--out", "predict_out"]) == 2
     assert "--out predict_out: with --video or --camera, --out names the .mp4 file to write" in capsys.readouterr().err
+
+
+def test_library_warnings_go_through_logging_and_the_cli_sets_the_level(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A library warning is a record of its module's logger; -q keeps warnings, the CLI prints them in one format."""
+    from edgedepth.data import sources
+    from edgedepth.errors import configure_logging
+
+    try:
+        with caplog.at_level("WARNING", logger="edgedepth"):
+            sources.warn("a file could not be read")
+        assert [(r.name, r.levelname) for r in caplog.records] == [("edgedepth.data.sources", "WARNING")]
+        assert capsys.readouterr().err == "edgedepth: warning: a file could not be read\n"
+        configure_logging(-1)
+        evaluate.logger.info("a note")
+        evaluate.logger.warning("a warning")
+        assert capsys.readouterr().err == "edgedepth: warning: a warning\n"
+        assert main(["-q", "models", "--json", "fastdepth_v3"]) == 0
+        assert main(["-v", "models", "fastdepth_v3"]) == 0
+        evaluate.logger.debug("details")
+        assert capsys.readouterr().err.endswith("edgedepth: debug: details\n")
+    finally:
+        configure_logging()

@@ -34,6 +34,7 @@ the rounds run (at most every :data:`PROGRESS_SECONDS`), and one line per cell o
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import resource
@@ -52,9 +53,11 @@ import torch
 from torch import nn
 
 from edgedepth.cores import available_cores
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path
 from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size
+
+logger = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnx", "onnx-int8", "openvino", "openvino-default", "openvino-int8")
 #: Instruction sets that decide CNN speed, as /proc/cpuinfo names them (x86 ``flags``, ARM ``Features``).
@@ -370,7 +373,7 @@ def run(cfg: BenchConfig) -> BenchResult:
         raise EdgedepthError("--runs must be >= 1, --warmup >= 0 and --threads positive")
     progress = _Progress(cfg.progress)
     if max(cfg.threads) > available_cores():
-        warn(f"--threads {max(cfg.threads)}: this process may use {available_cores()} "
+        logger.warning(f"--threads {max(cfg.threads)}: this process may use {available_cores()} "
                      "core(s); cells with more threads than cores measure contention, not the network")
     machine = describe_machine()
     sgemm = list(machine.sgemm_samples)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgedepth import __version__
-from edgedepth.errors import EdgedepthError
+from edgedepth.errors import EdgedepthError, configure_logging
 from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size, parse_size
 
 if TYPE_CHECKING:
@@ -601,6 +601,10 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgedepth", description="Real-time monocular depth for embedded CPUs.")
     parser.add_argument("--version", action="version", version=f"edgedepth {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more messages on stderr (debug); before the command, e.g. edgedepth -v predict ...")
+    parser.add_argument("-q", "--quiet", dest="quiet_logs", action="store_true",
+                        help="warnings and errors only on stderr (progress bars stay)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
@@ -609,6 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(-1 if args.quiet_logs else args.verbose)
     try:
         return int(args.func(args) or 0)
     except EdgedepthError as exc:

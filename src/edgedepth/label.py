@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -50,11 +51,13 @@ from edgedepth.data.shards import (
     shard_record_path,
 )
 from edgedepth.data.sources import Source, SourceItem, open_source
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path, make_folder
 from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size, resize_image
 from edgedepth.teachers import Teacher, create_teacher
 from edgedepth.viz import to_uint16
+
+logger = logging.getLogger(__name__)
 
 SKIPPED_NAME = "skipped.jsonl"
 JPEG_QUALITY = 95
@@ -499,7 +502,7 @@ def _write_shards(
                         item, outcome = next(results)
                         if isinstance(outcome, str):
                             skips.append({"key": item.key, "source": item.origin, "reason": outcome})
-                            warn(f"skipped {item.origin}: {outcome}")
+                            logger.warning(f"skipped {item.origin}: {outcome}")
                         else:
                             writer.write(item.key, outcome)
                         bar.update(1)

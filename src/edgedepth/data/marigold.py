@@ -16,6 +16,7 @@ so tests and synthetic scenes go through exactly the reader the published tars g
 from __future__ import annotations
 
 import io
+import logging
 import tarfile
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -29,9 +30,11 @@ from PIL import Image
 
 from edgedepth.data.nyu import NYU_CROPS
 from edgedepth.data.sources import Blob
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path, check_input_file, decode_rgb
 from edgedepth.metrics import Crop
+
+logger = logging.getLogger(__name__)
 
 #: How a set stores depth: a 16-bit PNG of ``units`` per metre (0 = invalid), ETH3D's raw little-endian float32
 #: at the image's size (inf = invalid), or DIODE's ``.npy`` (H x W x 1 float32) with a mask ``.npy`` beside it.
@@ -221,7 +224,7 @@ class EvalArchive:
             if not count:
                 raise EdgedepthError(f"{self.path}: not a readable uncompressed tar ({exc}); copy it again") from None
             if end <= self._size:  # headers break off (a last member cut short is found when it is read)
-                warn(f"{self.path}: unreadable after its first {count} member(s) ({exc}); samples past it are missing")
+                logger.warning(f"{self.path}: unreadable after its first {count} member(s) ({exc}); samples past it are missing")
 
     def origin(self, name: str) -> str:
         """How messages name a member: ``tar:member`` or the file's path."""

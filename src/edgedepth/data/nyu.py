@@ -13,6 +13,7 @@ layouts, so tests and synthetic scenes go through exactly the reader that the re
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,10 @@ import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path, check_input_file
+
+logger = logging.getLogger(__name__)
 
 #: The two ground truths of the labeled set: ``depths`` is in-painted (dense), ``rawDepths`` is the sensor's.
 GroundTruth = Literal["depths", "rawDepths"]
@@ -257,7 +260,7 @@ def _checked_splits(path: Path, train: np.ndarray, test: np.ndarray, quiet: bool
         repeats = indices.size - first.size
         if repeats and not quiet:
             example = int(np.setdiff1d(np.arange(indices.size), first)[0])
-            warn(
+            logger.warning(
                 f"{path}: {_plural(repeats, f'duplicate {name} index', f'duplicate {name} indices')} (e.g. frame "
                 f"{int(indices[example]) + 1}); each frame counts once"
             )
@@ -265,7 +268,7 @@ def _checked_splits(path: Path, train: np.ndarray, test: np.ndarray, quiet: bool
     train, test = deduplicated
     shared = np.intersect1d(train, test)
     if shared.size and not quiet:
-        warn(
+        logger.warning(
             f"{path}: {_plural(int(shared.size), 'test index', 'test indices')} also in the train split (e.g. frame "
             f"{int(shared[0]) + 1}); scores on frames the model trained on are not test scores"
         )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
 import tarfile
 from collections import Counter
@@ -33,9 +34,10 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from edgedepth import errors
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import IMAGE_SUFFIXES, decode_rgb
+
+logger = logging.getLogger(__name__)
 
 #: Suffixes of an image whose same-named ``.png`` is its depth.
 DEPTH_PARTNER_SUFFIXES = frozenset({".jpg", ".jpeg"})
@@ -216,7 +218,7 @@ def _list_items(list_file: Path) -> list[SourceItem]:
 def warn(message: str) -> None:
     """A warning line on stderr, from the first process only under ``torchrun`` (every rank lists the same files)."""
     if os.environ.get("RANK", "0") == "0":
-        errors.warn(message)
+        logger.warning(message)
 
 
 def list_tar_members(tar: Path, alone: bool = True, what: str = "tar") -> tuple[list[tarfile.TarInfo], bool]:

@@ -19,6 +19,7 @@ relative inverse depth, is brought back to the image with bicubic interpolation 
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 import urllib.error
@@ -33,6 +34,8 @@ import torch
 from edgedepth.errors import EdgedepthError
 from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, preprocess
 from edgedepth.teachers.base import Teacher
+
+logger = logging.getLogger(__name__)
 
 ResizeMethod = Literal["upper_bound", "minimal"]
 
@@ -132,12 +135,11 @@ MIDAS_SMALL_URL = "https://github.com/isl-org/MiDaS/releases/download/v2_1/midas
 
 def _own_midas_small(repo_dir: Path | None, weights: Path | None) -> torch.nn.Module:
     """``midas_v21_small`` with MiDaS's weights: from ``weights``, or downloaded from :data:`MIDAS_SMALL_URL`."""
-    from edgedepth.errors import warn
     from edgedepth.models.convert import convert_layout, load_checkpoint, unwrap_state_dict
     from edgedepth.models.layouts import MIDAS_SMALL_LAYOUT
 
     if repo_dir is not None:
-        warn(f"midas:{OWN_IMPLEMENTATION} runs on edgedepth's own midas_v21_small; the checkout {repo_dir} is not used")
+        logger.warning(f"midas:{OWN_IMPLEMENTATION} runs on edgedepth's own midas_v21_small; the checkout {repo_dir} is not used")
     if weights is not None:
         return convert_layout(unwrap_state_dict(load_checkpoint(weights), str(weights)), MIDAS_SMALL_LAYOUT,
                               str(weights))
