@@ -1,7 +1,8 @@
 """The ``edgedepth`` command line: each subcommand parses its arguments and calls one function of its module.
 
 Errors meant for users (:class:`EdgedepthError`) become one line on stderr and exit status 2; anything
-unexpected becomes one line and status 1 (set ``EDGEDEPTH_DEBUG=1`` to see the traceback).
+unexpected becomes one line and status 1. ``EDGEDEPTH_DEBUG=1`` shows the traceback of either, with the exception a
+user error was raised from.
 """
 
 from __future__ import annotations
@@ -617,6 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgedepthError as exc:
+        if os.environ.get("EDGEDEPTH_DEBUG"):  # with its cause: the library's exception it was raised from
+            raise
         print(f"edgedepth: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

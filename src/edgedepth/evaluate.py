@@ -197,7 +197,7 @@ def apply_seed_config(cfg: EvalConfig) -> tuple[EvalConfig, list[str]]:
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise EdgedepthError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise EdgedepthError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(values, dict):
         raise EdgedepthError(f"{path}: expected a mapping of keys to values (the seed's config.yaml)")
     updates: dict[str, Any] = {}
@@ -208,7 +208,7 @@ def apply_seed_config(cfg: EvalConfig) -> tuple[EvalConfig, list[str]]:
         try:
             updates["size"] = parse_size(f"{values.get('width')}x{values.get('height')}", SIZE_DIVISOR)
         except EdgedepthError as exc:
-            raise EdgedepthError(f"{path}: width/height: {exc}") from None
+            raise EdgedepthError(f"{path}: width/height: {exc}") from exc
     if cfg.teacher is not None:
         updates.pop("weights", None)
     used = {*SEED_CONFIG_KEYS, "width", "height"}

@@ -320,7 +320,7 @@ def _check_out(out: Path, identity: dict[str, Any]) -> bool:
     try:
         index = json.loads(index_path.read_text())
     except (OSError, ValueError) as exc:
-        raise EdgedepthError(f"{index_path}: unreadable ({exc}); pick a new folder") from None
+        raise EdgedepthError(f"{index_path}: unreadable ({exc}); pick a new folder") from exc
     hint = f"label into a new folder (or delete {out} to start over)"
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise EdgedepthError(
@@ -511,7 +511,7 @@ def _write_shards(
                 raise EdgedepthError(
                     f"{path}: writing failed ({exc.strerror or exc}); the unfinished shard was removed, "
                     "free space and rerun the same command to resume"
-                ) from None
+                ) from exc
             processed += writer.count
             skipped += len(skips)
     return processed, skipped

@@ -179,7 +179,7 @@ def _read_points(path: Path, cfg: MetricConfig) -> Points:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise EdgedepthError(f"{path}: not a readable JSON points file ({exc})") from None
+        raise EdgedepthError(f"{path}: not a readable JSON points file ({exc})") from exc
     items = data.get("points") if isinstance(data, dict) else data
     example = '[{"x": 320, "y": 400, "depth": 1.5}, ...]'
     if not isinstance(items, list):
@@ -214,7 +214,7 @@ def _read_sparse(path: Path) -> Sparse:
         try:
             depth = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            raise EdgedepthError(f"{path}: not a readable .npy file ({exc})") from None
+            raise EdgedepthError(f"{path}: not a readable .npy file ({exc})") from exc
         if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
             raise EdgedepthError(f"{path}: a sparse depth map is an H x W array of metres, not {depth.dtype} "
                                  f"{list(depth.shape)}")
@@ -279,7 +279,7 @@ def fit(prediction: np.ndarray, reference: Reference, cfg: MetricConfig, origin:
                              int(np.count_nonzero(used)), int(np.count_nonzero(mask)))
         return _fit_points(p, reference, cfg, origin)
     except UnscorableImage as exc:
-        raise MetricFitError(f"{origin}: no metric scale: {exc}") from None
+        raise MetricFitError(f"{origin}: no metric scale: {exc}") from exc
 
 
 def _fit_points(p: np.ndarray, points: Points, cfg: MetricConfig, origin: str) -> MetricFit:

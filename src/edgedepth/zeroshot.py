@@ -245,7 +245,7 @@ class PredictionsRow(Row):
         try:
             prediction = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            raise EdgedepthError(f"{path}: unreadable .npy ({exc})") from None
+            raise EdgedepthError(f"{path}: unreadable .npy ({exc})") from exc
         squeezed = [side for side in prediction.shape if side != 1]  # 1 x H x W and H x W alike, as Marigold's
         if squeezed != [side for side in frame.depth.shape if side != 1] or not np.issubdtype(prediction.dtype,
                                                                                                np.number):
@@ -262,7 +262,7 @@ def _read_predictions_info(folder: Path) -> dict[str, Any]:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise EdgedepthError(f"{path}: unreadable ({exc}); remove it and pass --prediction-kind") from None
+        raise EdgedepthError(f"{path}: unreadable ({exc}); remove it and pass --prediction-kind") from exc
     return info if isinstance(info, dict) else {}
 
 

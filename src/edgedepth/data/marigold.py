@@ -170,7 +170,7 @@ def read_sample_list(path: Path, evalset: EvalSet) -> list[SampleEntry]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise EdgedepthError(f"{path}: not a readable text file ({exc})") from None
+        raise EdgedepthError(f"{path}: not a readable text file ({exc})") from exc
     needed = 3 if evalset.has_mask_file else 2
     entries = []
     for number, line in enumerate(lines, start=1):
@@ -222,7 +222,7 @@ class EvalArchive:
                         self.members[member.name.removeprefix("./")] = (member.offset_data, member.size)
         except (tarfile.TarError, OSError) as exc:
             if not count:
-                raise EdgedepthError(f"{self.path}: not a readable uncompressed tar ({exc}); copy it again") from None
+                raise EdgedepthError(f"{self.path}: not a readable uncompressed tar ({exc}); copy it again") from exc
             if end <= self._size:  # headers break off (a last member cut short is found when it is read)
                 logger.warning(f"{self.path}: unreadable after its first {count} member(s) ({exc}); samples past it are missing")
 
@@ -248,7 +248,7 @@ class EvalArchive:
         try:
             return self._blob(name).read()
         except OSError as exc:
-            raise EdgedepthError(f"{self.origin(name)}: cannot read ({exc.strerror or exc})") from None
+            raise EdgedepthError(f"{self.origin(name)}: cannot read ({exc.strerror or exc})") from exc
 
     def read_float32(self, name: str, shape: tuple[int, int]) -> np.ndarray:
         """A member of raw little-endian float32 of ``shape``, read straight into an array (no copy of the bytes)."""
@@ -263,7 +263,7 @@ class EvalArchive:
         try:
             values = np.fromfile(blob.path, dtype="<f4", count=shape[0] * shape[1], offset=blob.offset)
         except OSError as exc:
-            raise EdgedepthError(f"{self.origin(name)}: cannot read ({exc.strerror or exc})") from None
+            raise EdgedepthError(f"{self.origin(name)}: cannot read ({exc.strerror or exc})") from exc
         return values.reshape(shape)
 
 
@@ -318,7 +318,7 @@ def _image_size(data: bytes, origin: str) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
     except (OSError, ValueError, SyntaxError) as exc:
-        raise EdgedepthError(f"{origin}: unreadable image ({exc})") from None
+        raise EdgedepthError(f"{origin}: unreadable image ({exc})") from exc
 
 
 def _decode_png16(data: bytes, origin: str, units: float) -> np.ndarray:
@@ -334,7 +334,7 @@ def _decode_npy(data: bytes, origin: str, dtype: type) -> np.ndarray:
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise EdgedepthError(f"{origin}: unreadable .npy ({exc})") from None
+        raise EdgedepthError(f"{origin}: unreadable .npy ({exc})") from exc
     array = np.squeeze(array)
     if array.ndim != 2 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise EdgedepthError(f"{origin}: .npy of {array.dtype} with shape {array.shape}, expected one H x W map")

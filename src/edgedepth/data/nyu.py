@@ -155,7 +155,7 @@ class NyuLabeled:
             # A chunk cache of a few frames: the official file's chunks may span neighbouring frames.
             self._file = h5py.File(self.path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
         except OSError as exc:
-            raise EdgedepthError(f"{self.path}: cannot open as HDF5, truncated or corrupt? ({exc})") from None
+            raise EdgedepthError(f"{self.path}: cannot open as HDF5, truncated or corrupt? ({exc})") from exc
         try:
             self._check_layout()
         except Exception:
@@ -207,7 +207,7 @@ class NyuLabeled:
             return self._file[name][int(index)]
         except OSError as exc:
             message = f"{self.path}: cannot read '{name}' frame {index}, truncated or corrupt? ({exc})"
-            raise EdgedepthError(message) from None
+            raise EdgedepthError(message) from exc
 
     def close(self) -> None:
         """Close the underlying HDF5 file."""
@@ -238,7 +238,7 @@ def read_splits(path: str | Path, num_images: int | None = None, quiet: bool = F
         try:
             raw = scipy.io.loadmat(path, variable_names=list(_SPLIT_KEYS))
         except (MatReadError, ValueError, OSError, TypeError) as exc:
-            raise EdgedepthError(f"{path}: not a readable MATLAB splits file ({exc})") from None
+            raise EdgedepthError(f"{path}: not a readable MATLAB splits file ({exc})") from exc
         missing = [key for key in _SPLIT_KEYS if key not in raw]
         if missing:
             expected = "expected splits.mat with trainNdxs and testNdxs"
@@ -285,7 +285,7 @@ def _read_splits_hdf5(path: Path) -> dict[str, np.ndarray]:
                     f"{path}: this is the labeled data, not a splits file; were --data and --splits swapped?"
                 )
     except OSError as exc:
-        raise EdgedepthError(f"{path}: cannot open as HDF5, truncated or corrupt? ({exc})") from None
+        raise EdgedepthError(f"{path}: cannot open as HDF5, truncated or corrupt? ({exc})") from exc
     raise EdgedepthError(f"{path}: missing trainNdxs/testNdxs; expected splits.mat")
 
 

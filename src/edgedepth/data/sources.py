@@ -80,7 +80,7 @@ class SourceItem:
         try:
             data = self.image.read()
         except OSError as exc:
-            raise EdgedepthError(f"{self.origin}: cannot read ({exc.strerror or exc})") from None
+            raise EdgedepthError(f"{self.origin}: cannot read ({exc.strerror or exc})") from exc
         return decode_rgb(data, self.origin)
 
     def load_depth(self) -> np.ndarray:
@@ -90,7 +90,7 @@ class SourceItem:
         try:
             data = self.depth.read()
         except OSError as exc:
-            raise EdgedepthError(f"{self.depth.path}: cannot read ({exc.strerror or exc})") from None
+            raise EdgedepthError(f"{self.depth.path}: cannot read ({exc.strerror or exc})") from exc
         return decode_depth_mm(data, self.depth.path)
 
 
@@ -201,7 +201,7 @@ def _list_items(list_file: Path) -> list[SourceItem]:
     try:
         lines = list_file.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise EdgedepthError(f"{list_file}: not a readable text file of image paths ({exc})") from None
+        raise EdgedepthError(f"{list_file}: not a readable text file of image paths ({exc})") from exc
     entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     files = [Path(os.path.normpath(list_file.parent / Path(entry).expanduser())) for entry in entries]
     for entry, file in zip(entries, files):

@@ -59,8 +59,8 @@ def load_checkpoint(path: str | Path) -> Any:
                 f"{path}: holds pickled Python objects ({found.group(1)}), and edgedepth never unpickles those "
                 "(it could run arbitrary code); where the checkpoint was made, re-save only the weights with "
                 "torch.save(model.state_dict(), 'weights.pth') and convert that file"
-            ) from None
-        raise EdgedepthError(unreadable) from None
+            ) from exc
+        raise EdgedepthError(unreadable) from exc
     except (RuntimeError, EOFError, KeyError, ValueError, OSError):
         raise EdgedepthError(unreadable) from None
 
@@ -326,7 +326,7 @@ def _convert(checkpoint: Any, what: str, model_name: str | None = None) -> tuple
         if not fitting:
             raise
         command = f"edgedepth convert {what} OUT.safetensors --model {fitting[0]}"
-        raise EdgedepthError(f"{exc}; its tensors fit {fitting[0]}: {command}") from None
+        raise EdgedepthError(f"{exc}; its tensors fit {fitting[0]}: {command}") from exc
     return model.eval(), OWN_STATE_DICT
 
 

@@ -54,7 +54,7 @@ def load_pretrained(what: str, load: Callable[[], T]) -> T:
         raise EdgedepthError(
             f"downloading the pretrained weights of {what} needs the network, which failed ({type(exc).__name__}); "
             "build the model with pretrained=False or put the weights in the local cache first"
-        ) from None
+        ) from exc
 
 
 def block_scales(blocks: nn.Sequential | nn.ModuleList) -> list[tuple[int, int]]:

@@ -191,8 +191,8 @@ class OnnxPredictor(_ExportedPredictor):
             options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001  (ONNX Runtime's InvalidProtobuf, Fail, ... derive from Exception only)
-            raise EdgedepthError(f"{path}: not a readable ONNX model ({_last_line(exc)})") from None
+        except Exception as exc:  # ONNX Runtime's InvalidProtobuf, Fail, ... derive from Exception only
+            raise EdgedepthError(f"{path}: not a readable ONNX model ({_last_line(exc)})") from exc
         values = self.session.get_modelmeta().custom_metadata_map
         metadata = ExportMetadata.from_strings({k: values[f"edgedepth.{k}"] for k in KEYS if f"edgedepth.{k}" in values},
                                                path)
@@ -233,7 +233,7 @@ class OpenVinoPredictor(_ExportedPredictor):
             model = core.read_model(str(path))
         except RuntimeError as exc:
             raise EdgedepthError(f"{path}: not a readable OpenVINO IR (.xml with its .bin beside it): "
-                                 f"{_last_line(exc)}") from None
+                                 f"{_last_line(exc)}") from exc
         values = {k: model.get_rt_info(["edgedepth", k]).astype(str) for k in KEYS if model.has_rt_info(["edgedepth", k])}
         metadata = ExportMetadata.from_strings(values, path)
         super().__init__(path, metadata, size, interpolation)
@@ -286,7 +286,7 @@ class TorchScriptPredictor(_ExportedPredictor):
             raise EdgedepthError(
                 f"{path}: not a TorchScript export ({_last_line(exc)}); if it is a PyTorch checkpoint, convert it "
                 f"first: {convert_hint(path)}"
-            ) from None
+            ) from exc
         try:
             values = json.loads(extra[TORCHSCRIPT_METADATA] or "{}")
         except ValueError:
@@ -314,7 +314,7 @@ def _check_ir(path: Path) -> None:
     try:
         root = ElementTree.parse(path).getroot()
     except (ElementTree.ParseError, OSError) as exc:
-        raise EdgedepthError(f"{unreadable}: not well-formed XML ({exc}); export it again") from None
+        raise EdgedepthError(f"{unreadable}: not well-formed XML ({exc}); export it again") from exc
     if root.tag != "net":
         raise EdgedepthError(f"{unreadable}: its root element is <{root.tag}>, not <net>")
     if not path.with_suffix(".bin").is_file():

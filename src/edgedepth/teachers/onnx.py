@@ -71,9 +71,9 @@ class OnnxTeacher(Teacher):
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=providers)
-        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types (InvalidProtobuf, InvalidArgument...)
+        except Exception as exc:  # ONNX Runtime's InvalidProtobuf, InvalidArgument, ... derive from Exception only
             first_line = str(exc).strip().splitlines()[0]
-            raise EdgedepthError(f"{path}: not a readable ONNX model ({first_line})") from None
+            raise EdgedepthError(f"{path}: not a readable ONNX model ({first_line})") from exc
         model_input = self.session.get_inputs()[0]
         if len(model_input.shape) != 4:
             raise EdgedepthError(f"{path}: expected one N x 3 x H x W input, got shape {model_input.shape}")
