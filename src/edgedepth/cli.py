@@ -52,6 +52,8 @@ def _shown(value: Any) -> str:
         return format_size(value)  # type: ignore[arg-type]
     if isinstance(value, tuple):
         return ",".join(str(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
     return "none" if value is None else str(value)
 
 
@@ -95,11 +97,8 @@ def _metric_config(args: argparse.Namespace) -> MetricConfig:
     from edgedepth.geometry import parse_intrinsics
     from edgedepth.metric_scale import MetricConfig, check_config
 
-    cfg = MetricConfig(
-        metric=args.metric, camera_height=args.camera_height, pitch_deg=args.pitch, roll_deg=args.roll,
-        intrinsics=parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None, fov=args.fov,
-        max_depth=args.max_depth, pointcloud=args.pointcloud,
-    )
+    cfg = _from_args(MetricConfig, args,
+                     intrinsics=parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None)
     check_config(cfg, live=args.video is not None or args.camera is not None)
     return cfg
 
@@ -146,7 +145,7 @@ def _predict_video(args: argparse.Namespace) -> int:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.metric_scale import DEFAULT_MAX_DEPTH
+    from edgedepth.metric_scale import MetricConfig
     from edgedepth.predict import PredictConfig
 
     p = sub.add_parser("predict", help="predict inverse depth for images, a folder, a glob or a video")
@@ -172,10 +171,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         "a sparse depth map (.npy in m, 16-bit .png in mm, 0 = missing) or ground (the floor under a "
                         "camera at --camera-height); writes NAME.metric.png (mm), .npy (m) and .json (the fit)")
     metric.add_argument("--camera-height", type=float, metavar="H", help="--metric ground: metres from floor to camera")
-    metric.add_argument("--pitch", type=float, default=0.0, metavar="DEG",
-                        help="--metric ground: degrees the camera looks below the horizontal (default: 0)")
-    metric.add_argument("--roll", type=float, default=0.0, metavar="DEG",
-                        help="--metric ground: degrees the image's right side dips (default: 0)")
+    _option(metric, MetricConfig, "pitch_deg", "--pitch", type=float, metavar="DEG",
+            help="--metric ground: degrees the camera looks below the horizontal")
+    _option(metric, MetricConfig, "roll_deg", "--roll", type=float, metavar="DEG",
+            help="--metric ground: degrees the image's right side dips")
     metric.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="the camera's pinhole intrinsics in pixels, at the "
                         "image's resolution")
     metric.add_argument("--fov", type=float, metavar="DEG",
@@ -183,9 +182,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     metric.add_argument("--pointcloud", action="store_true",
                         help="also write NAME.ply: coloured points in metres, camera frame (needs --metric and a "
                         "camera)")
-    metric.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH, metavar="M",
-                        help="metric depth beyond this is no depth: 0 in the maps, no point "
-                        f"(default: {DEFAULT_MAX_DEPTH:g})")
+    _option(metric, MetricConfig, "max_depth", "--max-depth", type=float, metavar="M",
+            help="metric depth beyond this is no depth: 0 in the maps, no point")
     _add_pixel_limit(p)
     p.set_defaults(func=_cmd_predict)
 
