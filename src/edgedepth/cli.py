@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from edgedepth import __version__
 from edgedepth.errors import EdgedepthError, configure_logging
@@ -597,8 +597,15 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (``edgedepth predict: error: ... (see edgedepth predict --help)``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgedepth", description="Real-time monocular depth for embedded CPUs.")
+    parser = _Parser(prog="edgedepth", description="Real-time monocular depth for embedded CPUs.")
     parser.add_argument("--version", action="version", version=f"edgedepth {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more messages on stderr (debug); before the command, e.g. edgedepth -v predict ...")
