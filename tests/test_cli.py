@@ -71,3 +71,14 @@ def test_library_warnings_go_through_logging_and_the_cli_sets_the_level(
         assert capsys.readouterr().err.endswith("edgedepth: debug: details\n")
     finally:
         configure_logging()
+
+
+def test_the_top_level_help_imports_no_command_module() -> None:
+    """``edgedepth --help`` (and a command's parsing) builds only the options it needs: no torch to wait for."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom edgedepth.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'edgedepth.evaluate', 'edgedepth.train') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

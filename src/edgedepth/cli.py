@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from edgedepth import __version__
 from edgedepth.errors import EdgedepthError, configure_logging
-from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size, parse_size
 
 if TYPE_CHECKING:
     from edgedepth.metric_scale import MetricConfig
@@ -25,8 +24,26 @@ if TYPE_CHECKING:
 C = TypeVar("C")
 
 
+#: Each command's one-line help: the top-level --help lists them without importing the commands' modules.
+COMMAND_HELP = {
+    "predict": "predict inverse depth for images, a folder, a glob or a video",
+    "convert": "convert a PyTorch checkpoint (.pth, .pt) to edgedepth .safetensors",
+    "eval": "evaluate a model on NYU Depth v2 (the seed's protocol by default), or models on the zero-shot "
+        "benchmark (--suite zero-shot)",
+    "train": "distil a teacher's inverse depth into a student (resumable; torchrun for DDP)",
+    "synth": "render synthetic indoor scenes with exact depth (JPEG + 16-bit depth PNG)",
+    "demo": "the whole pipeline on synthetic scenes, end to end in minutes on a CPU",
+    "export": "export a student to ONNX, OpenVINO IR or TorchScript (FP32 or INT8)",
+    "bench": "latency, FPS and memory of students and peers over runtimes, side by side",
+    "label": "label images with a teacher's inverse depth into tar shards (resumable; torchrun)",
+    "serve": "serve a model over HTTP: POST an image, get its inverse depth",
+    "models": "list every registered network: size, cost, default input, where its weights are",
+}
+
 def _size(text: str) -> tuple[int, int]:
     """``--size WxH``: positive sides; which sides a network takes is its card's rule (checked when it loads)."""
+    from edgedepth.processing import parse_size
+
     try:
         return parse_size(text)
     except EdgedepthError as exc:
@@ -48,6 +65,8 @@ def _default(cls: type, name: str) -> Any:
 
 def _shown(value: Any) -> str:
     """A default as the user would type it."""
+    from edgedepth.processing import format_size
+
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(side, int) for side in value):
         return format_size(value)  # type: ignore[arg-type]
     if isinstance(value, tuple):
@@ -147,8 +166,9 @@ def _predict_video(args: argparse.Namespace) -> int:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     from edgedepth.metric_scale import MetricConfig
     from edgedepth.predict import PredictConfig
+    from edgedepth.processing import DEFAULT_INPUT_SIZE
 
-    p = sub.add_parser("predict", help="predict inverse depth for images, a folder, a glob or a video")
+    p = sub.add_parser("predict", help=COMMAND_HELP["predict"])
     p.add_argument("source", nargs="?", metavar="input",
                    help="an image, a folder (searched recursively), a quoted glob, or a video file")
     p.add_argument("--video", help="real-time loop over a video file (colour-mapped depth, FPS overlay)")
@@ -160,7 +180,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     _option(p, PredictConfig, "out", "--out", type=Path,
             help="output folder; with --video/--camera, the .mp4 file to write (there: none unless given)")
     _option(p, PredictConfig, "size", "--size", type=_size, help="network input WIDTHxHEIGHT",
-            shown=f"the model's, e.g. {format_size(DEFAULT_INPUT_SIZE)}")
+            shown=f"the model's, e.g. {_shown(DEFAULT_INPUT_SIZE)}")
     _option(p, PredictConfig, "device", "--device", help="cpu or cuda")
     p.add_argument("--npy", dest="save_npy", action="store_true", help="also write the raw float32 prediction as .npy")
     p.add_argument("--stabilize", action="store_true",
@@ -197,7 +217,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert a PyTorch checkpoint (.pth, .pt) to edgedepth .safetensors")
+    p = sub.add_parser("convert", help=COMMAND_HELP["convert"])
     p.add_argument("input", type=Path, help="a state dict or training checkpoint of the seed or FastDepth, a "
                    "checkpoint.pt of edgedepth train, or a state_dict() of an edgedepth student (with --model)")
     p.add_argument("output", type=Path, help="where to write the .safetensors weights")
@@ -283,9 +303,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     from edgedepth.data.nyu import NYU_CROPS
     from edgedepth.evaluate import EvalConfig
     from edgedepth.metrics import ALIGNMENTS
+    from edgedepth.processing import DEFAULT_INPUT_SIZE
 
-    p = sub.add_parser("eval", help="evaluate a model on NYU Depth v2 (the seed's protocol by default), or models "
-                       "on the zero-shot benchmark (--suite zero-shot)")
+    p = sub.add_parser("eval", help=COMMAND_HELP["eval"])
     p.add_argument("--data", type=Path, help="nyu_depth_v2_labeled.mat (MATLAB v7.3); with --suite, adds the seed's "
                    "NYU .mat column")
     p.add_argument("--splits", type=Path, help="splits.mat with trainNdxs / testNdxs")
@@ -299,7 +319,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", dest="config_file", type=Path, help="the seed's config.yaml (nyu_data_path, "
                    "nyu_split_path, best_model, height, width); command-line flags win over it")
     _option(p, EvalConfig, "size", "--size", type=_size, help="network input WIDTHxHEIGHT",
-            shown=f"the model's, e.g. {format_size(DEFAULT_INPUT_SIZE)}")
+            shown=f"the model's, e.g. {_shown(DEFAULT_INPUT_SIZE)}")
     p.add_argument("--protocol", help="named protocol: seed (default), adjusted by --gt, --align, --crop; with "
                    "--suite: marigold (default) or zipdepth")
     p.add_argument("--gt", choices=["rawDepths", "depths"], help="ground truth (seed: rawDepths)")
@@ -348,7 +368,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="distil a teacher's inverse depth into a student (resumable; torchrun for DDP)")
+    p = sub.add_parser("train", help=COMMAND_HELP["train"])
     p.add_argument("--config", type=Path, help="YAML training config (default: the seed's recipe)")
     p.add_argument("--resume", action="store_true", help="insist on resuming: fail if run.dir has no checkpoint")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=3e-4 data.path=DIR")
@@ -382,7 +402,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="render synthetic indoor scenes with exact depth (JPEG + 16-bit depth PNG)")
+    p = sub.add_parser("synth", help=COMMAND_HELP["synth"])
     p.add_argument("out", type=Path, help="output folder: <key>.jpg beside <key>.png (depth in mm), index.json")
     amount = p.add_mutually_exclusive_group(required=True)
     amount.add_argument("--count", type=int, help="number of scenes (a rerun skips those already written)")
@@ -412,7 +432,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from edgedepth.demo import DemoConfig
 
-    p = sub.add_parser("demo", help="the whole pipeline on synthetic scenes, end to end in minutes on a CPU")
+    p = sub.add_parser("demo", help=COMMAND_HELP["demo"])
     _option(p, DemoConfig, "out", "--out", type=Path, help="output folder")
     _option(p, DemoConfig, "train_scenes", "--train-scenes", type=int,
             help="training scenes to render (the default is sized for ~10 minutes)")
@@ -440,7 +460,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     from edgedepth.runtime.export import ExportConfig
 
-    p = sub.add_parser("export", help="export a student to ONNX, OpenVINO IR or TorchScript (FP32 or INT8)")
+    p = sub.add_parser("export", help=COMMAND_HELP["export"])
     p.add_argument("--weights", type=Path, required=True, help="student weights (.safetensors)")
     p.add_argument("--format", dest="fmt", required=True,
                    help="onnx (.onnx), openvino (.xml + .bin) or torchscript (.pt)")
@@ -488,7 +508,7 @@ def _counts(text: str) -> tuple[int, ...]:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     from edgedepth.bench import BenchConfig
 
-    p = sub.add_parser("bench", help="latency, FPS and memory of students and peers over runtimes, side by side")
+    p = sub.add_parser("bench", help=COMMAND_HELP["bench"])
     _option(p, BenchConfig, "models", "--models", type=_names,
             help="comma-separated registry names (edgedepth models lists them)")
     _option(p, BenchConfig, "runtimes", "--runtimes", type=_names, help="comma-separated runtimes", shown="all of "
@@ -522,7 +542,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
 def _add_label(sub: argparse._SubParsersAction) -> None:
     from edgedepth.label import LabelConfig, Recipe
 
-    p = sub.add_parser("label", help="label images with a teacher's inverse depth into tar shards (resumable; torchrun)")
+    p = sub.add_parser("label", help=COMMAND_HELP["label"])
     p.add_argument("source", help="a folder of images (recursive), a text file of paths, or .tar shards (file, folder, glob)")
     p.add_argument("out", type=Path, help="output folder: shard-NNNNNN.tar, index.json, skipped.jsonl")
     p.add_argument("--teacher", required=True, metavar="SPEC", help="hf:<repo or dir>, midas:..., onnx:..., oracle, or an alias")
@@ -549,7 +569,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list every registered network: size, cost, default input, where its weights are")
+    p = sub.add_parser("models", help=COMMAND_HELP["models"])
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern of names, e.g. 'zipdepth_*' (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_models)
@@ -576,7 +596,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve a model over HTTP: POST an image, get its inverse depth")
+    p = sub.add_parser("serve", help=COMMAND_HELP["serve"])
     p.add_argument("--weights", type=Path, required=True, help="a .safetensors, .onnx, OpenVINO .xml or TorchScript .pt")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
@@ -591,10 +611,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_serve)
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_predict, _add_convert, _add_eval, _add_train, _add_synth, _add_demo, _add_export, _add_bench, _add_label,
-    _add_serve, _add_models,
-)
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "predict": _add_predict, "convert": _add_convert, "eval": _add_eval, "train": _add_train, "synth": _add_synth,
+    "demo": _add_demo, "export": _add_export, "bench": _add_bench, "label": _add_label, "serve": _add_serve,
+    "models": _add_models,
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -604,7 +625,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``command`` only that command's options (the others by name and help):
+    each command's options import its module for their defaults, which ``edgedepth --help`` need not wait for."""
     parser = _Parser(prog="edgedepth", description="Real-time monocular depth for embedded CPUs.")
     parser.add_argument("--version", action="version", version=f"edgedepth {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -612,13 +635,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", dest="quiet_logs", action="store_true",
                         help="warnings and errors only on stderr (progress bars stay)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in SUBCOMMANDS:
-        add(sub)
+    for name, add in SUBCOMMANDS.items():
+        if command is None or command == name:
+            add(sub)
+        else:
+            sub.add_parser(name, help=COMMAND_HELP[name])
     return parser
 
 
+def _command(argv: Sequence[str]) -> str:
+    """The command ``argv`` names: its first word that is not an option ("" when there is none)."""
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     configure_logging(-1 if args.quiet_logs else args.verbose)
     try:
         return int(args.func(args) or 0)
