@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(BIN)/edgedepth demo
 
 test: $(STAMP) browser
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2
 
 clean:

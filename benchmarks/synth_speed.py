@@ -14,18 +14,18 @@ import os
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_variable] = "1"
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-import cv2  # noqa: E402
+import cv2
 
-from edgedepth.data.synthetic import render_scene, scene_seed, write_folder  # noqa: E402
-from edgedepth.processing import format_size, parse_size  # noqa: E402
+from edgedepth.data.synthetic import render_scene, scene_seed, write_folder
+from edgedepth.processing import format_size, parse_size
 
 _COLUMNS = (
     "size",

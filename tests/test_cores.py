@@ -45,9 +45,9 @@ def test_set_compute_threads_leaves_an_exported_omp_num_threads(monkeypatch: pyt
 def test_importing_edgedepth_makes_waiting_threads_sleep() -> None:
     code = "import os, edgedepth; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout == "PASSIVE\n"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout == "PASSIVE\n"
     env["OMP_WAIT_POLICY"] = "ACTIVE"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout == "ACTIVE\n"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout == "ACTIVE\n"
 
 
 # ---------------------------------------------------------------------------------------------------------------

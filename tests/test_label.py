@@ -344,8 +344,10 @@ def test_cli_label(scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "labelled 0 image(s), skipped 0" in printed and "3 already done" in printed
     assert main([*args[:-4], "--shard-size", "5", "--workers", "0"]) == 2
     assert capsys.readouterr().err.startswith("edgedepth: error: ")
-    assert main(["label", str(scenes), str(tmp_path / "x"), "--teacher", "oracle", "--crop", "big"]) == 2
-    assert "not of the form WIDTHxHEIGHT" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # a bad size is a usage error at once, before any work
+        main(["label", str(scenes), str(tmp_path / "x"), "--teacher", "oracle", "--crop", "big"])
+    assert usage.value.code == 2
+    assert "argument --crop: size 'big' is not of the form WIDTHxHEIGHT" in capsys.readouterr().err.splitlines()[-1]
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@ newly registered student is tested the moment it exists.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import itertools
 import re
 import threading
 from collections.abc import Callable
@@ -23,11 +23,20 @@ from safetensors.torch import save_file
 from torch import nn
 
 from edgedepth.errors import EdgedepthError
-from edgedepth.models import create_model, list_models, load_model, read_card, register_model, save_weights
+from edgedepth.models import (
+    create_model,
+    is_model,
+    list_models,
+    load_model,
+    read_card,
+    register_model,
+    save_weights,
+)
 from edgedepth.models.complexity import count_macs
 from edgedepth.models.decoder import KERNEL_SIZE
+from edgedepth.models.registry import register_encoder_family
 
-MODEL_NAMES = [*list_models(family="fastdepth"), "fastdepth_efficientnet_lite0", "fastdepth_mobilenet_v2"]
+MODEL_NAMES = list_models(family="fastdepth")  # the family's listed members (a timm and a torchvision encoder) too
 #: Small, non-square input (N, C, H, W): sides multiples of 32, H != W catches transposed shapes.
 SMALL_INPUT = (2, 3, 64, 96)
 
@@ -47,6 +56,42 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def test_registry_lists_the_seed_and_fastdepth_students() -> None:
     assert {"fastdepth_v3", "fastdepth"} <= set(list_models())
     assert list_models("fastdepth_v*") == ["fastdepth_v3"]
+    # The open fastdepth_<encoder> family shows its documented members: a timm and a torchvision encoder.
+    assert {"fastdepth_efficientnet_lite0", "fastdepth_mobilenet_v2"} <= set(list_models(family="fastdepth"))
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"),
+    [("fastdepth_v3", True), ("zipdepth_small", True), ("fastdepth_mobilenet_v2", True), ("fastdepth_resnet18", True),
+     ("fastdepth_convnext_atto", True), ("fastdepth_no_such_encoder", False), ("nope", False), ("mobilenet_v2", False)],
+)
+def test_is_model_is_true_exactly_for_what_create_model_builds(name: str, accepted: bool) -> None:
+    assert is_model(name) is accepted
+    if accepted:
+        with torch.device("meta"):
+            assert create_model(name).card.name == name
+    else:
+        with pytest.raises(EdgedepthError, match="unknown"):
+            create_model(name)
+
+
+def test_every_listed_name_is_a_model() -> None:
+    assert all(is_model(name) for name in list_models())
+
+
+def test_the_registry_applies_card_changes_given_as_arguments() -> None:
+    assert create_model("fastdepth_v3", card={"input_size": (320, 256)}).card.input_size == (320, 256)
+    assert create_model("depth_anything_v2_small", card={"input_size": (256, 192)}).card.input_size == (252, 196)
+    with pytest.raises(EdgedepthError, match="multiples of 32"):
+        create_model("fastdepth_v3", card={"input_size": (250, 192)})
+    with pytest.raises(ValueError, match="may be changed"):
+        create_model("fastdepth_v3", card={"name": "other"})
+
+
+def test_registering_the_encoder_family_twice_raises() -> None:
+    with pytest.raises(ValueError, match="family is already registered"):
+        register_encoder_family(members=(), knows=lambda encoder: True)(lambda **kwargs: nn.Identity())
+    assert is_model("fastdepth_mobilenet_v2") and not is_model("fastdepth_no_such_encoder")
 
 
 # --- Size and cost --------------------------------------------------------------------------------------
@@ -60,9 +105,43 @@ def test_parameter_count(name: str, count: int) -> None:
 def _nnconv5_parameters(widths: tuple[int, ...]) -> int:
     """Decoder parameters by hand: per stage a k x k depthwise conv, a pointwise conv, two BNs; then the head."""
     total = 0
-    for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+    for c_in, c_out in itertools.pairwise(widths):
         total += c_in * KERNEL_SIZE**2 + 2 * c_in + c_in * c_out + 2 * c_out
     return total + widths[-1] * 1 + 2
+
+
+def test_mobilenet_v3_taps_read_the_torchvision_layout_they_depend_on() -> None:
+    """The seed's taps read torchvision's MobileNetV3 internals (``block[0]``, ``use_res_connect``); pin them.
+
+    timm's ``features_only`` with ``feature_location='expansion'`` gives such taps too, but on timm's module
+    and key layout, and the seed's checkpoints (and their converter) are in torchvision's. If torchvision changes
+    that layout, this fails before the encoder silently taps something else.
+    """
+    from torchvision.models.mobilenetv3 import InvertedResidual
+    from torchvision.ops.misc import Conv2dNormActivation
+
+    torch.manual_seed(0)
+    encoder = create_model("fastdepth_v3").encoder.eval()
+    assert encoder.taps == (2, 7, 11) and encoder.feature_channels == (64, 240, 480, 960)
+    assert encoder.reductions == (2, 8, 16, 32)
+    features = torchvision.models.mobilenet_v3_large().features.eval()
+    features.load_state_dict(encoder.features.state_dict())
+    for index in encoder.taps:
+        block = features[index]
+        assert isinstance(block, InvertedResidual) and isinstance(block.block[0], Conv2dNormActivation)
+        assert block.block[0][0].kernel_size == (1, 1)  # block[0] is the expansion, before the depthwise stride
+        assert isinstance(block.use_res_connect, bool)
+    # Read independently: forward hooks on torchvision's own expansions, in its own forward.
+    hooked: list[torch.Tensor] = []
+    for index in encoder.taps:
+        features[index].block[0].register_forward_hook(lambda module, inputs, output: hooked.append(output))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        bottleneck = features(x)
+        taps = encoder(x)
+    assert len(taps) == len(hooked) + 1
+    for ours, theirs in zip(taps, [*hooked, bottleneck], strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
 def test_fastdepth_v3_is_torchvision_features_plus_the_seeds_decoder() -> None:
@@ -195,8 +274,7 @@ def test_round_trip_keeps_constructor_arguments(tmp_path: Path) -> None:
 
 def test_card_carries_input_size_and_normalisation(tmp_path: Path) -> None:
     """A card edited after training (input size, normalisation) is what the loaded model reports."""
-    model = create_model("fastdepth")
-    model.card = dataclasses.replace(model.card, input_size=(320, 256), mean=(0.4, 0.45, 0.5), std=(0.2, 0.25, 0.3))
+    model = create_model("fastdepth", card={"input_size": (320, 256), "mean": (0.4, 0.45, 0.5), "std": (0.2, 0.25, 0.3)})
     loaded = load_model(save_weights(model, tmp_path / "student.safetensors"))
     assert (loaded.card.input_size, loaded.card.mean, loaded.card.std) == (
         (320, 256),

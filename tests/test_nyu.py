@@ -151,11 +151,10 @@ def _truncated(tmp_path: Path) -> Path:
     ],
 )
 def test_unreadable_data_files(tmp_path: Path, make, message: str) -> None:
-    with pytest.raises(EdgedepthError, match=message):
-        with NyuLabeled(make(tmp_path)) as labeled:
-            for i in range(len(labeled)):  # truncation may only show when a frame is read
-                labeled.image(i)
-                labeled.depth(i)
+    with pytest.raises(EdgedepthError, match=message), NyuLabeled(make(tmp_path)) as labeled:
+        for i in range(len(labeled)):  # truncation may only show when a frame is read
+            labeled.image(i)
+            labeled.depth(i)
 
 
 def test_data_without_the_expected_datasets(tmp_path: Path) -> None:

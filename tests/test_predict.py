@@ -339,7 +339,7 @@ def test_summary_times_the_images_not_the_start_up(
             height, width = image.shape[:2]
             return np.linspace(0, 1, height * width, dtype=np.float32).reshape(height, width)
 
-    def load(weights: Path, size: object, device: str) -> SlowStarter:
+    def load(weights: Path, size: object, device: str, **options: object) -> SlowStarter:
         clock.now += 2.5
         return SlowStarter()
 

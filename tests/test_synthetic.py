@@ -357,16 +357,23 @@ def test_cli_synth_writes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixt
     ("args", "message"),
     [
         (["--count", "0"], "--count must be a positive"),
-        (["--count", "2", "--size", "64by48"], "not of the form WIDTHxHEIGHT"),
+        (["--count", "2", "--size", "64by48"], "argument --size: size '64by48' is not of the form WIDTHxHEIGHT"),
         (["--count", "2", "--size", "320x240", "--nyu-mat"], "needs NYU's frame size 640x480"),
     ],
 )
 def test_cli_synth_rejects_bad_input_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
 ) -> None:
-    assert main(["synth", str(tmp_path / "out"), *args]) == 2
+    if "WIDTHxHEIGHT" in message:  # not a size at all: a usage error, at parse time
+        with pytest.raises(SystemExit) as usage:
+            main(["synth", str(tmp_path / "out"), *args])
+        assert usage.value.code == 2
+        prefix = "edgedepth synth: error:"
+    else:
+        assert main(["synth", str(tmp_path / "out"), *args]) == 2
+        prefix = "edgedepth: error:"
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("edgedepth: error:") and message in err[0]
+    assert len(err) == 1 and err[0].startswith(prefix) and message in err[0]
     assert not (tmp_path / "out").exists()
 
 

@@ -34,6 +34,7 @@ the rounds run (at most every :data:`PROGRESS_SECONDS`), and one line per cell o
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import resource
@@ -52,9 +53,11 @@ import torch
 from torch import nn
 
 from edgedepth.cores import available_cores
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path
-from edgedepth.processing import format_size
+from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size
+
+logger = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnx", "onnx-int8", "openvino", "openvino-default", "openvino-int8")
 #: Instruction sets that decide CNN speed, as /proc/cpuinfo names them (x86 ``flags``, ARM ``Features``).
@@ -83,7 +86,7 @@ class BenchConfig:
     models: tuple[str, ...] = ("fastdepth_v3", "fastdepth", "zipdepth_base", "midas_v21_small", "depth_anything_v2_small")
     runtimes: tuple[str, ...] = RUNTIMES
     threads: tuple[int, ...] = field(default_factory=default_thread_counts)
-    size: tuple[int, int] | None = (256, 192)  # None: each model at its own default input
+    size: tuple[int, int] | None = DEFAULT_INPUT_SIZE  # None: each model at its own default input
     runs: int = 30
     warmup: int = 5
     out: Path = Path("bench_out")
@@ -216,8 +219,7 @@ def build_network(name: str, size: tuple[int, int] | None) -> nn.Module:
     from edgedepth.models import create_model, prepare_for_inference
 
     torch.manual_seed(0)
-    model = create_model(name)
-    model.card = replace(model.card, input_size=model.card.fit_size(size))
+    model = create_model(name, card={"input_size": size} if size is not None else None)
     return prepare_for_inference(model)
 
 
@@ -371,7 +373,7 @@ def run(cfg: BenchConfig) -> BenchResult:
         raise EdgedepthError("--runs must be >= 1, --warmup >= 0 and --threads positive")
     progress = _Progress(cfg.progress)
     if max(cfg.threads) > available_cores():
-        warn(f"--threads {max(cfg.threads)}: this process may use {available_cores()} "
+        logger.warning(f"--threads {max(cfg.threads)}: this process may use {available_cores()} "
                      "core(s); cells with more threads than cores measure contention, not the network")
     machine = describe_machine()
     sgemm = list(machine.sgemm_samples)

@@ -1,24 +1,44 @@
 """The ``edgedepth`` command line: each subcommand parses its arguments and calls one function of its module.
 
 Errors meant for users (:class:`EdgedepthError`) become one line on stderr and exit status 2; anything
-unexpected becomes one line and status 1 (set ``EDGEDEPTH_DEBUG=1`` to see the traceback).
+unexpected becomes one line and status 1. ``EDGEDEPTH_DEBUG=1`` shows the traceback of either, with the exception a
+user error was raised from.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from edgedepth import __version__
-from edgedepth.errors import EdgedepthError
+from edgedepth.errors import EdgedepthError, configure_logging
 
 if TYPE_CHECKING:
     from edgedepth.metric_scale import MetricConfig
 
+C = TypeVar("C")
+
+
+#: Each command's one-line help: the top-level --help lists them without importing the commands' modules.
+COMMAND_HELP = {
+    "predict": "predict inverse depth for images, a folder, a glob or a video",
+    "convert": "convert a PyTorch checkpoint (.pth, .pt) to edgedepth .safetensors",
+    "eval": "evaluate a model on NYU Depth v2 (the seed's protocol by default), or models on the zero-shot "
+        "benchmark (--suite zero-shot)",
+    "train": "distil a teacher's inverse depth into a student (resumable; torchrun for DDP)",
+    "synth": "render synthetic indoor scenes with exact depth (JPEG + 16-bit depth PNG)",
+    "demo": "the whole pipeline on synthetic scenes, end to end in minutes on a CPU",
+    "export": "export a student to ONNX, OpenVINO IR or TorchScript (FP32 or INT8)",
+    "bench": "latency, FPS and memory of students and peers over runtimes, side by side",
+    "label": "label images with a teacher's inverse depth into tar shards (resumable; torchrun)",
+    "serve": "serve a model over HTTP: POST an image, get its inverse depth",
+    "models": "list every registered network: size, cost, default input, where its weights are",
+}
 
 def _size(text: str) -> tuple[int, int]:
     """``--size WxH``: positive sides; which sides a network takes is its card's rule (checked when it loads)."""
@@ -27,7 +47,49 @@ def _size(text: str) -> tuple[int, int]:
     try:
         return parse_size(text)
     except EdgedepthError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _size_or_default(text: str) -> tuple[int, int] | str:
+    """``bench --size``: ``WxH``, or ``default`` for each network's own input."""
+    return text if text == "default" else _size(text)
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``cls``: the one source of a command's defaults."""
+    declared = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if declared.default_factory is not dataclasses.MISSING:
+        return declared.default_factory()
+    return declared.default
+
+
+def _shown(value: Any) -> str:
+    """A default as the user would type it."""
+    from edgedepth.processing import format_size
+
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(side, int) for side in value):
+        return format_size(value)  # type: ignore[arg-type]
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "none" if value is None else str(value)
+
+
+def _option(p: argparse.ArgumentParser | Any, cls: type, name: str, *flags: str, help: str, **kwargs: Any) -> None:
+    """A flag for field ``name`` of ``cls``: not given is ``None`` (the dataclass's default then applies), and the
+    help ends with that default, so the two cannot drift apart."""
+    shown = kwargs.pop("shown", None) or _shown(_default(cls, name))
+    if "choices" not in kwargs:
+        kwargs.setdefault("metavar", flags[0].lstrip("-").upper().replace("-", "_"))
+    p.add_argument(*flags, dest=name, default=None, help=f"{help} (default: {shown})", **kwargs)
+
+
+def _from_args(cls: type[C], args: argparse.Namespace, **values: Any) -> C:
+    """``cls`` from the flags the user gave (attributes named as its fields; ``None``: not given) and ``values``."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+             if f.init and getattr(args, f.name, None) is not None}
+    return cls(**{**given, **values})
 
 
 def _pixel_limit(text: str) -> int:
@@ -54,11 +116,8 @@ def _metric_config(args: argparse.Namespace) -> MetricConfig:
     from edgedepth.geometry import parse_intrinsics
     from edgedepth.metric_scale import MetricConfig, check_config
 
-    cfg = MetricConfig(
-        metric=args.metric, camera_height=args.camera_height, pitch_deg=args.pitch, roll_deg=args.roll,
-        intrinsics=parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None, fov=args.fov,
-        max_depth=args.max_depth, pointcloud=args.pointcloud,
-    )
+    cfg = _from_args(MetricConfig, args,
+                     intrinsics=parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None)
     check_config(cfg, live=args.video is not None or args.camera is not None)
     return cfg
 
@@ -70,13 +129,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise EdgedepthError(predict.MISSING_WEIGHTS_HINT)
     metric = _metric_config(args)
     if args.video is not None or args.camera is not None:
-        return _predict_loop(args, predict.PredictConfig.out)
-    if args.input is None:
+        return _predict_video(args)
+    if args.source is None:
         raise EdgedepthError("nothing to predict: pass an image, folder, glob or video, or --video FILE / --camera N")
-    cfg = predict.PredictConfig(
-        source=args.input, weights=args.weights, out=args.out, size=args.size, device=args.device, save_npy=args.npy,
-        max_image_pixels=args.max_image_pixels, metric=metric, stabilize=args.stabilize,
-    )
+    cfg = _from_args(predict.PredictConfig, args, metric=metric)
     summary = predict.run(cfg)
     skipped = f", skipped {summary.skipped} (see warnings)" if summary.skipped else ""
     print(
@@ -87,46 +143,46 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_loop(args: argparse.Namespace, default_out: Path) -> int:
-    """``predict --video FILE | --camera N``: the real-time loop (edgedepth.runtime.video)."""
-    from edgedepth.runtime.predictor import load_predictor
-    from edgedepth.runtime.video import run_loop
+def _predict_video(args: argparse.Namespace) -> int:
+    """``predict --video FILE | --camera N``: :func:`edgedepth.runtime.video.run`."""
+    from edgedepth.runtime import video
 
-    if args.input is not None or (args.video is not None and args.camera is not None):
+    if args.source is not None or (args.video is not None and args.camera is not None):
         raise EdgedepthError("pass one source: an input argument, --video FILE or --camera N")
-    if args.out != default_out and args.out.suffix.lower() != ".mp4":
-        raise EdgedepthError(f"--out {args.out}: with --video or --camera, --out names the .mp4 file to write")
-    out = args.out if args.out != default_out else None
-    predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads)
-    source = args.video if args.video is not None else args.camera
-    summary = run_loop(predictor, source, out, args.show, args.limit, stabilize=args.stabilize)
+    cfg = _from_args(video.VideoConfig, args, source=args.video if args.video is not None else args.camera)
+    summary = video.run(cfg)
     per_frame = 1e3 / summary.frames
-    stabilized = f" (stabilise {summary.stabilize_seconds * per_frame:.2f} ms of it)" if args.stabilize else ""
+    stabilized = f" (stabilise {summary.stabilize_seconds * per_frame:.2f} ms of it)" if cfg.stabilize else ""
     print(
         f"video: {summary.frames} frame(s) in {summary.seconds:.1f} s, {summary.fps:.1f} FPS end to end; per frame: "
         f"network {summary.model_seconds * per_frame:.1f} ms, read + pre-process {summary.read_seconds * per_frame:.1f} "
         f"ms and upsample + colour + output {summary.post_seconds * per_frame:.1f} ms{stabilized} in their own threads; "
         f"the loop adds {summary.overhead:.0%} to the network's time"
-        + (f" -> {out}" if out else "")
+        + (f" -> {cfg.out}" if cfg.out else "")
     )
     return 0
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.metric_scale import DEFAULT_MAX_DEPTH
+    from edgedepth.metric_scale import MetricConfig
+    from edgedepth.predict import PredictConfig
+    from edgedepth.processing import DEFAULT_INPUT_SIZE
 
-    p = sub.add_parser("predict", help="predict inverse depth for images, a folder, a glob or a video")
-    p.add_argument("input", nargs="?", help="an image, a folder (searched recursively), a quoted glob, or a video file")
+    p = sub.add_parser("predict", help=COMMAND_HELP["predict"])
+    p.add_argument("source", nargs="?", metavar="input",
+                   help="an image, a folder (searched recursively), a quoted glob, or a video file")
     p.add_argument("--video", help="real-time loop over a video file (colour-mapped depth, FPS overlay)")
     p.add_argument("--camera", type=int, metavar="N", help="real-time loop over camera N (e.g. 0)")
     p.add_argument("--show", action="store_true", help="with --video/--camera: show the loop in a window (q quits)")
     p.add_argument("--limit", type=int, help="with --video/--camera: stop after N frames")
     p.add_argument("--threads", type=int, help="threads for the network, any runtime (default: all cores)")
     p.add_argument("--weights", type=Path, help="student weights (.safetensors) or an export (.onnx, .xml, .pt)")
-    p.add_argument("--out", type=Path, default=Path("predict_out"), help="output folder (default: predict_out)")
-    p.add_argument("--size", type=_size, help="network input WIDTHxHEIGHT (default: the model's, e.g. 256x192)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--npy", action="store_true", help="also write the raw float32 prediction as .npy")
+    _option(p, PredictConfig, "out", "--out", type=Path,
+            help="output folder; with --video/--camera, the .mp4 file to write (there: none unless given)")
+    _option(p, PredictConfig, "size", "--size", type=_size, help="network input WIDTHxHEIGHT",
+            shown=f"the model's, e.g. {_shown(DEFAULT_INPUT_SIZE)}")
+    _option(p, PredictConfig, "device", "--device", help="cpu or cuda")
+    p.add_argument("--npy", dest="save_npy", action="store_true", help="also write the raw float32 prediction as .npy")
     p.add_argument("--stabilize", action="store_true",
                    help="videos: align each frame to a running estimate and blend it in, so depth does not flicker")
     metric = p.add_argument_group("metric depth and point clouds")
@@ -135,10 +191,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         "a sparse depth map (.npy in m, 16-bit .png in mm, 0 = missing) or ground (the floor under a "
                         "camera at --camera-height); writes NAME.metric.png (mm), .npy (m) and .json (the fit)")
     metric.add_argument("--camera-height", type=float, metavar="H", help="--metric ground: metres from floor to camera")
-    metric.add_argument("--pitch", type=float, default=0.0, metavar="DEG",
-                        help="--metric ground: degrees the camera looks below the horizontal (default: 0)")
-    metric.add_argument("--roll", type=float, default=0.0, metavar="DEG",
-                        help="--metric ground: degrees the image's right side dips (default: 0)")
+    _option(metric, MetricConfig, "pitch_deg", "--pitch", type=float, metavar="DEG",
+            help="--metric ground: degrees the camera looks below the horizontal")
+    _option(metric, MetricConfig, "roll_deg", "--roll", type=float, metavar="DEG",
+            help="--metric ground: degrees the image's right side dips")
     metric.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="the camera's pinhole intrinsics in pixels, at the "
                         "image's resolution")
     metric.add_argument("--fov", type=float, metavar="DEG",
@@ -146,9 +202,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     metric.add_argument("--pointcloud", action="store_true",
                         help="also write NAME.ply: coloured points in metres, camera frame (needs --metric and a "
                         "camera)")
-    metric.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH, metavar="M",
-                        help="metric depth beyond this is no depth: 0 in the maps, no point "
-                        f"(default: {DEFAULT_MAX_DEPTH:g})")
+    _option(metric, MetricConfig, "max_depth", "--max-depth", type=float, metavar="M",
+            help="metric depth beyond this is no depth: 0 in the maps, no point")
     _add_pixel_limit(p)
     p.set_defaults(func=_cmd_predict)
 
@@ -162,7 +217,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert a PyTorch checkpoint (.pth, .pt) to edgedepth .safetensors")
+    p = sub.add_parser("convert", help=COMMAND_HELP["convert"])
     p.add_argument("input", type=Path, help="a state dict or training checkpoint of the seed or FastDepth, a "
                    "checkpoint.pt of edgedepth train, or a state_dict() of an edgedepth student (with --model)")
     p.add_argument("output", type=Path, help="where to write the .safetensors weights")
@@ -175,7 +230,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 _SUITE_ONLY = {"--data-root": "data_root", "--tar": "tar", "--datasets": "datasets", "--split-file": "split_file",
                "--predictions": "predictions", "--prediction-kind": "prediction_kind",
                "--save-predictions": "save_predictions", "--alignment-max-res": "alignment_max_res"}
-_MAT_ONLY = {"--gt": "gt", "--align": "align", "--crop": "crop", "--split": "split", "--config": "config",
+_MAT_ONLY = {"--gt": "gt", "--align": "align", "--crop": "crop", "--split": "split", "--config": "config_file",
              "--batch-size": "batch_size", "--training-data": "training_data"}
 
 
@@ -190,14 +245,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                              "scores; pass one (the zero-shot suite, --suite zero-shot, takes several)")
     protocol = evaluate.make_protocol(args.protocol or "seed", ground_truth=args.gt, alignment=args.align,
                                       crop=args.crop)
-    cfg = evaluate.EvalConfig(
-        data=args.data, splits=args.splits, weights=args.weights[0] if args.weights else None,
-        teacher=args.teacher[0] if args.teacher else None, baseline=args.baseline,
-        size=args.size,
-        protocol=protocol, split=args.split or "test", out=args.out, device=args.device,
-        batch_size=args.batch_size if args.batch_size is not None else 4,
-        limit=args.limit, training_data=args.training_data, config_file=args.config,
-    )
+    cfg = _from_args(evaluate.EvalConfig, args, weights=args.weights[0] if args.weights else None,
+                     teacher=args.teacher[0] if args.teacher else None, protocol=protocol)
     summary = evaluate.run(cfg)
     print(summary.table, end="")
     skipped = f", skipped {summary.skipped} (see warnings)" if summary.skipped else ""
@@ -235,14 +284,12 @@ def _cmd_eval_suite(args: argparse.Namespace) -> int:
         raise EdgedepthError(f"{given[0]} belongs to the NYU .mat evaluation; the zero-shot suite's crops, masks and "
                              "alignment are its --protocol's")
     datasets = tuple(name.strip() for name in args.datasets.split(",")) if args.datasets else tuple(EVAL_SETS)
-    cfg = zeroshot.ZeroShotConfig(
-        data_root=args.data_root, archives=_named_paths(args.tar, "--tar", datasets),
+    cfg = _from_args(
+        zeroshot.ZeroShotConfig, args, archives=_named_paths(args.tar, "--tar", datasets),
         split_files=_named_paths(args.split_file, "--split-file", datasets), datasets=datasets,
         weights=tuple(args.weights or ()), teachers=tuple(args.teacher or ()),
         baselines=(args.baseline,) if args.baseline else (), predictions=tuple(args.predictions or ()),
-        prediction_kind=args.prediction_kind, protocol=args.protocol or "marigold",
-        alignment_max_res=args.alignment_max_res, save_predictions=args.save_predictions, nyu_mat=args.data,
-        nyu_splits=args.splits, size=args.size, device=args.device, limit=args.limit, out=args.out,
+        nyu_mat=args.data, nyu_splits=args.splits,
     )
     summary = zeroshot.run(cfg)
     print(summary.table, end="")
@@ -254,10 +301,11 @@ def _cmd_eval_suite(args: argparse.Namespace) -> int:
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     from edgedepth.data.nyu import NYU_CROPS
+    from edgedepth.evaluate import EvalConfig
     from edgedepth.metrics import ALIGNMENTS
+    from edgedepth.processing import DEFAULT_INPUT_SIZE
 
-    p = sub.add_parser("eval", help="evaluate a model on NYU Depth v2 (the seed's protocol by default), or models "
-                       "on the zero-shot benchmark (--suite zero-shot)")
+    p = sub.add_parser("eval", help=COMMAND_HELP["eval"])
     p.add_argument("--data", type=Path, help="nyu_depth_v2_labeled.mat (MATLAB v7.3); with --suite, adds the seed's "
                    "NYU .mat column")
     p.add_argument("--splits", type=Path, help="splits.mat with trainNdxs / testNdxs")
@@ -268,17 +316,18 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", choices=["ramp", "constant"],
                    help="a model-free baseline: ramp = inverse depth rising towards the bottom row (the "
                         "positional prior a model must beat), constant = the ground truth's median (oracle)")
-    p.add_argument("--config", type=Path, help="the seed's config.yaml (nyu_data_path, nyu_split_path, best_model, "
-                   "height, width); command-line flags win over it")
-    p.add_argument("--size", type=_size, help="network input WIDTHxHEIGHT (default: the model's, e.g. 256x192)")
+    p.add_argument("--config", dest="config_file", type=Path, help="the seed's config.yaml (nyu_data_path, "
+                   "nyu_split_path, best_model, height, width); command-line flags win over it")
+    _option(p, EvalConfig, "size", "--size", type=_size, help="network input WIDTHxHEIGHT",
+            shown=f"the model's, e.g. {_shown(DEFAULT_INPUT_SIZE)}")
     p.add_argument("--protocol", help="named protocol: seed (default), adjusted by --gt, --align, --crop; with "
                    "--suite: marigold (default) or zipdepth")
     p.add_argument("--gt", choices=["rawDepths", "depths"], help="ground truth (seed: rawDepths)")
     p.add_argument("--align", choices=ALIGNMENTS, help="alignment of the prediction (seed: lsq-disparity)")
     p.add_argument("--crop", choices=list(NYU_CROPS), help="evaluation crop (seed: seed = rows 45:471, cols 41:601)")
-    p.add_argument("--split", choices=["test", "train"], help="which split (default: test)")
+    _option(p, EvalConfig, "split", "--split", choices=["test", "train"], help="which split")
     p.add_argument("--limit", type=int, help="score only the first N frames of the split (with --suite: of each set)")
-    p.add_argument("--batch-size", type=int, help="frames per forward pass (default: 4)")
+    _option(p, EvalConfig, "batch_size", "--batch-size", type=int, help="frames per forward pass")
     suite = p.add_argument_group("zero-shot suite (NYUv2, KITTI, ETH3D, ScanNet, DIODE from Marigold's tars)")
     suite.add_argument("--suite", choices=["zero-shot"], help="the zero-shot benchmark (implied by the options below)")
     suite.add_argument("--data-root", type=Path, metavar="DIR", help="Marigold's base data folder: nyuv2/"
@@ -301,8 +350,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                        help="fit scale and shift on a nearest-neighbour subsample at most N wide, as Marigold's "
                             "--alignment_max_res (default: the protocol's, 1024 on ETH3D for marigold; 0: full size)")
     p.add_argument("--training-data", help="text for the table's training-data column (default: from the weights)")
-    p.add_argument("--out", type=Path, default=Path("eval_out"), help="output folder (default: eval_out)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    _option(p, EvalConfig, "out", "--out", type=Path, help="output folder")
+    _option(p, EvalConfig, "device", "--device", help="cpu or cuda")
     p.set_defaults(func=_cmd_eval)
 
 
@@ -319,7 +368,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="distil a teacher's inverse depth into a student (resumable; torchrun for DDP)")
+    p = sub.add_parser("train", help=COMMAND_HELP["train"])
     p.add_argument("--config", type=Path, help="YAML training config (default: the seed's recipe)")
     p.add_argument("--resume", action="store_true", help="insist on resuming: fail if run.dir has no checkpoint")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=3e-4 data.path=DIR")
@@ -328,18 +377,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from edgedepth.data import synthetic
-    from edgedepth.processing import parse_size
 
     if args.sequence is not None:
         for flag, given in (("--nyu-mat", args.nyu_mat), ("--nyu-tar", args.nyu_tar)):
             if given:
                 raise EdgedepthError(f"{flag} writes scenes, not a sequence: drop it or use --count N")
-        done = synthetic.write_sequence(args.out, args.sequence, parse_size(args.size), args.seed)
+        done = synthetic.write_sequence(args.out, args.sequence, args.size, args.seed)
         state = f"rendered in {done.seconds:.1f} s" if done.rendered else "already there"
         print(f"synth: sequence of {done.frames} frame(s) {state} -> {args.out} ({synthetic.SEQUENCE_VIDEO}, "
               f"{synthetic.SEQUENCE_DEPTH}/, {synthetic.CAMERAS_NAME})")
         return 0
-    summary = synthetic.write_folder(args.out, args.count, parse_size(args.size), args.seed, nyu_mat=args.nyu_mat,
+    summary = synthetic.write_folder(args.out, args.count, args.size, args.seed, nyu_mat=args.nyu_mat,
                                      nyu_tar=args.nyu_tar)
     mat = f", NYU .mat pair with {summary.nyu_mat[0]} train / {summary.nyu_mat[1]} test" if summary.nyu_mat else ""
     if summary.nyu_tar is not None:
@@ -354,14 +402,14 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="render synthetic indoor scenes with exact depth (JPEG + 16-bit depth PNG)")
+    p = sub.add_parser("synth", help=COMMAND_HELP["synth"])
     p.add_argument("out", type=Path, help="output folder: <key>.jpg beside <key>.png (depth in mm), index.json")
     amount = p.add_mutually_exclusive_group(required=True)
     amount.add_argument("--count", type=int, help="number of scenes (a rerun skips those already written)")
     amount.add_argument("--sequence", type=int, metavar="N",
                         help="instead: N frames of a camera moving through one room, as video.mp4 with each frame's "
                         "exact depth (depth/<frame>.png, mm) and camera (cameras.json)")
-    p.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the scenes (default: 640x480, NYU's)")
+    p.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT of the scenes (default: 640x480, NYU's)")
     p.add_argument("--seed", type=int, default=0, help="scene k of seed S is the same whatever --count (default: 0)")
     p.add_argument("--nyu-mat", action="store_true",
                    help="also write nyu_depth_v2_labeled.mat + splits.mat in the official layouts (640x480 only)")
@@ -374,8 +422,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edgedepth import demo
 
-    sizes = {"out": args.out, "train_scenes": args.train_scenes, "test_scenes": args.test_scenes, "epochs": args.epochs}
-    cfg = demo.DemoConfig(**{key: value for key, value in sizes.items() if value is not None})
+    cfg = _from_args(demo.DemoConfig, args)
     demo.run(cfg)
     for step, seconds in cfg.timings.items():
         print(f"  {seconds:7.1f} s  {step}")
@@ -383,22 +430,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the whole pipeline on synthetic scenes, end to end in minutes on a CPU")
-    p.add_argument("--out", type=Path, help="output folder (default: demo_out)")
-    p.add_argument("--train-scenes", type=int, help="training scenes to render (default: sized for ~10 minutes)")
-    p.add_argument("--test-scenes", type=int, help="scenes of the NYU-layout test set to render")
-    p.add_argument("--epochs", type=int, help="training epochs over the scenes")
+    from edgedepth.demo import DemoConfig
+
+    p = sub.add_parser("demo", help=COMMAND_HELP["demo"])
+    _option(p, DemoConfig, "out", "--out", type=Path, help="output folder")
+    _option(p, DemoConfig, "train_scenes", "--train-scenes", type=int,
+            help="training scenes to render (the default is sized for ~10 minutes)")
+    _option(p, DemoConfig, "test_scenes", "--test-scenes", type=int, help="scenes of the NYU-layout test set to render")
+    _option(p, DemoConfig, "epochs", "--epochs", type=int, help="training epochs over the scenes")
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from edgedepth.runtime import export
 
-    options = {"calib_limit": args.calib_limit} if args.calib_limit is not None else {}
-    cfg = export.ExportConfig(
-        weights=args.weights, fmt=args.format, out=args.out, size=args.size, int8=args.int8, calib=args.calib,
-        quantizer=args.quantizer, **options,
-    )
+    cfg = _from_args(export.ExportConfig, args)
     result = export.run(cfg)
     info = result.metadata.info
     check = (f"correlation with FP32 {result.correlation:.4f}, max |diff| {result.max_abs_diff:.3g}"
@@ -407,23 +453,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if info.quantizer_latency_ms:
         timings = ", ".join(f"{name} {ms:.1f} ms" for name, ms in info.quantizer_latency_ms.items())
         quantizer += f", the faster here ({timings}; 1 thread)"
-    print(f"exported {args.weights} -> {result.path} ({args.format}, {info.precision}{quantizer}; {check})")
+    print(f"exported {args.weights} -> {result.path} ({cfg.fmt}, {info.precision}{quantizer}; {check})")
     return 0
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a student to ONNX, OpenVINO IR or TorchScript (FP32 or INT8)")
+    from edgedepth.runtime.export import ExportConfig
+
+    p = sub.add_parser("export", help=COMMAND_HELP["export"])
     p.add_argument("--weights", type=Path, required=True, help="student weights (.safetensors)")
-    p.add_argument("--format", required=True, help="onnx (.onnx), openvino (.xml + .bin) or torchscript (.pt)")
+    p.add_argument("--format", dest="fmt", required=True,
+                   help="onnx (.onnx), openvino (.xml + .bin) or torchscript (.pt)")
     p.add_argument("--out", type=Path, required=True, help="output file, with the format's suffix")
-    p.add_argument("--size", type=_size, help="fixed network input WIDTHxHEIGHT (default: the model's)")
+    _option(p, ExportConfig, "size", "--size", type=_size, help="fixed network input WIDTHxHEIGHT", shown="the model's")
     p.add_argument("--int8", action="store_true", help="post-training static INT8; needs --calib")
     p.add_argument("--calib", type=Path, metavar="SOURCE",
                    help="calibration images: a folder (searched recursively), a list file, .tar shards or the label "
                    "shards of `edgedepth label`")
-    p.add_argument("--quantizer", choices=("auto", "onnxruntime", "nncf"), default="auto",
-                   help="INT8 tool: ONNX Runtime's or OpenVINO's NNCF; auto (default) builds both and keeps the faster")
-    p.add_argument("--calib-limit", type=int, help="calibration images used at most (default: a few hundred)")
+    _option(p, ExportConfig, "quantizer", "--quantizer", choices=("auto", "onnxruntime", "nncf"),
+            help="INT8 tool: ONNX Runtime's or OpenVINO's NNCF; auto builds both and keeps the faster")
+    _option(p, ExportConfig, "calib_limit", "--calib-limit", type=int, help="calibration images used at most")
     p.set_defaults(func=_cmd_export)
 
 
@@ -432,48 +481,54 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from edgedepth.imageio import check_output_folder
 
     check_output_folder(args.out or bench.BenchConfig.out)  # now, not after minutes of timing
-
-    given = {
-        "models": tuple(args.models.split(",")) if args.models else None,
-        "runtimes": tuple(args.runtimes.split(",")) if args.runtimes else None,
-        "threads": tuple(int(t) for t in args.threads.split(",")) if args.threads else None,
-        "runs": args.runs, "warmup": args.warmup, "out": args.out,
-    }
-    from edgedepth.processing import parse_size
-
-    sizes = {} if args.size is None else {"size": None if args.size == "default" else parse_size(args.size)}
-    cfg = bench.BenchConfig(chart=args.chart, **sizes, **{key: value for key, value in given.items() if value is not None})
+    size = {} if args.size is None else {"size": None if args.size == "default" else args.size}
+    cfg = _from_args(bench.BenchConfig, args, **size)
     result = bench.run(cfg)
     print(result.table, end="")
     print(f"wrote {cfg.out / 'bench.md'} and {cfg.out / 'bench.json'}")
     return 0
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list, e.g. ``--models a,b``."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive whole numbers, e.g. ``--threads 1,2``."""
+    try:
+        counts = tuple(int(item) for item in _names(text))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive whole numbers separated by commas, e.g. 1,2")
+    return counts
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="latency, FPS and memory of students and peers over runtimes, side by side")
-    p.add_argument("--models", help="comma-separated registry names (edgedepth models lists them; default: "
-                   "fastdepth_v3, fastdepth, zipdepth_base, midas_v21_small, depth_anything_v2_small)")
-    p.add_argument("--runtimes", help="comma-separated, of torch, onnx, onnx-int8, openvino, openvino-int8 "
-                   "(default: all)")
-    p.add_argument("--threads", help="comma-separated thread counts (default: 1,2, at most the cores this process may use)")
-    p.add_argument("--size", help="input WIDTHxHEIGHT as each network takes it (Depth Anything: nearest multiples of "
-                   "14), or 'default' for each network's own default input (default: 256x192)")
-    p.add_argument("--runs", type=int, help="timed runs per cell (default: 30)")
-    p.add_argument("--warmup", type=int, help="untimed runs first (default: 5)")
-    p.add_argument("--out", type=Path, help="folder for bench.md, bench.json (and .png) (default: bench_out)")
+    from edgedepth.bench import BenchConfig
+
+    p = sub.add_parser("bench", help=COMMAND_HELP["bench"])
+    _option(p, BenchConfig, "models", "--models", type=_names,
+            help="comma-separated registry names (edgedepth models lists them)")
+    _option(p, BenchConfig, "runtimes", "--runtimes", type=_names, help="comma-separated runtimes", shown="all of "
+            + _shown(_default(BenchConfig, "runtimes")))
+    _option(p, BenchConfig, "threads", "--threads", type=_counts, help="comma-separated thread counts",
+            shown="1,2, at most the cores this process may use")
+    p.add_argument("--size", type=_size_or_default,
+                   help="input WIDTHxHEIGHT as each network takes it (Depth Anything: nearest multiples of 14), or "
+                   f"'default' for each network's own default input (default: {_shown(_default(BenchConfig, 'size'))})")
+    _option(p, BenchConfig, "runs", "--runs", type=int, help="timed runs per cell")
+    _option(p, BenchConfig, "warmup", "--warmup", type=int, help="untimed runs first")
+    _option(p, BenchConfig, "out", "--out", type=Path, help="folder for bench.md, bench.json (and .png)")
     p.add_argument("--chart", action="store_true", help="also draw bench.png (bar chart of median latency)")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
     from edgedepth import label
-    from edgedepth.processing import parse_size
 
-    recipe = label.Recipe(crop=parse_size(args.crop), size=parse_size(args.size), seed=args.seed)
-    cfg = label.LabelConfig(
-        source=args.source, out=args.out, teacher=args.teacher, recipe=recipe, batch_size=args.batch,
-        shard_size=args.shard_size, workers=args.workers, device=args.device,
-    )
+    cfg = _from_args(label.LabelConfig, args, recipe=_from_args(label.Recipe, args))
     summary = label.run(cfg)
     if summary.main:  # rank 0 only under torchrun
         print(
@@ -485,19 +540,21 @@ def _cmd_label(args: argparse.Namespace) -> int:
 
 
 def _add_label(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("label", help="label images with a teacher's inverse depth into tar shards (resumable; torchrun)")
+    from edgedepth.label import LabelConfig, Recipe
+
+    p = sub.add_parser("label", help=COMMAND_HELP["label"])
     p.add_argument("source", help="a folder of images (recursive), a text file of paths, or .tar shards (file, folder, glob)")
     p.add_argument("out", type=Path, help="output folder: shard-NNNNNN.tar, index.json, skipped.jsonl")
     p.add_argument("--teacher", required=True, metavar="SPEC", help="hf:<repo or dir>, midas:..., onnx:..., oracle, or an alias")
-    p.add_argument("--crop", default="512x384", help="WIDTHxHEIGHT of the random crop the teacher sees (default: 512x384)")
-    p.add_argument("--size", default="256x192", help="WIDTHxHEIGHT of the stored image and label (default: 256x192)")
-    p.add_argument("--batch", type=int, default=8, help="images per teacher call (default: 8)")
-    p.add_argument("--shard-size", type=int, default=1000, help="inputs per shard (default: 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the per-image random crops (default: 0)")
-    p.add_argument("--workers", type=int, default=4,
-                   help="decoding processes, 0 = decode in the main process (default: 4, at most one fewer than "
-                        "the cores this process may use)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda; under torchrun cuda means cuda:LOCAL_RANK (default: cpu)")
+    _option(p, Recipe, "crop", "--crop", type=_size, help="WIDTHxHEIGHT of the random crop the teacher sees")
+    _option(p, Recipe, "size", "--size", type=_size, help="WIDTHxHEIGHT of the stored image and label")
+    _option(p, LabelConfig, "batch_size", "--batch", type=int, help="images per teacher call")
+    _option(p, LabelConfig, "shard_size", "--shard-size", type=int, help="inputs per shard")
+    _option(p, Recipe, "seed", "--seed", type=int, help="seed of the per-image random crops")
+    _option(p, LabelConfig, "workers", "--workers", type=int,
+            help="decoding processes, 0 = decode in the main process, at most one fewer than the cores this process "
+            "may use")
+    _option(p, LabelConfig, "device", "--device", help="cpu or cuda; under torchrun cuda means cuda:LOCAL_RANK")
     p.set_defaults(func=_cmd_label)
 
 
@@ -512,7 +569,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list every registered network: size, cost, default input, where its weights are")
+    p = sub.add_parser("models", help=COMMAND_HELP["models"])
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern of names, e.g. 'zipdepth_*' (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_models)
@@ -524,7 +581,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.timeout > 0:
         raise EdgedepthError(f"--timeout {args.timeout:g}: give a positive number of seconds")
-    predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads)
+    predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads, keep_aspect=True)
     server = make_server(predictor, args.host, args.port, quiet=args.quiet, timeout=args.timeout,
                          max_image_pixels=args.max_image_pixels)
     print(f"serving {predictor.name} ({predictor.runtime}) on {server.url}: open it in a browser, POST an image to "
@@ -539,7 +596,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve a model over HTTP: POST an image, get its inverse depth")
+    p = sub.add_parser("serve", help=COMMAND_HELP["serve"])
     p.add_argument("--weights", type=Path, required=True, help="a .safetensors, .onnx, OpenVINO .xml or TorchScript .pt")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
@@ -554,26 +611,52 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_serve)
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_predict, _add_convert, _add_eval, _add_train, _add_synth, _add_demo, _add_export, _add_bench, _add_label,
-    _add_serve, _add_models,
-)
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "predict": _add_predict, "convert": _add_convert, "eval": _add_eval, "train": _add_train, "synth": _add_synth,
+    "demo": _add_demo, "export": _add_export, "bench": _add_bench, "label": _add_label, "serve": _add_serve,
+    "models": _add_models,
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgedepth", description="Real-time monocular depth for embedded CPUs.")
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (``edgedepth predict: error: ... (see edgedepth predict --help)``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``command`` only that command's options (the others by name and help):
+    each command's options import its module for their defaults, which ``edgedepth --help`` need not wait for."""
+    parser = _Parser(prog="edgedepth", description="Real-time monocular depth for embedded CPUs.")
     parser.add_argument("--version", action="version", version=f"edgedepth {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more messages on stderr (debug); before the command, e.g. edgedepth -v predict ...")
+    parser.add_argument("-q", "--quiet", dest="quiet_logs", action="store_true",
+                        help="warnings and errors only on stderr (progress bars stay)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in SUBCOMMANDS:
-        add(sub)
+    for name, add in SUBCOMMANDS.items():
+        if command is None or command == name:
+            add(sub)
+        else:
+            sub.add_parser(name, help=COMMAND_HELP[name])
     return parser
 
 
+def _command(argv: Sequence[str]) -> str:
+    """The command ``argv`` names: its first word that is not an option ("" when there is none)."""
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
+    configure_logging(-1 if args.quiet_logs else args.verbose)
     try:
         return int(args.func(args) or 0)
     except EdgedepthError as exc:
+        if os.environ.get("EDGEDEPTH_DEBUG"):  # with its cause: the library's exception it was raised from
+            raise
         print(f"edgedepth: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,7 +22,7 @@ import yaml
 
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path, check_input_file
-from edgedepth.processing import SIZE_DIVISOR, format_size, parse_size
+from edgedepth.processing import DEFAULT_INPUT_SIZE, SIZE_DIVISOR, format_size, parse_size
 
 T = TypeVar("T")
 
@@ -72,7 +72,7 @@ class DataConfig:
     format: Literal["folder", "shards"] = "folder"
     png: PngMeaning = "inverse_depth"
     #: Network input ``(width, height)``; images (and targets) of another size are resized to it.
-    input_size: tuple[int, int] = (256, 192)
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     num_workers: int = field(default=4, metadata=NON_NEGATIVE | RESUMABLE)
     prefetch_factor: int = field(default=2, metadata=POSITIVE | RESUMABLE)
 

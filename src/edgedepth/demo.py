@@ -11,7 +11,6 @@ works; it is not the recipe for a useful model (Places + a MiDaS or Depth Anythi
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import json
 import time
@@ -139,8 +138,7 @@ def run(cfg: DemoConfig) -> Path:
         trained = result.weights or out / "run" / train.FINAL_WEIGHTS
     untrained = out / "untrained.safetensors"
     if not untrained.exists():
-        model = create_model("fastdepth_v3")
-        model.card = dataclasses.replace(model.card, input_size=cfg.train_size)  # scored as the trained one is
+        model = create_model("fastdepth_v3", card={"input_size": cfg.train_size})  # scored as the trained one is
         save_weights(model, untrained, training_data="none (random init)")
     metrics: dict[str, dict[str, float] | str] = {}
     for row in ROWS:

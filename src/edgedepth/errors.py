@@ -1,6 +1,7 @@
 """The one exception type that the command line turns into a one-line message and a non-zero exit, and the one
-way a warning is printed."""
+way edgedepth's log records reach a terminal."""
 
+import logging
 import sys
 
 from tqdm import tqdm
@@ -15,5 +16,37 @@ class EdgedepthError(Exception):
 
 
 def warn(message: str) -> None:
-    """Print ``edgedepth: warning: <message>`` on stderr, above any progress bar on screen."""
-    tqdm.write(f"edgedepth: warning: {message}", file=sys.stderr)
+    """Log a warning on the package's logger (modules log on their own, ``logging.getLogger(__name__)``)."""
+    logging.getLogger("edgedepth").warning(message)
+
+
+class _ProgressSafeHandler(logging.Handler):
+    """Writes each record on stderr above any progress bar on screen (``tqdm.write``), as it is at that moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging's contract: a failing handler reports, never raises
+            self.handleError(record)
+
+
+class _Formatter(logging.Formatter):
+    """``edgedepth: warning: <message>`` (and ``error``, ``debug``); notes (info) as they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return message if record.levelno == logging.INFO else f"edgedepth: {record.levelname.lower()}: {message}"
+
+
+def configure_logging(verbosity: int = 0) -> None:
+    """Send edgedepth's loggers to stderr, above progress bars: notes and warnings by default (``verbosity`` 0),
+    debug with 1 (``-v``), warnings and errors only with -1 (``-q``). The CLI calls it; a library user need not.
+    """
+    level = logging.DEBUG if verbosity > 0 else logging.INFO if verbosity == 0 else logging.WARNING
+    logger = logging.getLogger("edgedepth")
+    for handler in [h for h in logger.handlers if isinstance(h, _ProgressSafeHandler)]:
+        logger.removeHandler(handler)
+    handler = _ProgressSafeHandler()
+    handler.setFormatter(_Formatter())
+    logger.addHandler(handler)
+    logger.setLevel(level)

@@ -12,6 +12,7 @@ size can be evaluated (:class:`DepthModel`): students today, teachers when they 
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from tqdm import tqdm
 from edgedepth import __version__, report
 from edgedepth.cores import compute_threads
 from edgedepth.data.nyu import NYU_CROPS, GroundTruth, NyuLabeled, read_splits
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import check_input_file, check_output_folder
 from edgedepth.metrics import (
     ALIGNMENTS,
@@ -39,6 +40,8 @@ from edgedepth.metrics import (
     valid_mask,
 )
 from edgedepth.processing import SIZE_DIVISOR, format_size, parse_size
+
+logger = logging.getLogger(__name__)
 
 Split = Literal["test", "train"]
 
@@ -194,7 +197,7 @@ def apply_seed_config(cfg: EvalConfig) -> tuple[EvalConfig, list[str]]:
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise EdgedepthError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise EdgedepthError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(values, dict):
         raise EdgedepthError(f"{path}: expected a mapping of keys to values (the seed's config.yaml)")
     updates: dict[str, Any] = {}
@@ -205,7 +208,7 @@ def apply_seed_config(cfg: EvalConfig) -> tuple[EvalConfig, list[str]]:
         try:
             updates["size"] = parse_size(f"{values.get('width')}x{values.get('height')}", SIZE_DIVISOR)
         except EdgedepthError as exc:
-            raise EdgedepthError(f"{path}: width/height: {exc}") from None
+            raise EdgedepthError(f"{path}: width/height: {exc}") from exc
     if cfg.teacher is not None:
         updates.pop("weights", None)
     used = {*SEED_CONFIG_KEYS, "width", "height"}
@@ -272,7 +275,7 @@ def evaluate_frames(
                 try:
                     metrics, _ = score_prediction(prediction, depth, mask, protocol.alignment, protocol.max_depth)
                 except UnscorableImage as exc:
-                    warn(f"frame {index + 1}: {exc}; skipped")
+                    logger.warning(f"frame {index + 1}: {exc}; skipped")
                     results.append(ImageResult(index, int(mask.sum()), skipped=str(exc)))
                 else:
                     results.append(ImageResult(index, int(mask.sum()), metrics=metrics))
@@ -284,7 +287,7 @@ def run(cfg: EvalConfig) -> EvalSummary:
     """Evaluate ``cfg``'s model on NYU Depth v2 and write the report into ``cfg.out``."""
     cfg, notes = apply_seed_config(cfg)
     for note in notes:
-        print(note, file=sys.stderr)
+        logger.info(note)
     if cfg.data is None or cfg.splits is None:
         raise EdgedepthError("pass --data nyu_depth_v2_labeled.mat and --splits splits.mat (or a --config with them)")
     if cfg.batch_size < 1:

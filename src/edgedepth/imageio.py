@@ -73,7 +73,7 @@ def _open_limited(source: str | Path | BinaryIO, origin: str | Path, max_pixels:
             raise ImageTooLargeError(
                 f"{origin}: above the pixel limit of {max_pixels:,} ({exc}); raise it with --max-image-pixels N, "
                 "0 for no limit"
-            ) from None
+            ) from exc
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 
@@ -108,7 +108,7 @@ def read_rgb(
     except UnidentifiedImageError:
         raise EdgedepthError(f"{path}: not an image file (unrecognised format)") from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL reports truncation and corruption as OSError
-        raise EdgedepthError(f"{path}: unreadable image ({exc})") from None
+        raise EdgedepthError(f"{path}: unreadable image ({exc})") from exc
     return array
 
 
@@ -232,7 +232,7 @@ def make_folder(path: str | Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EdgedepthError(f"{path}: cannot make the folder ({exc.strerror or exc})") from None
+        raise EdgedepthError(f"{path}: cannot make the folder ({exc.strerror or exc})") from exc
     return path
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -50,11 +51,13 @@ from edgedepth.data.shards import (
     shard_record_path,
 )
 from edgedepth.data.sources import Source, SourceItem, open_source
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path, make_folder
-from edgedepth.processing import format_size, resize_image
+from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size, resize_image
 from edgedepth.teachers import Teacher, create_teacher
 from edgedepth.viz import to_uint16
+
+logger = logging.getLogger(__name__)
 
 SKIPPED_NAME = "skipped.jsonl"
 JPEG_QUALITY = 95
@@ -75,7 +78,7 @@ class Recipe:
     """The seed's crop-and-resize recipe: crop ``(width, height)`` for the teacher, ``size`` for training."""
 
     crop: tuple[int, int] = (512, 384)
-    size: tuple[int, int] = (256, 192)
+    size: tuple[int, int] = DEFAULT_INPUT_SIZE
     seed: int = 0
 
     def describe(self) -> dict[str, Any]:
@@ -317,7 +320,7 @@ def _check_out(out: Path, identity: dict[str, Any]) -> bool:
     try:
         index = json.loads(index_path.read_text())
     except (OSError, ValueError) as exc:
-        raise EdgedepthError(f"{index_path}: unreadable ({exc}); pick a new folder") from None
+        raise EdgedepthError(f"{index_path}: unreadable ({exc}); pick a new folder") from exc
     hint = f"label into a new folder (or delete {out} to start over)"
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise EdgedepthError(
@@ -499,7 +502,7 @@ def _write_shards(
                         item, outcome = next(results)
                         if isinstance(outcome, str):
                             skips.append({"key": item.key, "source": item.origin, "reason": outcome})
-                            warn(f"skipped {item.origin}: {outcome}")
+                            logger.warning(f"skipped {item.origin}: {outcome}")
                         else:
                             writer.write(item.key, outcome)
                         bar.update(1)
@@ -508,7 +511,7 @@ def _write_shards(
                 raise EdgedepthError(
                     f"{path}: writing failed ({exc.strerror or exc}); the unfinished shard was removed, "
                     "free space and rerun the same command to resume"
-                ) from None
+                ) from exc
             processed += writer.count
             skipped += len(skips)
     return processed, skipped

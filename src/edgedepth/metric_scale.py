@@ -20,6 +20,7 @@ and with ``--pointcloud`` ``NAME.ply``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.geometry import Intrinsics, check_intrinsics, floor_inverse_depth, ray_lengths, write_ply
 from edgedepth.imageio import atomic_path, check_input_file, write_npy, write_png
 from edgedepth.metrics import (
@@ -37,6 +38,8 @@ from edgedepth.metrics import (
     fit_scale_shift_robust,
     fit_to_floor,
 )
+
+logger = logging.getLogger(__name__)
 
 #: Depths farther than this (metres) are "no depth" by default: NYU's and the synthetic rooms' far limit.
 DEFAULT_MAX_DEPTH = 10.0
@@ -176,7 +179,7 @@ def _read_points(path: Path, cfg: MetricConfig) -> Points:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise EdgedepthError(f"{path}: not a readable JSON points file ({exc})") from None
+        raise EdgedepthError(f"{path}: not a readable JSON points file ({exc})") from exc
     items = data.get("points") if isinstance(data, dict) else data
     example = '[{"x": 320, "y": 400, "depth": 1.5}, ...]'
     if not isinstance(items, list):
@@ -201,7 +204,7 @@ def _read_points(path: Path, cfg: MetricConfig) -> Points:
                              "fx,fy,cx,cy or --fov DEG (or give their depth along the optical axis)")
     known = np.where(np.isnan(depth), distance, depth)
     if np.ptp(known) <= _SAME_DEPTH * np.mean(known):
-        warn(f"{path}: all {len(items)} points are at one distance ({np.mean(known):.3g} m), which leaves the shift "
+        logger.warning(f"{path}: all {len(items)} points are at one distance ({np.mean(known):.3g} m), which leaves the shift "
              "undetermined: only a scale is fitted (shift 0); add a point at another distance for a full fit")
     return Points(str(path), np.array(uv, dtype=np.float64), np.array(depth), np.array(distance))
 
@@ -211,7 +214,7 @@ def _read_sparse(path: Path) -> Sparse:
         try:
             depth = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            raise EdgedepthError(f"{path}: not a readable .npy file ({exc})") from None
+            raise EdgedepthError(f"{path}: not a readable .npy file ({exc})") from exc
         if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
             raise EdgedepthError(f"{path}: a sparse depth map is an H x W array of metres, not {depth.dtype} "
                                  f"{list(depth.shape)}")
@@ -230,7 +233,7 @@ def _read_sparse(path: Path) -> Sparse:
     if valid.size < 2:
         raise EdgedepthError(f"{path}: {valid.size} pixel(s) with a depth; a scale and a shift need at least 2")
     if np.ptp(valid) <= _SAME_DEPTH * np.mean(valid):
-        warn(f"{path}: all {valid.size} depths are one ({np.mean(valid):.3g} m), which leaves the shift undetermined: "
+        logger.warning(f"{path}: all {valid.size} depths are one ({np.mean(valid):.3g} m), which leaves the shift undetermined: "
              "only a scale is fitted (shift 0)")
     return Sparse(str(path), depth)
 
@@ -276,7 +279,7 @@ def fit(prediction: np.ndarray, reference: Reference, cfg: MetricConfig, origin:
                              int(np.count_nonzero(used)), int(np.count_nonzero(mask)))
         return _fit_points(p, reference, cfg, origin)
     except UnscorableImage as exc:
-        raise MetricFitError(f"{origin}: no metric scale: {exc}") from None
+        raise MetricFitError(f"{origin}: no metric scale: {exc}") from exc
 
 
 def _fit_points(p: np.ndarray, points: Points, cfg: MetricConfig, origin: str) -> MetricFit:

@@ -13,6 +13,7 @@ the frames of a video are stabilised in time (:class:`edgedepth.runtime.stabiliz
 from __future__ import annotations
 
 import glob
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from edgedepth import metric_scale
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import (
     DEFAULT_MAX_IMAGE_PIXELS,
     IMAGE_SUFFIXES,
@@ -39,6 +40,8 @@ from edgedepth.processing import upsample_prediction
 from edgedepth.runtime.predictor import Predictor, load_predictor
 from edgedepth.runtime.stabilize import Stabilizer
 from edgedepth.viz import colorize, to_uint16
+
+logger = logging.getLogger(__name__)
 
 MISSING_WEIGHTS_HINT = (
     "--weights is required: no trained edgedepth weights can be downloaded yet; train your own with "
@@ -156,13 +159,13 @@ def run(cfg: PredictConfig) -> PredictSummary:
     first = read_rgb(inputs.images[0][0], max_pixels=cfg.max_image_pixels) if single else None
     first_read = time.perf_counter() - read_start
     load_start = time.perf_counter()
-    predictor: Predictor = load_predictor(cfg.weights, cfg.size, cfg.device)
+    predictor: Predictor = load_predictor(cfg.weights, cfg.size, cfg.device, keep_aspect=True)
     # One untimed run at the network's size: the first call of a runtime sets itself up (kernel selection,
     # allocation), which is start-up, not the cost of an image.
     predictor(np.zeros((predictor.size[1], predictor.size[0], 3), dtype=np.uint8))
     load_seconds = time.perf_counter() - load_start
     for ignored in inputs.ignored:
-        warn(f"{ignored}: not an image, skipped")
+        logger.warning(f"{ignored}: not an image, skipped")
     skipped = len(inputs.ignored)
     processed = 0
     start = time.perf_counter()
@@ -175,7 +178,7 @@ def run(cfg: PredictConfig) -> PredictSummary:
             except EdgedepthError as exc:
                 if single:
                     raise
-                warn(f"{exc}; skipped")
+                logger.warning(f"{exc}; skipped")
                 skipped += 1
                 continue
             processed += 1
@@ -194,7 +197,7 @@ def run(cfg: PredictConfig) -> PredictSummary:
             try:
                 _frame(cfg, reference, stem / f"{index:06d}", frame, inverse_depth, f"{video} frame {index}")
             except metric_scale.MetricFitError as exc:
-                warn(f"{exc}; frame skipped")
+                logger.warning(f"{exc}; frame skipped")
                 skipped += 1
                 continue
             processed += 1

@@ -6,6 +6,7 @@ it predicts relative inverse depth at that size, which is brought back to the im
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Literal
@@ -17,6 +18,12 @@ import torch
 from edgedepth.errors import EdgedepthError
 
 Interpolation = Literal["cubic", "area", "linear", "nearest"]
+#: How an image meets the network: ``stretch`` to the input size (the seed's; its evaluation protocol),
+#: ``aspect`` resized keeping its shape to sides the network takes, near the input's pixel count (PyTorch),
+#: ``letterbox`` fitted inside a fixed input and padded, the padding cropped off the output (fixed-size exports).
+Fit = Literal["stretch", "aspect", "letterbox"]
+#: ``(x, y, width, height)`` of an image inside a letterboxed network input.
+Box = tuple[int, int, int, int]
 
 _CV2_INTERPOLATION = {
     "cubic": cv2.INTER_CUBIC,
@@ -31,6 +38,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Every student downsamples by 32, so its input sides must be multiples of this.
 SIZE_DIVISOR = 32
+
+#: The network input ``(width, height)`` wherever none is chosen: the seed's, NYU's 4:3 at 0.4x (its pixel count is
+#: what aspect-kept resizing aims at). The one definition: cards, configs, bench, label and the CLI read it here.
+DEFAULT_INPUT_SIZE: tuple[int, int] = (256, 192)
 
 
 def parse_size(text: str, divisor: int = 1) -> tuple[int, int]:
@@ -61,17 +72,50 @@ def resize_image(image: np.ndarray, size: tuple[int, int], interpolation: Interp
     return cv2.resize(image, tuple(size), interpolation=_CV2_INTERPOLATION[interpolation])
 
 
+def aspect_size(image_size: tuple[int, int], pixels_of: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """A network input for an image of ``image_size``: its aspect ratio, about as many pixels as ``pixels_of``
+    (the model's input size), and sides that are multiples of ``multiple`` (Depth Anything's and MiDaS's rule).
+
+    A 3:4 portrait photo and the 256x192 default give 192x256 (not 256x192, 1.78x stretched).
+    """
+    width, height = image_size
+    scale = math.sqrt(pixels_of[0] * pixels_of[1] / (width * height))
+    return (max(multiple, round(width * scale / multiple) * multiple),
+            max(multiple, round(height * scale / multiple) * multiple))
+
+
+def letterbox_box(image_size: tuple[int, int], size: tuple[int, int]) -> Box:
+    """Where an image of ``image_size`` sits, aspect kept and centred, inside a network input of ``size``."""
+    scale = min(size[0] / image_size[0], size[1] / image_size[1])
+    width, height = max(1, round(image_size[0] * scale)), max(1, round(image_size[1] * scale))
+    return (size[0] - width) // 2, (size[1] - height) // 2, width, height
+
+
+def crop_box(prediction: torch.Tensor, box: Box | None, size: tuple[int, int]) -> torch.Tensor:
+    """The part of an ``N x 1 x h x w`` prediction for a network input of ``size`` that shows the image in ``box``
+    (the padding of a letterbox cropped off; the box scaled if the output is not at the input's size)."""
+    if box is None:
+        return prediction
+    sx, sy = prediction.shape[-1] / size[0], prediction.shape[-2] / size[1]
+    x, y, width, height = box
+    left, top = round(x * sx), round(y * sy)
+    return prediction[..., top : top + max(1, round(height * sy)), left : left + max(1, round(width * sx))]
+
+
 def preprocess(
     images: Sequence[np.ndarray],
     size: tuple[int, int],
     mean: Sequence[float],
     std: Sequence[float],
     interpolation: Interpolation = "cubic",
+    box: Box | None = None,
 ) -> torch.Tensor:
     """Turn RGB images (uint8, or float in [0, 1]) into a normalised ``N x 3 x H x W`` float32 batch.
 
     Each image is taken to [0, 1] (uint8 / 255), resized to ``size = (width, height)`` (bicubic by default,
-    the seed's inference and evaluation resize), then normalised as ``(x - mean) / std`` per channel.
+    the seed's inference and evaluation resize), then normalised as ``(x - mean) / std`` per channel. With
+    ``box`` (a letterbox, :func:`letterbox_box`), the image is resized into that box of the input and the rest is
+    0, the mean colour after normalisation. Aspect-kept sizes are the caller's choice (:func:`aspect_size`).
 
     Resizing is linear, so it is done first, on the image's values as float32, and the division by 255
     is folded into the normalisation of the small result, done per channel plane: the same numbers (to
@@ -81,9 +125,14 @@ def preprocess(
     std_array = np.asarray(std, dtype=np.float32)[:, None, None]
     shift = np.asarray(mean, dtype=np.float32)[:, None, None] / std_array
     batch = np.empty((len(images), 3, height, width), dtype=np.float32)
-    for planes, image in zip(batch, images, strict=True):
+    x, y, box_width, box_height = box if box is not None else (0, 0, width, height)
+    if box is not None:
+        batch[...] = 0.0
+    for image_planes, image in zip(batch, images, strict=True):
         unit = np.float32(1.0 / 255.0) if image.dtype == np.uint8 else np.float32(1.0)
-        planes[...] = resize_image(image.astype(np.float32, copy=False), size, interpolation).transpose(2, 0, 1)
+        planes = image_planes[:, y : y + box_height, x : x + box_width]
+        resized = resize_image(image.astype(np.float32, copy=False), (box_width, box_height), interpolation)
+        planes[...] = resized.transpose(2, 0, 1)
         planes *= unit / std_array
         planes -= shift
     return torch.from_numpy(batch)

@@ -125,7 +125,7 @@ def make_server(
         return DepthServer((host, port), predictor, quiet, timeout=timeout, max_image_pixels=max_image_pixels)
     except OSError as exc:
         hint = "; pick another --port (0 picks a free one)" if exc.errno == errno.EADDRINUSE else ""
-        raise EdgedepthError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+        raise EdgedepthError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from exc
 
 
 def describe(predictor: Predictor) -> dict[str, object]:

@@ -195,7 +195,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint (tensors and plain data only: ``weights_only=True``) and check its keys."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, EOFError, KeyError, RuntimeError... for bad files
         raise EdgedepthError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or set(state) != CHECKPOINT_KEYS:
         keys = sorted(state) if isinstance(state, dict) else type(state).__name__
@@ -280,10 +280,10 @@ def _build_model(cfg: TrainConfig, device: torch.device, distributed: bool) -> n
     """The student, on ``device``, with the card it will be exported with (trained input size)."""
     torch.manual_seed(cfg.run.seed)
     try:
-        model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.args)
+        model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, card={"input_size": cfg.data.input_size},
+                             **cfg.model.args)
     except EdgedepthError as exc:
         raise EdgedepthError(_as_config_hint(str(exc))) from None
-    model.card = dataclasses.replace(model.card, input_size=cfg.data.input_size)
     if cfg.model.sync_bn and distributed:
         if device.type != "cuda":
             raise EdgedepthError("model.sync_bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")

@@ -18,6 +18,7 @@ Marigold's ``script/depth/eval.py`` can score them; ``--predictions DIR`` scores
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import time
@@ -44,7 +45,7 @@ from edgedepth.data.marigold import (
     read_sample_list,
 )
 from edgedepth.data.nyu import NyuLabeled, read_splits
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import check_output_folder, write_npy
 from edgedepth.metrics import (
     ALIGNMENT_SPACES,
@@ -59,6 +60,8 @@ from edgedepth.metrics import (
     zero_shot_depth,
     zero_shot_fit,
 )
+
+logger = logging.getLogger(__name__)
 
 #: The file beside saved predictions that says what they are (read back by ``--predictions``).
 PREDICTIONS_INFO = "edgedepth_predictions.json"
@@ -242,7 +245,7 @@ class PredictionsRow(Row):
         try:
             prediction = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            raise EdgedepthError(f"{path}: unreadable .npy ({exc})") from None
+            raise EdgedepthError(f"{path}: unreadable .npy ({exc})") from exc
         squeezed = [side for side in prediction.shape if side != 1]  # 1 x H x W and H x W alike, as Marigold's
         if squeezed != [side for side in frame.depth.shape if side != 1] or not np.issubdtype(prediction.dtype,
                                                                                                np.number):
@@ -259,7 +262,7 @@ def _read_predictions_info(folder: Path) -> dict[str, Any]:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise EdgedepthError(f"{path}: unreadable ({exc}); remove it and pass --prediction-kind") from None
+        raise EdgedepthError(f"{path}: unreadable ({exc}); remove it and pass --prediction-kind") from exc
     return info if isinstance(info, dict) else {}
 
 
@@ -453,7 +456,7 @@ def _evaluate_set(opened: _Set, rows: list[Row], cfg: ZeroShotConfig) -> None:
     for i, row in enumerate(rows):
         opened.results[i] = []
         if i not in active:
-            warn(f"{row.source}: no {evalset.name}/ folder of predictions; its {evalset.title} cells stay empty")
+            logger.warning(f"{row.source}: no {evalset.name}/ folder of predictions; its {evalset.title} cells stay empty")
     with_image = any(rows[i].needs_image for i in active)
     warnings = 0
 
@@ -461,7 +464,7 @@ def _evaluate_set(opened: _Set, rows: list[Row], cfg: ZeroShotConfig) -> None:
         nonlocal warnings
         warnings += 1
         if warnings <= SKIP_WARNINGS:
-            warn(message)
+            logger.warning(message)
 
     bar = tqdm(opened.entries, desc=evalset.title, unit="sample", disable=not (cfg.progress and active),
                file=sys.stderr)
@@ -494,7 +497,7 @@ def _evaluate_set(opened: _Set, rows: list[Row], cfg: ZeroShotConfig) -> None:
                 opened.results[i].append(SampleResult(entry.rgb, pixels, metrics=metrics))
     bar.close()
     if warnings > SKIP_WARNINGS:
-        warn(f"{evalset.title}: {warnings - SKIP_WARNINGS} more skipped sample(s) not shown; metrics.json and "
+        logger.warning(f"{evalset.title}: {warnings - SKIP_WARNINGS} more skipped sample(s) not shown; metrics.json and "
              "per_image.csv name each with its reason")
 
 

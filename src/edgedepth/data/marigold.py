@@ -16,6 +16,7 @@ so tests and synthetic scenes go through exactly the reader the published tars g
 from __future__ import annotations
 
 import io
+import logging
 import tarfile
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -29,9 +30,11 @@ from PIL import Image
 
 from edgedepth.data.nyu import NYU_CROPS
 from edgedepth.data.sources import Blob
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path, check_input_file, decode_rgb
 from edgedepth.metrics import Crop
+
+logger = logging.getLogger(__name__)
 
 #: How a set stores depth: a 16-bit PNG of ``units`` per metre (0 = invalid), ETH3D's raw little-endian float32
 #: at the image's size (inf = invalid), or DIODE's ``.npy`` (H x W x 1 float32) with a mask ``.npy`` beside it.
@@ -167,7 +170,7 @@ def read_sample_list(path: Path, evalset: EvalSet) -> list[SampleEntry]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise EdgedepthError(f"{path}: not a readable text file ({exc})") from None
+        raise EdgedepthError(f"{path}: not a readable text file ({exc})") from exc
     needed = 3 if evalset.has_mask_file else 2
     entries = []
     for number, line in enumerate(lines, start=1):
@@ -219,9 +222,9 @@ class EvalArchive:
                         self.members[member.name.removeprefix("./")] = (member.offset_data, member.size)
         except (tarfile.TarError, OSError) as exc:
             if not count:
-                raise EdgedepthError(f"{self.path}: not a readable uncompressed tar ({exc}); copy it again") from None
+                raise EdgedepthError(f"{self.path}: not a readable uncompressed tar ({exc}); copy it again") from exc
             if end <= self._size:  # headers break off (a last member cut short is found when it is read)
-                warn(f"{self.path}: unreadable after its first {count} member(s) ({exc}); samples past it are missing")
+                logger.warning(f"{self.path}: unreadable after its first {count} member(s) ({exc}); samples past it are missing")
 
     def origin(self, name: str) -> str:
         """How messages name a member: ``tar:member`` or the file's path."""
@@ -245,7 +248,7 @@ class EvalArchive:
         try:
             return self._blob(name).read()
         except OSError as exc:
-            raise EdgedepthError(f"{self.origin(name)}: cannot read ({exc.strerror or exc})") from None
+            raise EdgedepthError(f"{self.origin(name)}: cannot read ({exc.strerror or exc})") from exc
 
     def read_float32(self, name: str, shape: tuple[int, int]) -> np.ndarray:
         """A member of raw little-endian float32 of ``shape``, read straight into an array (no copy of the bytes)."""
@@ -260,7 +263,7 @@ class EvalArchive:
         try:
             values = np.fromfile(blob.path, dtype="<f4", count=shape[0] * shape[1], offset=blob.offset)
         except OSError as exc:
-            raise EdgedepthError(f"{self.origin(name)}: cannot read ({exc.strerror or exc})") from None
+            raise EdgedepthError(f"{self.origin(name)}: cannot read ({exc.strerror or exc})") from exc
         return values.reshape(shape)
 
 
@@ -315,7 +318,7 @@ def _image_size(data: bytes, origin: str) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
     except (OSError, ValueError, SyntaxError) as exc:
-        raise EdgedepthError(f"{origin}: unreadable image ({exc})") from None
+        raise EdgedepthError(f"{origin}: unreadable image ({exc})") from exc
 
 
 def _decode_png16(data: bytes, origin: str, units: float) -> np.ndarray:
@@ -331,7 +334,7 @@ def _decode_npy(data: bytes, origin: str, dtype: type) -> np.ndarray:
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise EdgedepthError(f"{origin}: unreadable .npy ({exc})") from None
+        raise EdgedepthError(f"{origin}: unreadable .npy ({exc})") from exc
     array = np.squeeze(array)
     if array.ndim != 2 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise EdgedepthError(f"{origin}: .npy of {array.dtype} with shape {array.shape}, expected one H x W map")

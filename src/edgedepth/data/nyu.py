@@ -13,19 +13,22 @@ layouts, so tests and synthetic scenes go through exactly the reader that the re
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
 
 import h5py
 import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path, check_input_file
+
+logger = logging.getLogger(__name__)
 
 #: The two ground truths of the labeled set: ``depths`` is in-painted (dense), ``rawDepths`` is the sensor's.
 GroundTruth = Literal["depths", "rawDepths"]
@@ -152,7 +155,7 @@ class NyuLabeled:
             # A chunk cache of a few frames: the official file's chunks may span neighbouring frames.
             self._file = h5py.File(self.path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
         except OSError as exc:
-            raise EdgedepthError(f"{self.path}: cannot open as HDF5, truncated or corrupt? ({exc})") from None
+            raise EdgedepthError(f"{self.path}: cannot open as HDF5, truncated or corrupt? ({exc})") from exc
         try:
             self._check_layout()
         except Exception:
@@ -204,13 +207,13 @@ class NyuLabeled:
             return self._file[name][int(index)]
         except OSError as exc:
             message = f"{self.path}: cannot read '{name}' frame {index}, truncated or corrupt? ({exc})"
-            raise EdgedepthError(message) from None
+            raise EdgedepthError(message) from exc
 
     def close(self) -> None:
         """Close the underlying HDF5 file."""
         self._file.close()
 
-    def __enter__(self) -> NyuLabeled:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -235,7 +238,7 @@ def read_splits(path: str | Path, num_images: int | None = None, quiet: bool = F
         try:
             raw = scipy.io.loadmat(path, variable_names=list(_SPLIT_KEYS))
         except (MatReadError, ValueError, OSError, TypeError) as exc:
-            raise EdgedepthError(f"{path}: not a readable MATLAB splits file ({exc})") from None
+            raise EdgedepthError(f"{path}: not a readable MATLAB splits file ({exc})") from exc
         missing = [key for key in _SPLIT_KEYS if key not in raw]
         if missing:
             expected = "expected splits.mat with trainNdxs and testNdxs"
@@ -257,7 +260,7 @@ def _checked_splits(path: Path, train: np.ndarray, test: np.ndarray, quiet: bool
         repeats = indices.size - first.size
         if repeats and not quiet:
             example = int(np.setdiff1d(np.arange(indices.size), first)[0])
-            warn(
+            logger.warning(
                 f"{path}: {_plural(repeats, f'duplicate {name} index', f'duplicate {name} indices')} (e.g. frame "
                 f"{int(indices[example]) + 1}); each frame counts once"
             )
@@ -265,7 +268,7 @@ def _checked_splits(path: Path, train: np.ndarray, test: np.ndarray, quiet: bool
     train, test = deduplicated
     shared = np.intersect1d(train, test)
     if shared.size and not quiet:
-        warn(
+        logger.warning(
             f"{path}: {_plural(int(shared.size), 'test index', 'test indices')} also in the train split (e.g. frame "
             f"{int(shared[0]) + 1}); scores on frames the model trained on are not test scores"
         )
@@ -282,7 +285,7 @@ def _read_splits_hdf5(path: Path) -> dict[str, np.ndarray]:
                     f"{path}: this is the labeled data, not a splits file; were --data and --splits swapped?"
                 )
     except OSError as exc:
-        raise EdgedepthError(f"{path}: cannot open as HDF5, truncated or corrupt? ({exc})") from None
+        raise EdgedepthError(f"{path}: cannot open as HDF5, truncated or corrupt? ({exc})") from exc
     raise EdgedepthError(f"{path}: missing trainNdxs/testNdxs; expected splits.mat")
 
 
@@ -314,6 +317,6 @@ def _looks_like_splits(path: Path) -> bool:
     """Whether a non-HDF5 file is a MATLAB v5 file holding the split indices."""
     try:
         names = {name for name, _, _ in scipy.io.whosmat(path)}
-    except Exception:  # any unreadable file is simply "not a splits file"
+    except Exception:  # noqa: BLE001 - scipy raises ValueError, IndexError, MatReadError...: all mean "not a splits file"
         return False
     return all(key in names for key in _SPLIT_KEYS)

@@ -15,6 +15,7 @@ takes its place, so batches keep their size and one bad file among thousands doe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,9 +27,11 @@ from torch.utils.data import Dataset
 from edgedepth.config import DataConfig, PngMeaning
 from edgedepth.data.shards import IMAGE_EXT, LABEL_EXT, META_EXT, decode_label_sample, read_index
 from edgedepth.data.sources import MM_PER_M, Blob, list_tar_members, split_member_name
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import read_rgb
 from edgedepth.processing import format_size, normalize_inverse_depth, preprocess, resize_image
+
+logger = logging.getLogger(__name__)
 
 Sample = dict[str, torch.Tensor | str]
 
@@ -110,7 +113,7 @@ class _Pairs(Dataset[Sample]):
             except EdgedepthError as exc:
                 if current not in self._warned:
                     self._warned.add(current)
-                    warn(f"{exc}; skipped (the next readable pair takes its place)")
+                    logger.warning(f"{exc}; skipped (the next readable pair takes its place)")
         raise EdgedepthError(f"{self.root}: no training pair could be read (see the warnings)")
 
 

@@ -115,7 +115,7 @@ def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]
                 handle = archive.extractfile(member)
                 files[extension] = handle.read() if handle is not None else b""
     except tarfile.TarError as exc:
-        raise EdgedepthError(f"{path}: not a readable tar shard ({exc})") from None
+        raise EdgedepthError(f"{path}: not a readable tar shard ({exc})") from exc
     if files:
         yield key, files  # type: ignore[misc]
 
@@ -145,7 +145,7 @@ def read_index(root: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise EdgedepthError(f"{root}: not a label folder (no {INDEX_NAME}); make one with `edgedepth label`") from None
     except (OSError, ValueError) as exc:
-        raise EdgedepthError(f"{path}: unreadable label index ({exc})") from None
+        raise EdgedepthError(f"{path}: unreadable label index ({exc})") from exc
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise EdgedepthError(f"{path}: not an edgedepth label index")
     if index.get("version") != FORMAT_VERSION:

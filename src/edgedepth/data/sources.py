@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
 import tarfile
 from collections import Counter
@@ -33,9 +34,10 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from edgedepth import errors
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import IMAGE_SUFFIXES, decode_rgb
+
+logger = logging.getLogger(__name__)
 
 #: Suffixes of an image whose same-named ``.png`` is its depth.
 DEPTH_PARTNER_SUFFIXES = frozenset({".jpg", ".jpeg"})
@@ -78,7 +80,7 @@ class SourceItem:
         try:
             data = self.image.read()
         except OSError as exc:
-            raise EdgedepthError(f"{self.origin}: cannot read ({exc.strerror or exc})") from None
+            raise EdgedepthError(f"{self.origin}: cannot read ({exc.strerror or exc})") from exc
         return decode_rgb(data, self.origin)
 
     def load_depth(self) -> np.ndarray:
@@ -88,7 +90,7 @@ class SourceItem:
         try:
             data = self.depth.read()
         except OSError as exc:
-            raise EdgedepthError(f"{self.depth.path}: cannot read ({exc.strerror or exc})") from None
+            raise EdgedepthError(f"{self.depth.path}: cannot read ({exc.strerror or exc})") from exc
         return decode_depth_mm(data, self.depth.path)
 
 
@@ -199,7 +201,7 @@ def _list_items(list_file: Path) -> list[SourceItem]:
     try:
         lines = list_file.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise EdgedepthError(f"{list_file}: not a readable text file of image paths ({exc})") from None
+        raise EdgedepthError(f"{list_file}: not a readable text file of image paths ({exc})") from exc
     entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     files = [Path(os.path.normpath(list_file.parent / Path(entry).expanduser())) for entry in entries]
     for entry, file in zip(entries, files):
@@ -216,7 +218,7 @@ def _list_items(list_file: Path) -> list[SourceItem]:
 def warn(message: str) -> None:
     """A warning line on stderr, from the first process only under ``torchrun`` (every rank lists the same files)."""
     if os.environ.get("RANK", "0") == "0":
-        errors.warn(message)
+        logger.warning(message)
 
 
 def list_tar_members(tar: Path, alone: bool = True, what: str = "tar") -> tuple[list[tarfile.TarInfo], bool]:

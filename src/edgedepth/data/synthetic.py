@@ -1030,7 +1030,7 @@ def _open_index(out: Path, seed: int, size: tuple[int, int], count: int) -> dict
         try:
             index = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise EdgedepthError(f"{path}: unreadable ({exc}); remove the folder or choose another") from None
+            raise EdgedepthError(f"{path}: unreadable ({exc}); remove the folder or choose another") from exc
         theirs = {key: index.get(key) for key in identity}
         if theirs != identity:
             raise EdgedepthError(
@@ -1288,7 +1288,7 @@ def write_sequence(
         try:
             theirs = json.loads(index_path.read_text())
         except (OSError, ValueError) as exc:
-            raise EdgedepthError(f"{index_path}: unreadable ({exc}); remove the folder or choose another") from None
+            raise EdgedepthError(f"{index_path}: unreadable ({exc}); remove the folder or choose another") from exc
         if {key: theirs.get(key) for key in identity} != identity:
             raise EdgedepthError(f"{out}: holds another synth output ({_describe(theirs)}, sequence "
                                  f"{theirs.get('sequence')}); choose another folder")

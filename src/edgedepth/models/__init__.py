@@ -8,6 +8,7 @@ from edgedepth.models.registry import (
     ModelCard,
     ModelInfo,
     create_model,
+    is_model,
     list_models,
     model_info,
     prepare_for_inference,
@@ -16,6 +17,6 @@ from edgedepth.models.registry import (
 from edgedepth.models.weights import load_model, read_card, save_weights
 
 __all__ = [
-    "ModelCard", "ModelInfo", "create_model", "list_models", "load_model", "model_info", "prepare_for_inference",
+    "ModelCard", "ModelInfo", "create_model", "is_model", "list_models", "load_model", "model_info", "prepare_for_inference",
     "read_card", "register_model", "save_weights",
 ]

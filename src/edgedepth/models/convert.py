@@ -12,7 +12,6 @@ containers only, never pickled code.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import pickle
 import re
@@ -60,8 +59,8 @@ def load_checkpoint(path: str | Path) -> Any:
                 f"{path}: holds pickled Python objects ({found.group(1)}), and edgedepth never unpickles those "
                 "(it could run arbitrary code); where the checkpoint was made, re-save only the weights with "
                 "torch.save(model.state_dict(), 'weights.pth') and convert that file"
-            ) from None
-        raise EdgedepthError(unreadable) from None
+            ) from exc
+        raise EdgedepthError(unreadable) from exc
     except (RuntimeError, EOFError, KeyError, ValueError, OSError):
         raise EdgedepthError(unreadable) from None
 
@@ -181,10 +180,8 @@ def convert_layout(state: Mapping[str, torch.Tensor], layout: SourceLayout, what
     if layout.through_transformers:
         renamed = {ours: source[theirs] for theirs, ours in key_mapping(source, layout, what).items()}
         return _through_transformers(renamed, name, what)
-    model = create_model(name, **args)
+    model = create_model(name, card=facts, **args)
     model.load_state_dict(_fit(model, source, layout, what))
-    if facts:
-        model.card = dataclasses.replace(model.card, **facts)
     return model.eval()
 
 
@@ -264,13 +261,12 @@ def _from_training_checkpoint(
             f"{what}: a training checkpoint of {name!r} (from its saved config), not of --model {model_name!r}; "
             f"drop --model: edgedepth convert {what} OUT.safetensors"
         )
-    model = create_model(name, **args)
     size = (config.get("data") or {}).get("input_size")
-    if size is not None:
-        try:
-            model.card = dataclasses.replace(model.card, input_size=parse_size(str(size), SIZE_DIVISOR))
-        except EdgedepthError as exc:
-            raise EdgedepthError(f"{what}: saved config data.input_size: {exc}") from None
+    try:
+        card = {"input_size": parse_size(str(size), SIZE_DIVISOR)} if size is not None else None
+    except EdgedepthError as exc:
+        raise EdgedepthError(f"{what}: saved config data.input_size: {exc}") from exc
+    model = create_model(name, card=card, **args)
     _load_own(model, unwrap_state_dict(state, what), what)
     return model
 
@@ -330,7 +326,7 @@ def _convert(checkpoint: Any, what: str, model_name: str | None = None) -> tuple
         if not fitting:
             raise
         command = f"edgedepth convert {what} OUT.safetensors --model {fitting[0]}"
-        raise EdgedepthError(f"{exc}; its tensors fit {fitting[0]}: {command}") from None
+        raise EdgedepthError(f"{exc}; its tensors fit {fitting[0]}: {command}") from exc
     return model.eval(), OWN_STATE_DICT
 
 

@@ -54,7 +54,7 @@ def load_pretrained(what: str, load: Callable[[], T]) -> T:
         raise EdgedepthError(
             f"downloading the pretrained weights of {what} needs the network, which failed ({type(exc).__name__}); "
             "build the model with pretrained=False or put the weights in the local cache first"
-        ) from None
+        ) from exc
 
 
 def block_scales(blocks: nn.Sequential | nn.ModuleList) -> list[tuple[int, int]]:
@@ -92,7 +92,7 @@ class MobileNetV3LargeEncoder(Encoder):
         self.taps = tuple(taps)
         for index in self.taps:
             if not isinstance(self.features[index], InvertedResidual):
-                raise ValueError(f"features[{index}] has no expansion convolution to tap")
+                raise TypeError(f"features[{index}] is not an inverted residual: no expansion convolution to tap")
         scales = block_scales(self.features)
         # The expansion runs before the block's stride, so a tap sits at the scale of the block's input.
         self.feature_channels = (*(self.features[i].block[0][0].out_channels for i in self.taps), scales[-1][1])

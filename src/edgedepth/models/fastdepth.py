@@ -29,11 +29,11 @@ from edgedepth.models.registry import (
     register_encoder_family,
     register_model,
 )
-from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD
+from edgedepth.processing import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 
 #: The seed's input normalisation (MiDaS-style mean = std = 0.5) and input size (width, height).
 SEED_MEAN_STD = (0.5, 0.5, 0.5)
-SEED_INPUT_SIZE = (256, 192)
+SEED_INPUT_SIZE = DEFAULT_INPUT_SIZE
 #: FastDepth feeds RGB in [0, 1] unnormalised, at 224x224.
 FASTDEPTH_INPUT_SIZE = (224, 224)
 #: Skip reductions for encoders chosen by name: the seed's choice (1/2, 1/8, 1/16).
@@ -100,6 +100,10 @@ def fastdepth(pretrained: bool = False) -> FastDepth:
     return FastDepth(MobileNetV1Encoder(), card, "nearest")
 
 
+#: ``fastdepth_<encoder>`` students that ``list_models`` shows: a timm and a torchvision encoder the tests build.
+FAMILY_MEMBERS = ("efficientnet_lite0", "mobilenet_v2")
+
+
 def _is_timm_model(name: str) -> bool:
     import timm
 
@@ -112,7 +116,12 @@ def _is_torchvision_model(name: str) -> bool:
     return name in torchvision.models.list_models(module=torchvision.models)
 
 
-@register_encoder_family
+def is_known_encoder(name: str) -> bool:
+    """Whether ``fastdepth_<name>`` can be built: timm or torchvision has an encoder of that name."""
+    return _is_timm_model(name) or _is_torchvision_model(name)
+
+
+@register_encoder_family(members=FAMILY_MEMBERS, knows=is_known_encoder)
 def fastdepth_encoder(
     encoder: str,
     pretrained: bool = False,

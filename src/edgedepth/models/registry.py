@@ -8,14 +8,14 @@ normalisation), so its weights file can rebuild it with no other flag. Each regi
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, overload
 
 from torch import nn
 
 from edgedepth.errors import EdgedepthError
-from edgedepth.processing import format_size
+from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size
 
 #: What every model predicts (see DESIGN.md, "One representation of depth").
 RELATIVE_INVERSE_DEPTH = "relative_inverse_depth"
@@ -38,7 +38,7 @@ class ModelCard:
 
     name: str
     model_args: dict[str, Any] = field(default_factory=dict)
-    input_size: tuple[int, int] = (256, 192)
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     output: str = RELATIVE_INVERSE_DEPTH
@@ -101,12 +101,16 @@ Builder = Callable[..., nn.Module]
 _BUILDERS: dict[str, Builder] = {}
 _INFO: dict[str, ModelInfo] = {}
 _family_builder: Builder | None = None
+_family_members: tuple[str, ...] = ()
+_family_knows: Callable[[str], bool] = lambda encoder: False
 _FAMILY_INFO = ModelInfo(
     family="fastdepth",
     licence="",
     weights="none: train your own (edgedepth train)",
     summary="FastDepth's NNConv5 decoder on any timm or torchvision encoder",
 )
+#: What a caller may change on the card a builder gives; the name and constructor arguments are the builder's.
+_CARD_CHANGES = frozenset(f.name for f in fields(ModelCard)) - {"name", "model_args"}
 
 
 @overload
@@ -133,25 +137,49 @@ def register_model(builder: Builder | None = None, /, *, info: ModelInfo | None 
     return add(builder) if builder is not None else add
 
 
-def register_encoder_family(builder: Builder) -> Builder:
-    """Register the builder of ``fastdepth_<encoder>`` names (called with ``encoder=...``); only one may be."""
-    global _family_builder
-    if _family_builder is not None:
-        raise ValueError(f"the {ENCODER_FAMILY_PREFIX}<encoder> family is already registered")
-    _family_builder = builder
-    return builder
+def register_encoder_family(
+    *, members: Sequence[str], knows: Callable[[str], bool]
+) -> Callable[[Builder], Builder]:
+    """Decorator: register the builder of ``fastdepth_<encoder>`` names (called with ``encoder=...``).
+
+    ``knows(encoder)`` says whether the builder takes an encoder (checked by name, nothing built); ``members`` are
+    the encoders :func:`list_models` shows (those the project documents and tests). Only one family may be
+    registered: a second registration raises, as a second model of one name does.
+    """
+
+    def add(builder: Builder) -> Builder:
+        global _family_builder, _family_members, _family_knows
+        if _family_builder is not None:
+            raise ValueError(f"the {ENCODER_FAMILY_PREFIX}<encoder> family is already registered")
+        names = tuple(ENCODER_FAMILY_PREFIX + encoder for encoder in members)
+        clashes = sorted(set(names) & set(_BUILDERS))
+        if clashes:
+            raise ValueError(f"family members {clashes} are already registered as models")
+        _family_builder, _family_members, _family_knows = builder, names, knows
+        return builder
+
+    return add
 
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
     """Registered names matching a shell-style pattern (and ``family``, if given), sorted.
 
-    Any timm or torchvision encoder also works as ``fastdepth_<encoder>``; those are not listed.
+    The ``fastdepth_<encoder>`` family is open (any timm or torchvision encoder); its documented members are listed.
     """
+    infos = {**{name: _FAMILY_INFO for name in _family_members}, **_INFO}
     return sorted(
         name
-        for name in _BUILDERS
-        if fnmatch.fnmatch(name, pattern) and (family is None or _INFO[name].family == family)
+        for name, info in infos.items()
+        if fnmatch.fnmatch(name, pattern) and (family is None or info.family == family)
     )
+
+
+def is_model(name: str) -> bool:
+    """Whether :func:`create_model` accepts ``name``: a registered model, or ``fastdepth_<encoder>`` for an
+    encoder the family's builder takes (checked by name: nothing is built)."""
+    if name in _BUILDERS or name in _family_members:
+        return True
+    return name.startswith(ENCODER_FAMILY_PREFIX) and _family_knows(name[len(ENCODER_FAMILY_PREFIX) :])
 
 
 def model_info(name: str) -> ModelInfo:
@@ -163,14 +191,36 @@ def model_info(name: str) -> ModelInfo:
     raise _unknown(name)
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """Build a model by name; ``pretrained=True`` loads its encoder's ImageNet weights (needs the network)."""
+def create_model(
+    name: str, pretrained: bool = False, *, card: Mapping[str, Any] | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build a model by name; ``pretrained=True`` loads its encoder's ImageNet weights (needs the network).
+
+    The builder gives the model its :class:`ModelCard`; ``card`` changes fields of it (``input_size``, ``mean``,
+    ``std``, ...), e.g. ``card={"input_size": (320, 240)}`` for a network trained at that size. An input size is
+    fitted by the card's rule (:meth:`ModelCard.fit_size`: refused, or snapped to the network's multiples). The
+    name and constructor arguments are not changes: they are ``name`` and ``kwargs``.
+    """
     if name in _BUILDERS:
-        return _BUILDERS[name](pretrained=pretrained, **kwargs)
-    if name.startswith(ENCODER_FAMILY_PREFIX) and _family_builder is not None:
+        model = _BUILDERS[name](pretrained=pretrained, **kwargs)
+    elif name.startswith(ENCODER_FAMILY_PREFIX) and _family_builder is not None:
         encoder = kwargs.pop("encoder", name[len(ENCODER_FAMILY_PREFIX) :])
-        return _family_builder(encoder=encoder, pretrained=pretrained, **kwargs)
-    raise _unknown(name)
+        model = _family_builder(encoder=encoder, pretrained=pretrained, **kwargs)
+    else:
+        raise _unknown(name)
+    if card:
+        model.card = _changed_card(model.card, card)
+    return model
+
+
+def _changed_card(card: ModelCard, changes: Mapping[str, Any]) -> ModelCard:
+    unknown = sorted(set(changes) - _CARD_CHANGES)
+    if unknown:
+        raise ValueError(f"card changes {unknown}: only {sorted(_CARD_CHANGES)} may be changed")
+    changed = replace(card, **changes)
+    if "input_size" in changes:
+        changed = replace(changed, input_size=changed.fit_size(tuple(changes["input_size"])))  # type: ignore[arg-type]
+    return changed
 
 
 def _unknown(name: str) -> EdgedepthError:

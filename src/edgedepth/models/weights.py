@@ -73,15 +73,15 @@ def read_metadata(path: str | Path) -> tuple[ModelCard, dict[str, Any]]:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         if is_torch_save_archive(path):
-            raise pickled_checkpoint_error(path) from None
-        raise EdgedepthError(f"{path}: not a readable .safetensors weights file ({exc})") from None
+            raise pickled_checkpoint_error(path) from exc
+        raise EdgedepthError(f"{path}: not a readable .safetensors weights file ({exc})") from exc
     if metadata.get("format") != FORMAT or "card" not in metadata:
         raise EdgedepthError(f"{path}: a .safetensors file without edgedepth model metadata (not our weights)")
     try:
         card = ModelCard.from_dict(json.loads(metadata["card"]))
         provenance = json.loads(metadata.get("provenance", "{}"))
     except (ValueError, KeyError, TypeError) as exc:
-        raise EdgedepthError(f"{path}: corrupt model metadata ({exc})") from None
+        raise EdgedepthError(f"{path}: corrupt model metadata ({exc})") from exc
     return card, provenance
 
 
@@ -94,14 +94,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     """Rebuild the student described by a weights file and load its weights; returns it in eval mode."""
     path = Path(path)
     card, _ = read_metadata(path)
-    model = create_model(card.name, **card.model_args)
-    model.card = card  # keep the saved card (input size and normalisation as trained)
+    # The saved card wins over the builder's (input size and normalisation as trained).
+    changes = {key: value for key, value in card.to_dict().items() if key not in ("name", "model_args")}
+    model = create_model(card.name, card=changes, **card.model_args)
     try:
         from safetensors.torch import load_file
 
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise EdgedepthError(f"{path}: corrupt weights ({exc})") from None
+        raise EdgedepthError(f"{path}: corrupt weights ({exc})") from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

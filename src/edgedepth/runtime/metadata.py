@@ -81,4 +81,4 @@ class ExportMetadata:
                 info=ExportInfo.from_dict(json.loads(values["export"])),
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise EdgedepthError(f"{path}: corrupt edgedepth metadata ({exc})") from None
+            raise EdgedepthError(f"{path}: corrupt edgedepth metadata ({exc})") from exc

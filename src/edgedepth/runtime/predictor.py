@@ -11,6 +11,12 @@ Runtimes, chosen by the model file's suffix in :func:`load_predictor`:
 - ``.pt``: a TorchScript export (:class:`TorchScriptPredictor`).
 
 Exported files have a fixed input size (their card's ``input_size``); asking for another is an error.
+
+How an image meets the network (``fit``, :data:`edgedepth.processing.Fit`): by default it is stretched to the input
+size, the seed's rule, which the evaluation protocols keep. ``load_predictor(..., keep_aspect=True)`` (predict, serve,
+the video loop) keeps its shape instead: PyTorch takes the image resized to its aspect, sides multiples of the
+network's, near the input size's pixel count; fixed-size exports letterbox it (pad, then crop the padding off the
+output). Either way the output comes back at the image's full resolution.
 """
 
 from __future__ import annotations
@@ -29,7 +35,17 @@ import torch
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import check_input_file
 from edgedepth.models.registry import ModelCard
-from edgedepth.processing import Interpolation, format_size, preprocess, upsample_prediction
+from edgedepth.processing import (
+    Box,
+    Fit,
+    Interpolation,
+    aspect_size,
+    crop_box,
+    format_size,
+    letterbox_box,
+    preprocess,
+    upsample_prediction,
+)
 from edgedepth.runtime.metadata import KEYS, ExportInfo, ExportMetadata
 
 #: The TorchScript archive entry that holds our metadata (JSON of the four string entries).
@@ -40,10 +56,12 @@ class Predictor(ABC):
     """Base of all runtimes. ``size`` is the network input ``(width, height)``.
 
     ``provenance`` is the weights' provenance (training data, teacher, ...); ``export`` says how an
-    exported file was made (``None`` for our ``.safetensors`` run by PyTorch).
+    exported file was made (``None`` for our ``.safetensors`` run by PyTorch). ``fit`` says how images meet the
+    network (see the module docstring); ``stretch`` unless set.
     """
 
     runtime: str = ""
+    fit: Fit = "stretch"
 
     def __init__(
         self,
@@ -78,10 +96,25 @@ class Predictor(ABC):
             times.append(time.perf_counter() - start)
         return float(np.median(times)) * 1e3
 
+    def input_size_for(self, image_size: tuple[int, int]) -> tuple[tuple[int, int], Box | None]:
+        """The network input ``(width, height)`` for an image of ``image_size``, and its letterbox (or None)."""
+        if self.fit == "aspect":
+            return aspect_size(image_size, self.size, self.card.size_multiple), None
+        if self.fit == "letterbox":
+            return self.size, letterbox_box(image_size, self.size)
+        return self.size, None
+
+    def prepare(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int], Box | None]:
+        """Images (all the same size) as the network's normalised batch, with its input size and letterbox."""
+        height, width = images[0].shape[:2]
+        size, box = self.input_size_for((width, height))
+        return preprocess(images, size, self.card.mean, self.card.std, self.interpolation, box), size, box
+
     def network_output(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Images (all the same size) to ``N x 1 x h x w`` inverse depth at the network's size, on the CPU."""
-        batch = preprocess(images, self.size, self.card.mean, self.card.std, self.interpolation)
-        return self.infer(batch).float().cpu()
+        """Images (all the same size) to ``N x 1 x h x w`` inverse depth at the network's size (a letterbox's
+        padding cropped off), on the CPU."""
+        batch, size, box = self.prepare(images)
+        return crop_box(self.infer(batch).float().cpu(), box, size)
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Images (all the same size) to ``N x 1 x H x W`` inverse depth at that size, on the CPU."""
@@ -158,8 +191,8 @@ class OnnxPredictor(_ExportedPredictor):
             options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001  (ONNX Runtime's InvalidProtobuf, Fail, ... derive from Exception only)
-            raise EdgedepthError(f"{path}: not a readable ONNX model ({_last_line(exc)})") from None
+        except Exception as exc:  # ONNX Runtime's InvalidProtobuf, Fail, ... derive from Exception only
+            raise EdgedepthError(f"{path}: not a readable ONNX model ({_last_line(exc)})") from exc
         values = self.session.get_modelmeta().custom_metadata_map
         metadata = ExportMetadata.from_strings({k: values[f"edgedepth.{k}"] for k in KEYS if f"edgedepth.{k}" in values},
                                                path)
@@ -200,7 +233,7 @@ class OpenVinoPredictor(_ExportedPredictor):
             model = core.read_model(str(path))
         except RuntimeError as exc:
             raise EdgedepthError(f"{path}: not a readable OpenVINO IR (.xml with its .bin beside it): "
-                                 f"{_last_line(exc)}") from None
+                                 f"{_last_line(exc)}") from exc
         values = {k: model.get_rt_info(["edgedepth", k]).astype(str) for k in KEYS if model.has_rt_info(["edgedepth", k])}
         metadata = ExportMetadata.from_strings(values, path)
         super().__init__(path, metadata, size, interpolation)
@@ -253,7 +286,7 @@ class TorchScriptPredictor(_ExportedPredictor):
             raise EdgedepthError(
                 f"{path}: not a TorchScript export ({_last_line(exc)}); if it is a PyTorch checkpoint, convert it "
                 f"first: {convert_hint(path)}"
-            ) from None
+            ) from exc
         try:
             values = json.loads(extra[TORCHSCRIPT_METADATA] or "{}")
         except ValueError:
@@ -281,7 +314,7 @@ def _check_ir(path: Path) -> None:
     try:
         root = ElementTree.parse(path).getroot()
     except (ElementTree.ParseError, OSError) as exc:
-        raise EdgedepthError(f"{unreadable}: not well-formed XML ({exc}); export it again") from None
+        raise EdgedepthError(f"{unreadable}: not well-formed XML ({exc}); export it again") from exc
     if root.tag != "net":
         raise EdgedepthError(f"{unreadable}: its root element is <{root.tag}>, not <net>")
     if not path.with_suffix(".bin").is_file():
@@ -315,12 +348,23 @@ def load_predictor(
     device: str = "cpu",
     interpolation: Interpolation = "cubic",
     threads: int | None = None,
+    keep_aspect: bool = False,
 ) -> Predictor:
     """Open a model file with the runtime its suffix names (see the module docstring).
 
     ``threads`` sets the network's intra-op threads (``None``: the runtime's default, all cores); for PyTorch
-    (``.safetensors``, ``.pt``) that is ``torch.set_num_threads``, a process-wide setting.
+    (``.safetensors``, ``.pt``) that is ``torch.set_num_threads``, a process-wide setting. ``keep_aspect``: images
+    keep their shape (PyTorch: aspect-kept input; exports of a fixed size: letterboxed), else they are stretched.
     """
+    predictor = _open_predictor(weights, size, device, interpolation, threads)
+    if keep_aspect:
+        predictor.fit = "aspect" if isinstance(predictor, TorchPredictor) else "letterbox"
+    return predictor
+
+
+def _open_predictor(
+    weights: str | Path, size: tuple[int, int] | None, device: str, interpolation: Interpolation, threads: int | None
+) -> Predictor:
     from edgedepth.models.weights import load_model, read_metadata
 
     if threads is not None and threads < 1:

@@ -58,7 +58,7 @@ def calibration_batches(
     try:
         items = open_source(source).items
     except EdgedepthError as exc:
-        raise EdgedepthError(f"--calib {exc}") from None
+        raise EdgedepthError(f"--calib {exc}") from exc
     if len(items) > limit:
         items = [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
     return [preprocess([item.load_image()], size, card.mean, card.std).numpy() for item in items]

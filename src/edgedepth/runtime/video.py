@@ -36,7 +36,7 @@ import torch
 
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path
-from edgedepth.processing import preprocess, upsample_prediction
+from edgedepth.processing import Box, crop_box, upsample_prediction
 from edgedepth.runtime.predictor import Predictor
 from edgedepth.runtime.stabilize import Stabilizer
 from edgedepth.viz import colorize
@@ -77,6 +77,8 @@ class _InFlight:
 
     size: tuple[int, int]
     batch: torch.Tensor
+    input_size: tuple[int, int]
+    box: Box | None
     read_seconds: float
     prediction: torch.Tensor | None = None
     model_seconds: float = 0.0
@@ -183,14 +185,14 @@ def run_loop(
             if not ok:
                 break
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            batch = preprocess([rgb], predictor.size, predictor.card.mean, predictor.card.std, predictor.interpolation)
-            frames_slot.put(_InFlight((rgb.shape[1], rgb.shape[0]), batch, time.perf_counter() - start))
+            batch, input_size, box = predictor.prepare([rgb])
+            frames_slot.put(_InFlight((rgb.shape[1], rgb.shape[0]), batch, input_size, box, time.perf_counter() - start))
         frames_slot.put(_END)
 
     def infer() -> None:
         while (frame := frames_slot.get()) is not _END:
             start = time.perf_counter()
-            frame.prediction = predictor.infer(frame.batch)
+            frame.prediction = crop_box(predictor.infer(frame.batch), frame.box, frame.input_size)
             frame.model_seconds = time.perf_counter() - start
             predictions_slot.put(frame)
         predictions_slot.put(_END)
@@ -265,3 +267,28 @@ def _show(image: np.ndarray) -> bool:
     """Show a frame; True when the user pressed ``q``."""
     cv2.imshow(WINDOW, image)
     return (cv2.waitKey(1) & 0xFF) == ord("q")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """What ``edgedepth predict --video FILE | --camera N`` was asked to do."""
+
+    weights: Path
+    source: str | int  # a video file, or a camera index
+    out: Path | None = None  # the .mp4 to write; None: write nothing
+    size: tuple[int, int] | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    show: bool = False
+    limit: int | None = None
+    stabilize: bool = False
+
+
+def run(cfg: VideoConfig) -> LoopSummary:
+    """Load the predictor ``cfg`` names and run the real-time loop over its source (:func:`run_loop`)."""
+    from edgedepth.runtime.predictor import load_predictor
+
+    if cfg.out is not None and cfg.out.suffix.lower() != ".mp4":
+        raise EdgedepthError(f"--out {cfg.out}: with --video or --camera, --out names the .mp4 file to write")
+    predictor = load_predictor(cfg.weights, cfg.size, cfg.device, threads=cfg.threads, keep_aspect=True)
+    return run_loop(predictor, cfg.source, cfg.out, cfg.show, cfg.limit, stabilize=cfg.stabilize)

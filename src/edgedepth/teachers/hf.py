@@ -122,12 +122,12 @@ def from_pretrained(loader: Any, reference: str, what: str, **kwargs: Any) -> An
         problem = "empty file (0 bytes)" if weights and weights[0].stat().st_size == 0 else str(exc).strip()
         raise EdgedepthError(
             f"{where}: not a readable .safetensors weights file ({problem}); save or download the model again"
-        ) from None
+        ) from exc
     except (OSError, ValueError) as exc:
         if _hub_unreachable(exc):
-            raise EdgedepthError(_UNREACHABLE.format(reference=reference)) from None
+            raise EdgedepthError(_UNREACHABLE.format(reference=reference)) from exc
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgedepthError(f"hf:{reference}: cannot load its {what} ({first_line})") from None
+        raise EdgedepthError(f"hf:{reference}: cannot load its {what} ({first_line})") from exc
 
 
 def resolve_reference(reference: str) -> str:

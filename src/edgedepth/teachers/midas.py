@@ -19,6 +19,7 @@ relative inverse depth, is brought back to the image with bicubic interpolation 
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 import urllib.error
@@ -33,6 +34,8 @@ import torch
 from edgedepth.errors import EdgedepthError
 from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, preprocess
 from edgedepth.teachers.base import Teacher
+
+logger = logging.getLogger(__name__)
 
 ResizeMethod = Literal["upper_bound", "minimal"]
 
@@ -132,12 +135,11 @@ MIDAS_SMALL_URL = "https://github.com/isl-org/MiDaS/releases/download/v2_1/midas
 
 def _own_midas_small(repo_dir: Path | None, weights: Path | None) -> torch.nn.Module:
     """``midas_v21_small`` with MiDaS's weights: from ``weights``, or downloaded from :data:`MIDAS_SMALL_URL`."""
-    from edgedepth.errors import warn
     from edgedepth.models.convert import convert_layout, load_checkpoint, unwrap_state_dict
     from edgedepth.models.layouts import MIDAS_SMALL_LAYOUT
 
     if repo_dir is not None:
-        warn(f"midas:{OWN_IMPLEMENTATION} runs on edgedepth's own midas_v21_small; the checkout {repo_dir} is not used")
+        logger.warning(f"midas:{OWN_IMPLEMENTATION} runs on edgedepth's own midas_v21_small; the checkout {repo_dir} is not used")
     if weights is not None:
         return convert_layout(unwrap_state_dict(load_checkpoint(weights), str(weights)), MIDAS_SMALL_LAYOUT,
                               str(weights))
@@ -150,7 +152,7 @@ def _own_midas_small(repo_dir: Path | None, weights: Path | None) -> torch.nn.Mo
             f"teacher midas:{OWN_IMPLEMENTATION} needs its weights from GitHub ({MIDAS_SMALL_URL}), which is "
             f"unreachable; download them where it is reachable and pass the file: "
             f"midas:{OWN_IMPLEMENTATION}:/path/to/midas_v21_small_256.pt"
-        ) from None
+        ) from exc
     return convert_layout(unwrap_state_dict(state, MIDAS_SMALL_URL), MIDAS_SMALL_LAYOUT, MIDAS_SMALL_URL)
 
 
@@ -173,7 +175,7 @@ def _load_network(model: MidasModel, repo_dir: Path | None, weights: Path | None
             f"teacher midas:{model.entry} needs files from GitHub (torch.hub), which is unreachable; "
             f"pass a local MiDaS checkout and weights instead: "
             f"midas:{model.entry}@/path/to/MiDaS:/path/to/{model.checkpoint}.pt"
-        ) from None
+        ) from exc
     if weights is not None:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -181,14 +183,14 @@ def _load_network(model: MidasModel, repo_dir: Path | None, weights: Path | None
             first_line = str(exc).strip().splitlines()[0]
             raise EdgedepthError(
                 f"{weights}: not a MiDaS state dict readable with weights_only=True ({first_line})"
-            ) from None
+            ) from exc
         if "optimizer" in state:  # a MiDaS training checkpoint, as midas/base_model.py reads it
             state = state["model"]
         try:
             network.load_state_dict(state)
         except RuntimeError as exc:
             first_line = str(exc).strip().splitlines()[0]
-            raise EdgedepthError(f"{weights}: does not fit MiDaS model {model.entry} ({first_line})") from None
+            raise EdgedepthError(f"{weights}: does not fit MiDaS model {model.entry} ({first_line})") from exc
     return network
 
 

@@ -19,8 +19,7 @@ import torch
 
 from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import check_input_file
-from edgedepth.processing import format_size, parse_size, preprocess
-from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD
+from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, format_size, parse_size, preprocess
 from edgedepth.teachers.base import Teacher
 
 #: What may follow ``?`` in an ONNX teacher spec.
@@ -72,9 +71,9 @@ class OnnxTeacher(Teacher):
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=providers)
-        except Exception as exc:  # ONNX Runtime raises its own exception types for unreadable models
+        except Exception as exc:  # ONNX Runtime's InvalidProtobuf, InvalidArgument, ... derive from Exception only
             first_line = str(exc).strip().splitlines()[0]
-            raise EdgedepthError(f"{path}: not a readable ONNX model ({first_line})") from None
+            raise EdgedepthError(f"{path}: not a readable ONNX model ({first_line})") from exc
         model_input = self.session.get_inputs()[0]
         if len(model_input.shape) != 4:
             raise EdgedepthError(f"{path}: expected one N x 3 x H x W input, got shape {model_input.shape}")

@@ -1,0 +1,117 @@
+"""Images kept in their shape: aspect-kept and letterboxed inputs, against a stretched one, on a portrait scene."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgedepth.data.synthetic import Camera, SceneDescription, random_scene, render
+from edgedepth.geometry import Intrinsics
+from edgedepth.models import create_model, save_weights
+from edgedepth.models.registry import ModelCard
+from edgedepth.processing import aspect_size, letterbox_box, preprocess
+from edgedepth.runtime.predictor import Predictor, TorchPredictor, load_predictor
+
+PORTRAIT = (240, 320)  # width, height: a 3:4 portrait photo
+
+
+class SquarePixelOracle(nn.Module):
+    """The ideal network for undistorted photos: it reads its input as a square-pixel view of the scene with the
+    camera's horizontal field of view (what a network trained on real photos assumes) and answers that view's
+    exact inverse depth. Stretch a portrait into a landscape input and it answers for a landscape view: wrong,
+    as a real network is. It ignores the pixels: what it tests is the shape the image reaches the network in."""
+
+    def __init__(self, scene: SceneDescription, camera: Camera) -> None:
+        super().__init__()
+        self.scene, self.camera = scene, camera
+        self.hfov_deg = math.degrees(2 * math.atan(camera.size[0] / 2 / camera.intrinsics.fx))
+        self.card = ModelCard(name="square_pixel_oracle", input_size=(128, 96))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = (x.shape[-1], x.shape[-2])
+        view = Camera(self.camera.position, self.camera.rotation, Intrinsics.from_hfov(self.hfov_deg, size), size)
+        inverse = torch.from_numpy(1.0 / render(self.scene, view).depth.astype(np.float32))
+        return inverse[None, None].expand(x.shape[0], 1, *inverse.shape)
+
+
+def _aligned_error(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Mean relative error of inverse depth after the least-squares scale and shift (the relative-depth protocol)."""
+    design = np.stack([prediction.ravel(), np.ones(prediction.size)], axis=1)
+    (scale, shift), *_ = np.linalg.lstsq(design, truth.ravel(), rcond=None)
+    return float(np.mean(np.abs(scale * prediction + shift - truth) / truth))
+
+
+def test_aspect_size_keeps_the_shape_near_the_pixel_count() -> None:
+    assert aspect_size((480, 640), (256, 192), 32) == (192, 256)  # portrait: the default's pixels, upright
+    assert aspect_size((640, 480), (256, 192), 32) == (256, 192)  # NYU's 4:3: the default itself
+    assert aspect_size((1920, 1080), (256, 192), 32) == (288, 160)  # 16:9, sides multiples of 32
+    assert aspect_size((480, 640), (256, 192), 14) == (196, 252)  # Depth Anything's 14-pixel patches
+    assert letterbox_box((480, 640), (256, 192)) == (56, 0, 144, 192)
+
+
+def test_a_portrait_scene_scores_better_kept_in_its_shape_than_stretched() -> None:
+    scene, camera = random_scene(np.random.default_rng(7), PORTRAIT)
+    truth = render(scene, camera)
+    oracle = SquarePixelOracle(scene, camera)
+    stretched, kept = TorchPredictor(oracle), TorchPredictor(oracle)
+    kept.fit = "aspect"
+    assert stretched.input_size_for(PORTRAIT)[0] == (128, 96)
+    assert kept.input_size_for(PORTRAIT)[0] == (96, 128)
+    squashed, upright = stretched(truth.image), kept(truth.image)
+    assert squashed.shape == upright.shape == truth.depth.shape  # the image's full resolution, either way
+    assert not np.allclose(squashed, upright, rtol=0.05)
+    inverse = 1.0 / truth.depth
+    error_stretched, error_kept = _aligned_error(squashed, inverse), _aligned_error(upright, inverse)
+    assert error_kept < 0.5 * error_stretched, (error_kept, error_stretched)
+    assert error_kept < 0.05  # only the resampling's loss is left
+
+
+class _FirstChannel(Predictor):
+    """A per-pixel "network" (its output is its input's red plane): where it looks is where the image is."""
+
+    runtime = "test"
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch[:, :1]
+
+
+def test_a_letterbox_pads_the_input_and_crops_the_padding_off_the_output() -> None:
+    rng = np.random.default_rng(0)
+    image = cv2_smooth(rng.integers(0, 256, (320, 240, 3), dtype=np.uint8))
+    predictor = _FirstChannel(ModelCard(name="first_channel", input_size=(128, 96), mean=(0.5,) * 3, std=(0.5,) * 3))
+    predictor.fit = "letterbox"
+    batch, size, box = predictor.prepare([image])
+    assert size == (128, 96) and box == (28, 0, 72, 96)
+    assert float(batch[..., :28].abs().max()) == 0.0 and float(batch[..., 100:].abs().max()) == 0.0  # mean colour
+    output = predictor(image)
+    expected = image[..., 0] / 127.5 - 1.0
+    assert output.shape == expected.shape
+    assert np.corrcoef(output.ravel(), expected.ravel())[0, 1] > 0.99  # aligned: no padding, no shift
+
+
+def cv2_smooth(image: np.ndarray) -> np.ndarray:
+    """Noise blurred to features of a few pixels, so that a resize keeps them."""
+    import cv2
+
+    return cv2.GaussianBlur(image, (0, 0), 6)
+
+
+@pytest.mark.parametrize(("keep_aspect", "fit"), [(False, "stretch"), (True, "aspect")])
+def test_load_predictor_keeps_the_shape_when_asked(keep_aspect: bool, fit: str, tmp_path) -> None:
+    weights = save_weights(create_model("fastdepth_v3"), tmp_path / "student.safetensors")
+    predictor = load_predictor(weights, keep_aspect=keep_aspect)
+    assert predictor.fit == fit
+    assert predictor(np.zeros((320, 240, 3), dtype=np.uint8)).shape == (320, 240)
+
+
+def test_preprocess_without_a_box_is_the_seeds_stretch() -> None:
+    image = np.random.default_rng(1).integers(0, 256, (60, 40, 3), dtype=np.uint8)
+    import cv2
+
+    expected = (cv2.resize(image.astype(np.float32), (32, 32), interpolation=cv2.INTER_CUBIC) / 255.0 - 0.5) / 0.5
+    torch.testing.assert_close(preprocess([image], (32, 32), (0.5,) * 3, (0.5,) * 3)[0],
+                               torch.from_numpy(expected.transpose(2, 0, 1)), rtol=0, atol=1e-5)
