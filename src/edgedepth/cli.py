@@ -465,6 +465,39 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from edgedepth import prune
+
+    cfg = prune.PruneConfig(
+        weights=args.weights, data=args.data, runtime=args.runtime, out=args.out, target_ms=args.target_ms,
+        target_ratio=args.target_ratio, threads=args.threads, size=args.size,
+        **{key: value for key, value in (("short_steps", args.short_steps), ("long_steps", args.long_steps),
+                                         ("step_share", args.step)) if value is not None},
+    )
+    result = prune.run(cfg)
+    print(f"{result.message}; wrote {result.weights} and {result.out / prune.TRAJECTORY}")
+    return 0 if result.target_met else 1
+
+
+def _add_prune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prune", help="NetAdapt: prune fastdepth_v3 to a latency target measured on a runtime "
+                       "(resumable)")
+    p.add_argument("--weights", type=Path, required=True, help="student weights (.safetensors)")
+    p.add_argument("--data", type=Path, required=True, help="label shards (edgedepth label); the last are held out")
+    p.add_argument("--runtime", required=True, choices=("openvino-int8", "onnx-int8", "openvino", "onnx", "torch"))
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-ms", type=float, help="latency to reach, in ms")
+    target.add_argument("--target-ratio", type=float, help="latency to reach, as a share of the start (0.5: 2x faster)")
+    p.add_argument("--out", type=Path, required=True, help="folder: checkpoints, trajectory.json/.png, "
+                   "pruned.safetensors; rerun into it to resume")
+    p.add_argument("--threads", type=int, default=1, help="threads the network runs on when timed (default: 1)")
+    p.add_argument("--size", type=_size, help="input WIDTHxHEIGHT timed (default: the model's)")
+    p.add_argument("--step", type=float, help="latency cut per iteration, a share of the start latency (default 0.1)")
+    p.add_argument("--short-steps", type=int, help="fine-tune steps per proposal (default 20)")
+    p.add_argument("--long-steps", type=int, help="fine-tune steps once the target is met (default 200)")
+    p.set_defaults(func=_cmd_prune)
+
+
 def _cmd_label(args: argparse.Namespace) -> int:
     from edgedepth import label
     from edgedepth.processing import parse_size
@@ -556,7 +589,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_predict, _add_convert, _add_eval, _add_train, _add_synth, _add_demo, _add_export, _add_bench, _add_label,
-    _add_serve, _add_models,
+    _add_serve, _add_models, _add_prune,
 )
 
 
