@@ -36,7 +36,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                                 progress=False))
     cfg = load_config(TrainConfig, None, [
         f"data.path={labels}", f"run.dir={root / 'run'}", "data.format=shards", "data.input_size=64x64",
-        "data.num_workers=0", "model.pretrained=false", "optim.batch_size=4", "optim.lr=2e-3", "optim.loss=ssi",
+        "data.num_workers=0", "model.pretrained=false", "optim.batch_size=4", "model.freeze_bn=true",
         "schedule.name=cosine", "schedule.epochs=8", "run.device=cpu", "logging.progress_bar=false",
         "logging.tensorboard=false",
     ])
@@ -96,9 +96,9 @@ def test_kept_filters_are_the_largest_l1_ones() -> None:
 @pytest.mark.slow
 def test_prune_reduces_measured_latency_and_macs(setup: tuple[Path, Path], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    result = prune.run(config(setup, tmp_path / "out"))
+    result = prune.run(config(setup, tmp_path / "out", target_ratio=0.6, step_share=0.4))
     err = capsys.readouterr().err
-    assert "[iteration 1]" in err and "abs_rel" in err and "ms" in err
+    assert "[iteration 1]" in err and "abs_rel 0." in err and "ms" in err
     assert result.iterations >= 1 and result.final_ms < result.start_ms
     trajectory = json.loads((tmp_path / "out" / prune.TRAJECTORY).read_text())["trajectory"]
     assert trajectory[-1]["macs"] < trajectory[0]["macs"] and trajectory[-1]["latency_ms"] < trajectory[0]["latency_ms"]
@@ -106,7 +106,7 @@ def test_prune_reduces_measured_latency_and_macs(setup: tuple[Path, Path], tmp_p
     # Measured again, interleaved: the pruned file is faster than the start's.
     start, pruned = load_model(setup[1]), load_model(result.weights)
     files = [prune.runtime_file(m, "onnx", tmp_path / name, None) for name, m in (("a", start), ("b", pruned))]
-    before, after = prune.time_files(files, 1, 30)
+    before, after = prune.time_files(files, 1, 40)
     assert after < before
     expansions, decoder_widths = prune.widths_of(pruned)
     assert expansions[1] == decoder_widths[3]  # block 2 and decoder stage 3 stay tied
