@@ -45,9 +45,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def config(setup: tuple[Path, Path], out: Path, **changes: object) -> prune.PruneConfig:
     labels, weights = setup
-    base = dict(weights=weights, data=labels, runtime="onnx", out=out, target_ratio=0.9, step_share=0.1,
-                short_steps=2, long_steps=2, batch_size=4, runs=20, groups=("block2+stage3", "stage4"),
-                progress=True)
+    base: dict[str, object] = {
+        "weights": weights, "data": labels, "runtime": "onnx", "out": out, "target_ratio": 0.9, "step_share": 0.1,
+        "short_steps": 2, "long_steps": 2, "batch_size": 4, "runs": 20, "groups": ("block2+stage3", "stage4"),
+    }
     return prune.PruneConfig(**{**base, **changes})  # type: ignore[arg-type]
 
 

@@ -348,7 +348,13 @@ def fine_tune(weights: Path, run_dir: Path, splits: Splits, steps: int, cfg: Pru
     fastdepth_v3 turned its output constant, every held-out image unscorable)."""
     from edgedepth import train
     from edgedepth.config import (
-        DataConfig, LoggingConfig, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig,
+        DataConfig,
+        LoggingConfig,
+        ModelConfig,
+        OptimConfig,
+        RunConfig,
+        ScheduleConfig,
+        TrainConfig,
     )
     from edgedepth.models import load_model, read_card, save_weights
 
@@ -408,8 +414,8 @@ def _check(cfg: PruneConfig) -> None:
 def run(cfg: PruneConfig) -> PruneResult:
     """Prune ``cfg.weights`` to the target latency on ``cfg.runtime``; resumes from ``cfg.out`` after a kill."""
     from edgedepth.models import load_model, save_weights
-    from edgedepth.models.weights import read_metadata
     from edgedepth.models.complexity import count_macs, count_parameters
+    from edgedepth.models.weights import read_metadata
 
     _check(cfg)
     card, provenance = read_metadata(cfg.weights)
@@ -428,7 +434,7 @@ def run(cfg: PruneConfig) -> PruneResult:
         if unknown:
             raise EdgedepthError(f"unknown layer group(s) {unknown}; known: {', '.join(g.name for g in all_groups)}")
     groups = [g for g in all_groups if cfg.groups is None or g.name in cfg.groups]
-    calibration = _calibration(splits, start_model) if cfg.runtime.endswith("-int8") else None
+    batches = calibration(Path(cfg.data), start_model) if cfg.runtime.endswith("-int8") else None
     state_path, iterations = out / STATE, out / "iterations"
     iterations.mkdir(exist_ok=True)
 
@@ -448,7 +454,7 @@ def run(cfg: PruneConfig) -> PruneResult:
         work = out / "work" / "000"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        (start_ms,) = time_files([runtime_file(start_model, cfg.runtime, work / "start", calibration)], cfg.threads,
+        (start_ms,) = time_files([runtime_file(start_model, cfg.runtime, work / "start", batches)], cfg.threads,
                                  cfg.runs)
         metrics = score(start_model, splits.held_out, splits.size)
         target = cfg.target_ms if cfg.target_ms is not None else cfg.target_ratio * start_ms  # type: ignore[operator]
@@ -468,7 +474,7 @@ def run(cfg: PruneConfig) -> PruneResult:
         current = load_model(state["current"])
         current.card = dataclasses.replace(current.card, input_size=size)
         kept = _iterate(cfg, current, Path(state["current"]), state["current_ms"], step, groups, splits, loss,
-                        calibration, out / "work" / f"{index:03d}", index)
+                        batches, out / "work" / f"{index:03d}", index)
         if kept is None:
             state["stopped"] = ("no layer group can be pruned further to a lower measured latency "
                                 f"(every group at its narrowest useful width, {cfg.min_width} filters at least)")
@@ -505,10 +511,11 @@ def run(cfg: PruneConfig) -> PruneResult:
                        state["iteration"], message)
 
 
-def _calibration(splits: Splits, model: nn.Module) -> list[np.ndarray]:
+def calibration(labels: Path, model: nn.Module) -> list[np.ndarray]:
+    """INT8 calibration batches: the label folder's images at the timed size (only ranges; no training on them)."""
     from edgedepth.runtime.quantize import calibration_batches
 
-    return calibration_batches(splits.train, model.card, model.card.input_size, limit=16)
+    return calibration_batches(labels, model.card, model.card.input_size, limit=16)
 
 
 def _iterate(cfg: PruneConfig, current: nn.Module, current_path: Path, current_ms: float, step: float,
