@@ -5,7 +5,8 @@ Renders synthetic scenes, labels them with the oracle teacher, trains fastdepth_
 one thread, fine-tunes the unpruned model for the prune's total number of fine-tune steps (the baseline), then, in
 one interleaved timing round, times both on OpenVINO INT8 and ONNX Runtime INT8, and scores both on held-out
 synthetic scenes (aligned AbsRel, the seed's least-squares alignment in disparity). Prints a table with the CPU's
-instruction sets. The defaults are the issue's setting; ``--small`` is a scale that fits minutes on two cores.
+instruction sets. The defaults are the issue's setting; ``--small`` is a scale that fits minutes on two cores (48
+training steps, with BatchNorm frozen: so few steps with batch statistics left this student's output constant).
 
     python benchmarks/prune.py --out /tmp/prune_bench [--small]
 """
@@ -56,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     small = args.small
-    scenes, epochs, train_size = (96, 4, (128, 96)) if small else (1600, 8, (128, 96))
+    scenes, epochs, train_size = (96, 8, (128, 96)) if small else (1600, 8, (128, 96))
     short, long, step = (10, 60, 0.25) if small else (20, 400, 0.1)
     groups = ("block2+stage3", "block7+stage1", "block11+stage0", "stage2", "stage4") if small else None
     out = args.out
@@ -70,7 +71,7 @@ def main() -> None:
         "model.pretrained=false", f"data.path={labels}", "data.format=shards", f"data.input_size={format_size(train_size)}",
         "data.num_workers=0", "optim.batch_size=16", "schedule.name=cosine", f"schedule.epochs={epochs}",
         "schedule.warmup_steps=20", f"run.dir={out / 'run'}", "run.device=cpu", "logging.progress_bar=false",
-        "logging.tensorboard=false",
+        "logging.tensorboard=false", *(["model.freeze_bn=true"] if small else []),
     ])
     trained = train.run(cfg).weights
     trained_at = time.perf_counter()
