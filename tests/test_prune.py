@@ -152,14 +152,24 @@ def test_unreachable_target_stops_with_the_best_model(setup: tuple[Path, Path], 
 @pytest.mark.parametrize("arguments, message", [
     (["--target-ratio", "1.5"], "--target-ratio 1.5: must lie between 0 and 1"),
     (["--target-ms", "-1"], "--target-ms -1.0: must be positive"),
+    (["--target-ms", "5", "--size", "64x48"], "sides must be multiples of 32"),
 ])
 def test_bad_input_is_one_line_and_exit_2(setup: tuple[Path, Path], tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str], arguments: list[str],
                                           message: str) -> None:
     code = main(["prune", "--weights", str(setup[1]), "--data", str(setup[0]), "--runtime", "onnx",
                  "--out", str(tmp_path / "out"), *arguments])
+    assert not (tmp_path / "out" / prune.STATE).exists()
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_output_folder_in_the_way_is_refused(setup: tuple[Path, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    code = main(["prune", "--weights", str(setup[1]), "--data", str(setup[0]), "--runtime", "onnx",
+                 "--target-ratio", "0.5", "--out", str(tmp_path / "file")])
+    assert code == 2 and "a file, not a folder" in capsys.readouterr().err
 
 
 def test_other_students_are_refused(setup: tuple[Path, Path], tmp_path: Path,

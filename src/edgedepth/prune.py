@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
+from edgedepth.imageio import atomic_path, check_output_folder
 
 RUNTIMES = ("openvino-int8", "onnx-int8", "openvino", "onnx", "torch")
 #: The only student whose widths the registry can rebuild so far.
@@ -421,12 +421,12 @@ def run(cfg: PruneConfig) -> PruneResult:
     card, provenance = read_metadata(cfg.weights)
     if card.name not in PRUNABLE_MODELS:
         raise EdgedepthError(f"{cfg.weights}: a {card.name}; prune takes {', '.join(PRUNABLE_MODELS)}")
-    out = Path(cfg.out)
+    size = card.fit_size(cfg.size)
+    out = check_output_folder(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     splits = split_labels(Path(cfg.data), out / "labels")
     loss = str(provenance.get("loss", "ssi"))
     start_model = load_model(cfg.weights)
-    size = card.fit_size(cfg.size)
     start_model.card = dataclasses.replace(card, input_size=size)
     all_groups = layer_groups(start_model)
     if cfg.groups is not None:
