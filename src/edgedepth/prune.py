@@ -109,6 +109,8 @@ class Group:
 
 @dataclass
 class PruneResult:
+    """What :func:`run` did: the pruned weights, the measured start and final latencies, whether the target was met."""
+
     out: Path
     weights: Path
     start_ms: float
@@ -473,8 +475,8 @@ def run(cfg: PruneConfig) -> PruneResult:
             break
         current = load_model(state["current"])
         current.card = dataclasses.replace(current.card, input_size=size)
-        kept = _iterate(cfg, current, Path(state["current"]), state["current_ms"], step, groups, splits, loss,
-                        batches, out / "work" / f"{index:03d}", index)
+        kept = _iterate(cfg, current, state["current_ms"], step, groups, splits, loss, batches,
+                        out / "work" / f"{index:03d}", index)
         if kept is None:
             state["stopped"] = ("no layer group can be pruned further to a lower measured latency "
                                 f"(every group at its narrowest useful width, {cfg.min_width} filters at least)")
@@ -487,6 +489,7 @@ def run(cfg: PruneConfig) -> PruneResult:
         _write_state(state_path, state)
         _write_trajectory(out, state)
         shutil.rmtree(out / "work" / f"{index:03d}", ignore_errors=True)
+    _write_state(state_path, state)  # why it stopped, before the long fine-tune (which resumes on its own)
 
     met = state["current_ms"] <= state["target_ms"]
     final_path = Path(state["current"])
@@ -518,7 +521,7 @@ def calibration(labels: Path, model: nn.Module) -> list[np.ndarray]:
     return calibration_batches(labels, model.card, model.card.input_size, limit=16)
 
 
-def _iterate(cfg: PruneConfig, current: nn.Module, current_path: Path, current_ms: float, step: float,
+def _iterate(cfg: PruneConfig, current: nn.Module, current_ms: float, step: float,
              groups: list[Group], splits: Splits, loss: str, calibration: Sequence[np.ndarray] | None, work: Path,
              index: int) -> tuple[nn.Module, float, dict[str, float], list[dict]] | None:
     """One NetAdapt iteration: per group a proposal that removes the fewest filters estimated to cut ``step`` ms;
