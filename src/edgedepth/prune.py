@@ -9,7 +9,11 @@ NetAdapt (Yang et al., ECCV 2018) as FastDepth used it, on ``fastdepth_v3``:
   smallest L1 norms go first; how many is read off a measured slope: the current network and, per group, a probe
   with half of its filters removed are timed together (see below), and a group gets the fewest filters whose
   linear estimate reaches the step. That slope is a per-group latency table measured afresh every iteration; every
-  proposal it leads to is then timed itself, so the latency kept and reported is always measured, never estimated;
+  proposal it leads to is then timed itself as a whole network, so the latency kept and reported is always measured,
+  never estimated. Timing every proposal was chosen over trusting the table: a table may stand in for measurement
+  only where it predicts the whole network's measured latency within 5%, which has not been shown for these
+  runtimes (graph fusion and layout choices need not add up layer by layer); ``trajectory.json`` keeps each
+  estimate beside its measurement, so that can be checked run by run;
 - each proposal is fine-tuned briefly by ``edgedepth train`` (``model.init_weights``) on the training label shards
   and scored on held-out ones (aligned AbsRel through :mod:`edgedepth.metrics`); the best score among the proposals
   that are faster than the current network is kept. Once the target is met, a long fine-tune follows.
@@ -542,12 +546,15 @@ def _iterate(cfg: PruneConfig, current: nn.Module, current_ms: float, step: floa
     measured = time_files(files, cfg.threads, cfg.runs)
     reference = measured[0]
     candidates = []
+    estimates: dict[str, float] = {}  # the linear estimate, in this round's ms, kept beside the measurement
     for (group, removed, _), probe_ms in zip(probes, measured[1:], strict=True):
         per_filter = (reference - probe_ms) / removed
         width = group_width(current, group)
         # No measurable slope (the probe's saving is within the noise): propose the probe's cut, timed again below.
         wanted = math.ceil(step / per_filter) if per_filter > 0 else removed
-        candidates.append((group, max(1, min(wanted, width - cfg.min_width))))
+        count = max(1, min(wanted, width - cfg.min_width))
+        candidates.append((group, count))
+        estimates[group.name] = reference - count * per_filter
     proposals = [(g, n, prune_group(current, g, group_width(current, g) - n)) for g, n in candidates]
     files = files[:1]  # the current network's file, timed again beside the proposals
     files += [runtime_file(m, cfg.runtime, work / f"proposal_{g.name}", calibration) for g, _, m in proposals]
@@ -558,8 +565,10 @@ def _iterate(cfg: PruneConfig, current: nn.Module, current_ms: float, step: floa
     records = []
     for (group, removed, model), raw in zip(proposals, measured[1:], strict=True):
         latency = raw * scale
+        estimated = estimates[group.name] * current_ms / reference
         if latency >= current_ms:
-            records.append({"group": group.name, "removed": removed, "latency_ms": latency, "abs_rel": None})
+            records.append({"group": group.name, "removed": removed, "latency_ms": latency,
+                            "estimated_ms": estimated, "abs_rel": None})
             _say(cfg, f"[iteration {index}] {group.name} -{removed}: {latency:.2f} ms, not faster than "
                       f"{current_ms:.2f} ms: skipped")
             continue
@@ -569,9 +578,10 @@ def _iterate(cfg: PruneConfig, current: nn.Module, current_ms: float, step: floa
         tuned = load_model(fine_tune(seed, work / f"tune_{group.name}", splits, cfg.short_steps, cfg, loss))
         tuned.card = model.card
         metrics = score(tuned, splits.held_out, splits.size)
-        records.append({"group": group.name, "removed": removed, "latency_ms": latency, "abs_rel": metrics["abs_rel"]})
-        _say(cfg, f"[iteration {index}] {group.name} -{removed} filters: {latency:.2f} ms (current {current_ms:.2f}), "
-                  f"abs_rel {metrics['abs_rel']:.4f}")
+        records.append({"group": group.name, "removed": removed, "latency_ms": latency, "estimated_ms": estimated,
+                        "abs_rel": metrics["abs_rel"]})
+        _say(cfg, f"[iteration {index}] {group.name} -{removed} filters: {latency:.2f} ms (estimated {estimated:.2f}, "
+                  f"current {current_ms:.2f}), abs_rel {metrics['abs_rel']:.4f}")
         if best is None or metrics["abs_rel"] < best[2]["abs_rel"]:
             best = (tuned, latency, metrics)
     if best is None:
