@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--size", type=parse_size, default=(256, 192), help="timed input (default 256x192)")
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--small", action="store_true", help="fewer scenes and steps, the decoder-side groups only")
+    parser.add_argument("--max-iterations", type=int, default=50, help="stop pruning after this many iterations")
     args = parser.parse_args()
     torch.set_num_threads(1)
     small = args.small
@@ -77,7 +78,8 @@ def main() -> None:
     trained_at = time.perf_counter()
     prune_cfg = prune.PruneConfig(weights=trained, data=labels, runtime=args.runtime, out=out / "prune",
                                   target_ratio=args.ratio, threads=1, size=args.size, step_share=step,
-                                  short_steps=short, long_steps=long, groups=groups, runs=20)
+                                  short_steps=short, long_steps=long, groups=groups, runs=20,
+                                  max_iterations=args.max_iterations)
     result = prune.run(prune_cfg)
     pruned_at = time.perf_counter()
     splits = prune.split_labels(labels, out / "prune" / "labels")
