@@ -178,3 +178,19 @@ def test_other_students_are_refused(setup: tuple[Path, Path], tmp_path: Path,
     code = main(["prune", "--weights", str(weights), "--data", str(setup[0]), "--runtime", "onnx",
                  "--target-ratio", "0.5", "--out", str(tmp_path / "out")])
     assert code == 2 and "prune takes fastdepth_v3" in capsys.readouterr().err
+
+
+def test_train_refuses_init_weights_of_another_shape(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """``model.init_weights`` (the entry point prune fine-tunes through) must fit the model the config names."""
+    from edgedepth import train
+    from edgedepth.config import TrainConfig, load_config
+    from edgedepth.errors import EdgedepthError
+
+    model = load_model(setup[1])
+    group = next(g for g in prune.layer_groups(model) if g.name == "stage2")
+    pruned = save_weights(prune.prune_group(model, group, 40), tmp_path / "p.safetensors")
+    cfg = load_config(TrainConfig, None, [f"data.path={setup[0]}", "data.format=shards", "data.input_size=64x64",
+                                          f"run.dir={tmp_path / 'run'}", "model.pretrained=false", "run.device=cpu",
+                                          f"model.init_weights={pruned}"])
+    with pytest.raises(EdgedepthError, match="do not fit model.name=fastdepth_v3"):
+        train.run(cfg)
