@@ -38,6 +38,7 @@ COMMAND_HELP = {
     "label": "label images with a teacher's inverse depth into tar shards (resumable; torchrun)",
     "serve": "serve a model over HTTP: POST an image, get its inverse depth",
     "models": "list every registered network: size, cost, default input, where its weights are",
+    "prune": "NetAdapt: prune fastdepth_v3 to a latency target measured on a runtime (resumable)",
 }
 
 def _size(text: str) -> tuple[int, int]:
@@ -525,6 +526,35 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from edgedepth import prune
+
+    result = prune.run(_from_args(prune.PruneConfig, args))
+    print(f"{result.message}; wrote {result.weights} and {result.out / prune.TRAJECTORY}")
+    return 0 if result.target_met else 1
+
+
+def _add_prune(sub: argparse._SubParsersAction) -> None:
+    from edgedepth.prune import RUNTIMES, PruneConfig
+
+    p = sub.add_parser("prune", help=COMMAND_HELP["prune"])
+    p.add_argument("--weights", type=Path, required=True, help="student weights (.safetensors)")
+    p.add_argument("--data", type=Path, required=True, help="label shards (edgedepth label); the last are held out")
+    p.add_argument("--runtime", required=True, choices=RUNTIMES, help="the runtime the latency is measured on")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-ms", type=float, help="latency to reach, in ms")
+    target.add_argument("--target-ratio", type=float, help="latency to reach, as a share of the start (0.5: 2x faster)")
+    p.add_argument("--out", type=Path, required=True, help="folder: checkpoints, trajectory.json/.png, "
+                   "pruned.safetensors; rerun into it to resume")
+    _option(p, PruneConfig, "threads", "--threads", type=int, help="threads the network runs on when timed")
+    _option(p, PruneConfig, "size", "--size", type=_size, help="input WIDTHxHEIGHT timed", shown="the model's")
+    _option(p, PruneConfig, "step_share", "--step", type=float,
+            help="latency cut per iteration, a share of the start latency")
+    _option(p, PruneConfig, "short_steps", "--short-steps", type=int, help="fine-tune steps per proposal")
+    _option(p, PruneConfig, "long_steps", "--long-steps", type=int, help="fine-tune steps once the target is met")
+    p.set_defaults(func=_cmd_prune)
+
+
 def _cmd_label(args: argparse.Namespace) -> int:
     from edgedepth import label
 
@@ -614,7 +644,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "predict": _add_predict, "convert": _add_convert, "eval": _add_eval, "train": _add_train, "synth": _add_synth,
     "demo": _add_demo, "export": _add_export, "bench": _add_bench, "label": _add_label, "serve": _add_serve,
-    "models": _add_models,
+    "models": _add_models, "prune": _add_prune,
 }
 
 

@@ -56,6 +56,9 @@ class ModelConfig:
     pretrained: bool = True
     #: Keyword arguments of the model's builder, e.g. ``{detach_skips: true}`` to train exactly as the seed did.
     args: dict[str, Any] = field(default_factory=dict)
+    #: Start from these weights (``.safetensors``) instead of a fresh initialisation: a fine-tune. They must fit
+    #: ``name`` and ``args`` (``edgedepth prune`` fine-tunes each pruned network this way).
+    init_weights: str | None = None
     #: Keep BatchNorm layers in eval mode (running statistics, frozen): makes a step independent of the split
     #: of the batch over processes.
     freeze_bn: bool = False

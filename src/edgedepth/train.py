@@ -284,6 +284,8 @@ def _build_model(cfg: TrainConfig, device: torch.device, distributed: bool) -> n
                              **cfg.model.args)
     except EdgedepthError as exc:
         raise EdgedepthError(_as_config_hint(str(exc))) from None
+    if cfg.model.init_weights is not None:
+        _load_init_weights(model, Path(cfg.model.init_weights))
     if cfg.model.sync_bn and distributed:
         if device.type != "cuda":
             raise EdgedepthError("model.sync_bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
@@ -292,6 +294,20 @@ def _build_model(cfg: TrainConfig, device: torch.device, distributed: bool) -> n
     if cfg.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def _load_init_weights(model: nn.Module, path: Path) -> None:
+    """Load ``model.init_weights`` into the freshly built student; weights of another shape are a clear error."""
+    from edgedepth.models import load_model
+
+    state = load_model(path).state_dict()
+    expected = model.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+        raise EdgedepthError(
+            f"model.init_weights={path}: these weights do not fit model.name={model.card.name} with model.args "
+            "as given (use the name and args of their card)"
+        )
+    model.load_state_dict(state)
 
 
 def _as_config_hint(message: str) -> str:

@@ -2,7 +2,7 @@
 
 Five stages, each a 5x5 depthwise conv + BN + ReLU and a pointwise conv + BN + ReLU, then x2 upsampling;
 a skip is added after the stage whose output reaches the skip's scale. A stage's width is the width of the
-skip it receives, otherwise half of the previous stage's (at least ``MIN_WIDTH``). A pointwise conv + BN + ReLU
+skip it receives, otherwise half of the previous stage's (at least ``MIN_WIDTH``), or as given (a pruned decoder). A pointwise conv + BN + ReLU
 to one channel ends it, so the output (relative inverse depth) is non-negative.
 """
 
@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
+
+from edgedepth.errors import EdgedepthError
 
 Upsample = Literal["bilinear", "nearest"]
 
@@ -58,12 +60,23 @@ class NNConv5Decoder(nn.Module):
         reductions: Sequence[int],
         upsample: Upsample = "bilinear",
         detach_skips: bool = False,
+        widths: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         *skip_channels, bottleneck_channels = feature_channels
         *skip_reductions, bottleneck_reduction = reductions
         skips = dict(zip(skip_reductions, skip_channels, strict=True))
-        widths = stage_widths(bottleneck_channels, skips, bottleneck_reduction)
+        default = stage_widths(bottleneck_channels, skips, bottleneck_reduction)
+        widths = default if widths is None else [int(w) for w in widths]
+        tied = [bottleneck_reduction >> (stage + 1) in skips for stage in range(NUM_STAGES)]
+        if len(widths) != NUM_STAGES or any(w < 1 for w in widths) or any(
+            t and w != d for t, w, d in zip(tied, widths, default, strict=True)
+        ):
+            raise EdgedepthError(
+                f"decoder widths {widths}: {NUM_STAGES} positive widths, those of stages that receive a skip equal "
+                f"to the skip's width ({default})"
+            )
+        self.widths = tuple(widths)
         self.stages = nn.ModuleList(
             NNConvStage(w_in, w_out) for w_in, w_out in zip([bottleneck_channels, *widths[:-1]], widths, strict=True)
         )

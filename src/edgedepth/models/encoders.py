@@ -78,14 +78,20 @@ class MobileNetV3LargeEncoder(Encoder):
     so no hooks and no global state are involved.
     """
 
-    def __init__(self, pretrained: bool = False, taps: Sequence[int] = SEED_V3_TAPS) -> None:
+    def __init__(
+        self, pretrained: bool = False, taps: Sequence[int] = SEED_V3_TAPS, expansions: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
+        if pretrained and expansions is not None:
+            raise EdgedepthError("MobileNetV3-Large with its own expansion widths has no pretrained weights")
         if pretrained:
             weights = torchvision.models.MobileNet_V3_Large_Weights.IMAGENET1K_V1
             backbone = load_pretrained(
                 "MobileNetV3-Large (torchvision, ImageNet)",
                 lambda: torchvision.models.mobilenet_v3_large(weights=weights),
             )
+        elif expansions is not None:
+            backbone = mobilenet_v3_large_with_expansions(expansions)
         else:
             backbone = torchvision.models.mobilenet_v3_large()
         self.features = backbone.features
@@ -110,6 +116,36 @@ class MobileNetV3LargeEncoder(Encoder):
             else:
                 x = block(x)
         return [*skips, x]
+
+
+def mobilenet_v3_large_expansions() -> list[int]:
+    """The expansion width of each of MobileNetV3-Large's 15 inverted-residual blocks (``features[1..15]``)."""
+    from torchvision.models.mobilenetv3 import _mobilenet_v3_conf
+
+    return [config.expanded_channels for config in _mobilenet_v3_conf("mobilenet_v3_large")[0]]
+
+
+def mobilenet_v3_large_with_expansions(expansions: Sequence[int]) -> nn.Module:
+    """torchvision's MobileNetV3-Large with other expansion widths (a pruned network); SE widths follow them.
+
+    A block whose expansion equals its input width would lose its expansion convolution (torchvision's rule), so
+    its layout would change: such widths, and any width of the first block (it has no expansion), are refused.
+    """
+    from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf
+
+    setting, last_channel = _mobilenet_v3_conf("mobilenet_v3_large")
+    if len(expansions) != len(setting):
+        raise EdgedepthError(f"expansions: {len(setting)} widths for MobileNetV3-Large, got {len(expansions)}")
+    for index, (config, width) in enumerate(zip(setting, expansions, strict=True), start=1):
+        width = int(width)
+        has_expansion = config.expanded_channels != config.input_channels
+        fixed = not has_expansion and width != config.expanded_channels
+        if width < 1 or fixed or (has_expansion and width == config.input_channels):
+            raise EdgedepthError(
+                f"expansions: block {index} cannot take width {width} (input width {config.input_channels})"
+            )
+        config.expanded_channels = width
+    return MobileNetV3(setting, last_channel)
 
 
 def _conv_bn_relu6(in_channels: int, out_channels: int, kernel_size: int, stride: int, groups: int = 1) -> nn.Sequential:

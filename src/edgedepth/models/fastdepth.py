@@ -49,10 +49,13 @@ class FastDepth(nn.Module):
         card: ModelCard,
         upsample: Upsample = "bilinear",
         detach_skips: bool = False,
+        decoder_widths: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.decoder = NNConv5Decoder(encoder.feature_channels, encoder.reductions, upsample, detach_skips)
+        self.decoder = NNConv5Decoder(
+            encoder.feature_channels, encoder.reductions, upsample, detach_skips, decoder_widths
+        )
         self.card = card
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,20 +68,33 @@ class FastDepth(nn.Module):
     "or train your own (edgedepth train)",
     summary="the seed's student: MobileNetV3-Large encoder, NNConv5 decoder, bilinear",
 ))
-def fastdepth_v3(pretrained: bool = False, detach_skips: bool = False) -> FastDepth:
+def fastdepth_v3(
+    pretrained: bool = False,
+    detach_skips: bool = False,
+    expansions: Sequence[int] | None = None,
+    decoder_widths: Sequence[int] | None = None,
+) -> FastDepth:
     """The seed's student: MobileNetV3-Large + NNConv5, 3,638,714 parameters, 256x192 input.
 
     ``detach_skips=True`` reproduces the seed's training exactly (its hooks detach the skip tensors,
-    so no gradient reaches the encoder through them); leave it off otherwise.
+    so no gradient reaches the encoder through them); leave it off otherwise. ``expansions`` (the 15
+    inverted-residual blocks' expansion widths) and ``decoder_widths`` (the 5 stages') describe a pruned network
+    (``edgedepth prune``); the card records them, so the weights file rebuilds it.
     """
+    model_args: dict[str, object] = {"detach_skips": True} if detach_skips else {}
+    if expansions is not None:
+        model_args["expansions"] = [int(w) for w in expansions]
+    if decoder_widths is not None:
+        model_args["decoder_widths"] = [int(w) for w in decoder_widths]
     card = ModelCard(
         name="fastdepth_v3",
-        model_args={"detach_skips": detach_skips} if detach_skips else {},
+        model_args=model_args,
         input_size=SEED_INPUT_SIZE,
         mean=SEED_MEAN_STD,
         std=SEED_MEAN_STD,
     )
-    return FastDepth(MobileNetV3LargeEncoder(pretrained=pretrained), card, "bilinear", detach_skips)
+    encoder = MobileNetV3LargeEncoder(pretrained=pretrained, expansions=expansions)
+    return FastDepth(encoder, card, "bilinear", detach_skips, decoder_widths)
 
 
 @register_model(info=ModelInfo(

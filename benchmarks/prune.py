@@ -1,0 +1,124 @@
+"""Issue 16's figure: ``edgedepth prune`` of a briefly trained fastdepth_v3 to half its INT8 latency, in one run.
+
+Renders synthetic scenes, labels them with the oracle teacher, trains fastdepth_v3 from scratch as the demo does
+(cosine, batch 16, at ``--train-size``), prunes it to ``--ratio`` of its latency on ``--runtime`` at ``--size`` on
+one thread, fine-tunes the unpruned model for the prune's total number of fine-tune steps (the baseline), then, in
+one interleaved timing round, times both on OpenVINO INT8 and ONNX Runtime INT8, and scores both on held-out
+synthetic scenes (aligned AbsRel, the seed's least-squares alignment in disparity). Prints a table with the CPU's
+instruction sets. The defaults are the issue's setting; ``--small`` is a scale that fits minutes on two cores (48
+training steps, with BatchNorm frozen: so few steps with batch statistics left this student's output constant).
+
+    python benchmarks/prune.py --out /tmp/prune_bench [--small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgedepth import label, prune, train
+from edgedepth.bench import cpu_isa
+from edgedepth.config import TrainConfig, load_config
+from edgedepth.data import synthetic
+from edgedepth.metrics import UnscorableImage, score_prediction
+from edgedepth.models import load_model
+from edgedepth.models.complexity import count_macs, count_parameters
+from edgedepth.processing import format_size, parse_size
+from edgedepth.runtime.predictor import TorchPredictor
+
+
+def held_out_abs_rel(model: torch.nn.Module, seeds: range, size: tuple[int, int], train_size: tuple[int, int]) -> float:
+    """Mean aligned AbsRel on synthetic scenes never trained on (unscorable maps count as infinitely bad)."""
+    predictor = TorchPredictor(model, train_size)
+    values = []
+    for seed in seeds:
+        scene = synthetic.render_scene(seed, size)
+        prediction = predictor.predict_batch([scene.image])[0, 0].numpy()
+        try:
+            values.append(score_prediction(prediction, scene.depth, scene.depth > 0)[0]["abs_rel"])
+        except UnscorableImage:
+            values.append(float("inf"))
+    return float(np.mean(values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--runtime", default="openvino-int8", choices=prune.RUNTIMES)
+    parser.add_argument("--size", type=parse_size, default=(256, 192), help="timed input (default 256x192)")
+    parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--small", action="store_true", help="fewer scenes and steps, the decoder-side groups only")
+    parser.add_argument("--max-iterations", type=int, default=50, help="stop pruning after this many iterations")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    small = args.small
+    scenes, epochs, train_size = (96, 8, (128, 96)) if small else (1600, 8, (128, 96))
+    short, long, step = (10, 60, 0.25) if small else (20, 400, 0.1)
+    groups = ("block2+stage3", "block7+stage1", "block11+stage0", "stage2", "stage4") if small else None
+    out = args.out
+    started = time.perf_counter()
+    synthetic.write_folder(out / "scenes", scenes, (160, 120), seed=0, progress=False)
+    labels = out / "labels"
+    label.run(label.LabelConfig(source=str(out / "scenes"), out=labels, teacher="oracle",
+                                recipe=label.Recipe(crop=(160, 120), size=train_size), shard_size=max(scenes // 8, 1),
+                                workers=0, progress=False))
+    cfg = load_config(TrainConfig, None, [
+        "model.pretrained=false", f"data.path={labels}", "data.format=shards", f"data.input_size={format_size(train_size)}",
+        "data.num_workers=0", "optim.batch_size=16", "schedule.name=cosine", f"schedule.epochs={epochs}",
+        "schedule.warmup_steps=20", f"run.dir={out / 'run'}", "run.device=cpu", "logging.progress_bar=false",
+        "logging.tensorboard=false", *(["model.freeze_bn=true"] if small else []),
+    ])
+    trained = train.run(cfg).weights
+    trained_at = time.perf_counter()
+    prune_cfg = prune.PruneConfig(weights=trained, data=labels, runtime=args.runtime, out=out / "prune",
+                                  target_ratio=args.ratio, threads=1, size=args.size, step_share=step,
+                                  short_steps=short, long_steps=long, groups=groups, runs=20,
+                                  max_iterations=args.max_iterations)
+    result = prune.run(prune_cfg)
+    pruned_at = time.perf_counter()
+    splits = prune.split_labels(labels, out / "prune" / "labels")
+    baseline_steps = result.iterations * short + long
+    baseline = prune.fine_tune(trained, out / "baseline", splits, baseline_steps, prune_cfg, "seed")
+
+    models = {"unpruned (fine-tuned)": load_model(baseline), "pruned": load_model(result.weights)}
+    for model in models.values():
+        model.card = dataclasses.replace(model.card, input_size=args.size)
+    latency: dict[tuple[str, str], float] = {}
+    for runtime in ("openvino-int8", "onnx-int8"):
+        batches = prune.calibration(labels, models["pruned"])
+        files = [prune.runtime_file(m, runtime, out / f"{runtime}_{i}", batches) for i, m in enumerate(models.values())]
+        for name, ms in zip(models, prune.time_files(files, 1, 50), strict=True):
+            latency[(name, runtime)] = ms
+    test_seeds = range(50_000, 50_000 + (24 if small else 200))
+    rows = []
+    for name, model in models.items():
+        rows.append({
+            "model": name, "openvino_int8_ms": latency[(name, "openvino-int8")],
+            "onnx_int8_ms": latency[(name, "onnx-int8")], "abs_rel": held_out_abs_rel(model, test_seeds, (160, 120),
+                                                                                      train_size),
+            "gmacs": count_macs(model, args.size) / 1e9, "params_m": count_parameters(model) / 1e6,
+        })
+    isa = cpu_isa(Path("/proc/cpuinfo").read_text())
+    print(f"# prune benchmark: fastdepth_v3, {args.runtime} target {args.ratio}x at {format_size(args.size)}, 1 thread"
+          f"{' (--small)' if small else ''}")
+    print(f"instruction sets: {', '.join(isa)}; train {trained_at - started:.0f} s, prune {pruned_at - trained_at:.0f} s "
+          f"({result.iterations} iterations), baseline fine-tune {baseline_steps} steps; {result.message}")
+    print("| model | OpenVINO INT8 ms | ONNX Runtime INT8 ms | held-out AbsRel | GMACs | params (M) |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['model']} | {row['openvino_int8_ms']:.2f} | {row['onnx_int8_ms']:.2f} | {row['abs_rel']:.4f} | "
+              f"{row['gmacs']:.3f} | {row['params_m']:.2f} |")
+    ov, ort = (rows[1][k] / rows[0][k] for k in ("openvino_int8_ms", "onnx_int8_ms"))
+    print(f"pruned / unpruned latency: OpenVINO INT8 {ov:.2f}x, ONNX Runtime INT8 {ort:.2f}x (target {args.ratio}x); "
+          f"AbsRel difference {rows[1]['abs_rel'] - rows[0]['abs_rel']:+.4f} (bar: 0.01)")
+    (out / "prune_benchmark.json").write_text(json.dumps({"rows": rows, "isa": isa, "message": result.message}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""``edgedepth prune`` (NetAdapt) on a briefly trained fastdepth_v3 at 64x64 with three label shards (oracle teacher).
+
+64x48 is not an input fastdepth_v3 takes (its sides must be multiples of 32), so the tiny size here is 64x64.
+Latency is measured on ONNX Runtime: at this size PyTorch eager is bound by per-operator overhead and pruning
+widths changes its time by less than its noise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgedepth import prune
+from edgedepth.cli import main
+from edgedepth.models import create_model, load_model, save_weights
+from edgedepth.models.complexity import count_macs
+
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Label shards (3 shards of 4 scenes) and a fastdepth_v3 trained 24 steps on them: ``(labels, weights)``."""
+    from edgedepth import label, train
+    from edgedepth.config import TrainConfig, load_config
+    from edgedepth.data import synthetic
+
+    root = tmp_path_factory.mktemp("prune")
+    synthetic.write_folder(root / "scenes", 12, (80, 80), seed=3, progress=False)
+    labels = root / "labels"
+    label.run(label.LabelConfig(source=str(root / "scenes"), out=labels, teacher="oracle",
+                                recipe=label.Recipe(crop=(64, 64), size=SIZE), batch_size=4, shard_size=4, workers=0,
+                                progress=False))
+    cfg = load_config(TrainConfig, None, [
+        f"data.path={labels}", f"run.dir={root / 'run'}", "data.format=shards", "data.input_size=64x64",
+        "data.num_workers=0", "model.pretrained=false", "optim.batch_size=4", "model.freeze_bn=true",
+        "schedule.name=cosine", "schedule.epochs=8", "run.device=cpu", "logging.progress_bar=false",
+        "logging.tensorboard=false",
+    ])
+    return labels, train.run(cfg).weights
+
+
+def config(setup: tuple[Path, Path], out: Path, **changes: object) -> prune.PruneConfig:
+    labels, weights = setup
+    base: dict[str, object] = {
+        "weights": weights, "data": labels, "runtime": "onnx", "out": out, "target_ratio": 0.9, "step_share": 0.1,
+        "short_steps": 2, "long_steps": 2, "batch_size": 4, "runs": 20, "groups": ("block2+stage3", "stage4"),
+    }
+    return prune.PruneConfig(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_tied_widths_stay_tied_and_se_follows() -> None:
+    torch.manual_seed(0)
+    model = create_model("fastdepth_v3").eval()
+    groups = {g.name: g for g in prune.layer_groups(model)}
+    assert {"block2+stage3", "block7+stage1", "block11+stage0", "stage2", "stage4"} <= set(groups)
+    assert "block1" not in groups  # no expansion convolution
+    pruned = prune.prune_group(model, groups["block7+stage1"], 100)
+    pruned = prune.prune_group(pruned, groups["block12"], 300)
+    expansions, decoder_widths = prune.widths_of(pruned)
+    assert expansions[6] == decoder_widths[1] == pruned.encoder.feature_channels[1] == 100
+    assert pruned.encoder.features[12].block[2].fc1.out_channels == 72  # torchvision: _make_divisible(300 // 4, 8)
+    assert pruned.card.model_args == {"expansions": expansions, "decoder_widths": decoder_widths}
+    assert pruned(torch.zeros(1, 3, *SIZE)).shape == (1, 1, *SIZE)
+    assert count_macs(pruned, SIZE) < count_macs(model, SIZE)
+    # A block's expansion never becomes its input width (torchvision would drop the convolution).
+    assert prune.widths_of(prune.prune_group(model, groups["block2+stage3"], 16))[0][1] == 15
+
+
+def test_pruned_card_rebuilds_the_network_exactly(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("fastdepth_v3").eval()
+    groups = {g.name: g for g in prune.layer_groups(model)}
+    pruned = prune.prune_group(prune.prune_group(model, groups["block11+stage0"], 200), groups["stage2"], 50)
+    loaded = load_model(save_weights(pruned, tmp_path / "p.safetensors"))
+    x = torch.randn(2, 3, *SIZE)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))
+    assert prune.widths_of(loaded) == prune.widths_of(pruned)
+
+
+def test_kept_filters_are_the_largest_l1_ones() -> None:
+    torch.manual_seed(0)
+    model = create_model("fastdepth_v3").eval()
+    group = next(g for g in prune.layer_groups(model) if g.name == "stage4")
+    weight = model.decoder.stages[4][1][0].weight
+    norms = weight.detach().abs().flatten(1).sum(1)
+    kept = torch.sort(torch.topk(norms, 10).indices).values
+    pruned = prune.prune_group(model, group, 10)
+    assert torch.equal(pruned.decoder.stages[4][1][0].weight, weight[kept])
+    assert torch.equal(pruned.decoder.head[0].weight, model.decoder.head[0].weight[:, kept])
+
+
+@pytest.mark.slow
+def test_prune_reduces_measured_latency_and_macs(setup: tuple[Path, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    result = prune.run(config(setup, tmp_path / "out", target_ratio=0.6, step_share=0.4))
+    err = capsys.readouterr().err
+    assert "[iteration 1]" in err and "abs_rel 0." in err and "ms" in err
+    assert result.iterations >= 1 and result.final_ms < result.start_ms
+    trajectory = json.loads((tmp_path / "out" / prune.TRAJECTORY).read_text())["trajectory"]
+    assert trajectory[-1]["macs"] < trajectory[0]["macs"] and trajectory[-1]["latency_ms"] < trajectory[0]["latency_ms"]
+    assert (tmp_path / "out" / "trajectory.png").stat().st_size > 0
+    # Measured again, interleaved: the pruned file is faster than the start's.
+    start, pruned = load_model(setup[1]), load_model(result.weights)
+    files = [prune.runtime_file(m, "onnx", tmp_path / name, None) for name, m in (("a", start), ("b", pruned))]
+    before, after = prune.time_files(files, 1, 40)
+    assert after < before
+    expansions, decoder_widths = prune.widths_of(pruned)
+    assert expansions[1] == decoder_widths[3]  # block 2 and decoder stage 3 stay tied
+
+
+@pytest.mark.slow
+def test_killed_prune_resumes_at_its_last_iteration(setup: tuple[Path, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed in iteration 2, rerun: iteration 1 is not redone; two iterations cannot reach 0.2x, which it says."""
+    cfg = config(setup, tmp_path / "out", target_ratio=0.2, step_share=0.4, max_iterations=2, runs=25)
+    real = prune._iterate
+
+    def killed_in_second(*args: object, **kwargs: object) -> object:
+        if args[-1] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prune, "_iterate", killed_in_second)
+    with pytest.raises(KeyboardInterrupt):
+        prune.run(cfg)
+    first = (tmp_path / "out" / "iterations" / "001.safetensors").read_bytes()
+    monkeypatch.setattr(prune, "_iterate", real)
+    capsys.readouterr()
+    result = prune.run(cfg)
+    err = capsys.readouterr().err
+    assert "resuming" in err and "after iteration 1" in err and "[iteration 1]" not in err
+    assert (tmp_path / "out" / "iterations" / "001.safetensors").read_bytes() == first
+    assert not result.target_met and "NOT reached" in result.message and result.weights.exists()
+
+
+def test_unreachable_target_stops_with_the_best_model(setup: tuple[Path, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A group already at its narrowest: nothing to prune, so the run stops at once, keeps the model, and says so."""
+    result = prune.run(config(setup, tmp_path / "out", runtime="torch", groups=("stage4",), min_width=32,
+                              target_ms=0.001, target_ratio=None))
+    assert not result.target_met and result.iterations == 0 and "NOT reached" in result.message
+    assert "no layer group can be pruned further" in capsys.readouterr().err
+    assert load_model(result.weights) is not None
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--target-ratio", "1.5"], "--target-ratio 1.5: must lie between 0 and 1"),
+    (["--target-ms", "-1"], "--target-ms -1.0: must be positive"),
+    (["--target-ms", "5", "--size", "64x48"], "sides must be multiples of 32"),
+])
+def test_bad_input_is_one_line_and_exit_2(setup: tuple[Path, Path], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str], arguments: list[str],
+                                          message: str) -> None:
+    code = main(["prune", "--weights", str(setup[1]), "--data", str(setup[0]), "--runtime", "onnx",
+                 "--out", str(tmp_path / "out"), *arguments])
+    assert not (tmp_path / "out" / prune.STATE).exists()
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_output_folder_in_the_way_is_refused(setup: tuple[Path, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    code = main(["prune", "--weights", str(setup[1]), "--data", str(setup[0]), "--runtime", "onnx",
+                 "--target-ratio", "0.5", "--out", str(tmp_path / "file")])
+    assert code == 2 and "a file, not a folder" in capsys.readouterr().err
+
+
+def test_other_students_are_refused(setup: tuple[Path, Path], tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    weights = save_weights(create_model("fastdepth"), tmp_path / "v1.safetensors")
+    code = main(["prune", "--weights", str(weights), "--data", str(setup[0]), "--runtime", "onnx",
+                 "--target-ratio", "0.5", "--out", str(tmp_path / "out")])
+    assert code == 2 and "prune takes fastdepth_v3" in capsys.readouterr().err
+
+
+def test_train_refuses_init_weights_of_another_shape(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """``model.init_weights`` (the entry point prune fine-tunes through) must fit the model the config names."""
+    from edgedepth import train
+    from edgedepth.config import TrainConfig, load_config
+    from edgedepth.errors import EdgedepthError
+
+    model = load_model(setup[1])
+    group = next(g for g in prune.layer_groups(model) if g.name == "stage2")
+    pruned = save_weights(prune.prune_group(model, group, 40), tmp_path / "p.safetensors")
+    cfg = load_config(TrainConfig, None, [f"data.path={setup[0]}", "data.format=shards", "data.input_size=64x64",
+                                          f"run.dir={tmp_path / 'run'}", "model.pretrained=false", "run.device=cpu",
+                                          f"model.init_weights={pruned}"])
+    with pytest.raises(EdgedepthError, match="do not fit model.name=fastdepth_v3"):
+        train.run(cfg)
