@@ -15,11 +15,6 @@ class EdgedepthError(Exception):
     """
 
 
-def warn(message: str) -> None:
-    """Log a warning on the package's logger (modules log on their own, ``logging.getLogger(__name__)``)."""
-    logging.getLogger("edgedepth").warning(message)
-
-
 class _ProgressSafeHandler(logging.Handler):
     """Writes each record on stderr above any progress bar on screen (``tqdm.write``), as it is at that moment."""
 

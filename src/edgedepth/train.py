@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -48,10 +49,12 @@ from edgedepth.config import (
 )
 from edgedepth.cores import WorkerInit, available_cores, loader_workers, set_compute_threads
 from edgedepth.data.pairs import Sample, build_dataset
-from edgedepth.errors import EdgedepthError, warn
+from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path, check_output_folder
 from edgedepth.losses import get_loss
 from edgedepth.models import create_model, save_weights
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -409,7 +412,7 @@ def _validate(
     count, *totals = sums.tolist()
     if count == 0:
         if rank == 0:
-            warn("validation: no NYU frame could be scored (constant or non-finite predictions); no metrics this "
+            logger.warning("validation: no NYU frame could be scored (constant or non-finite predictions); no metrics this "
                  "epoch")
         return None
     return {name: total / count for name, total in zip(METRIC_NAMES, totals, strict=True)}
@@ -721,7 +724,7 @@ def _train(
         print(f"edgedepth train: config\n{dump_config(cfg)}", file=sys.stderr)
         warning = schedule_warning(cfg)
         if warning is not None:
-            warn(warning)
+            logger.warning(warning)
         save_config(cfg, job.run_dir / "config.yaml")
     reporter = _Reporter(job, position.step)
     meter = ThroughputMeter(cfg.optim.batch_size, position.step)
