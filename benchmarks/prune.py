@@ -19,32 +19,15 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from students_pareto import held_out_scores, oracle_labels
 
-from edgedepth import label, prune, train
+from edgedepth import prune, train
 from edgedepth.bench import cpu_isa
 from edgedepth.config import TrainConfig, load_config
-from edgedepth.data import synthetic
-from edgedepth.metrics import UnscorableImage, score_prediction
 from edgedepth.models import load_model
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.processing import format_size, parse_size
-from edgedepth.runtime.predictor import TorchPredictor
-
-
-def held_out_abs_rel(model: torch.nn.Module, seeds: range, size: tuple[int, int], train_size: tuple[int, int]) -> float:
-    """Mean aligned AbsRel on synthetic scenes never trained on (unscorable maps count as infinitely bad)."""
-    predictor = TorchPredictor(model, train_size)
-    values = []
-    for seed in seeds:
-        scene = synthetic.render_scene(seed, size)
-        prediction = predictor.predict_batch([scene.image])[0, 0].numpy()
-        try:
-            values.append(score_prediction(prediction, scene.depth, scene.depth > 0)[0]["abs_rel"])
-        except UnscorableImage:
-            values.append(float("inf"))
-    return float(np.mean(values))
 
 
 def main() -> None:
@@ -63,11 +46,7 @@ def main() -> None:
     groups = ("block2+stage3", "block7+stage1", "block11+stage0", "stage2", "stage4") if small else None
     out = args.out
     started = time.perf_counter()
-    synthetic.write_folder(out / "scenes", scenes, (160, 120), seed=0, progress=False)
-    labels = out / "labels"
-    label.run(label.LabelConfig(source=str(out / "scenes"), out=labels, teacher="oracle",
-                                recipe=label.Recipe(crop=(160, 120), size=train_size), shard_size=max(scenes // 8, 1),
-                                workers=0, progress=False))
+    labels = oracle_labels(out, scenes, train_size)
     cfg = load_config(TrainConfig, None, [
         "model.pretrained=false", f"data.path={labels}", "data.format=shards", f"data.input_size={format_size(train_size)}",
         "data.num_workers=0", "optim.batch_size=16", "schedule.name=cosine", f"schedule.epochs={epochs}",
@@ -100,8 +79,8 @@ def main() -> None:
     for name, model in models.items():
         rows.append({
             "model": name, "openvino_int8_ms": latency[(name, "openvino-int8")],
-            "onnx_int8_ms": latency[(name, "onnx-int8")], "abs_rel": held_out_abs_rel(model, test_seeds, (160, 120),
-                                                                                      train_size),
+            "onnx_int8_ms": latency[(name, "onnx-int8")],
+            "abs_rel": held_out_scores(model, test_seeds, train_size)["abs_rel"],
             "gmacs": count_macs(model, args.size) / 1e9, "params_m": count_parameters(model) / 1e6,
         })
     isa = cpu_isa(Path("/proc/cpuinfo").read_text())

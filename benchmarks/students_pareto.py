@@ -53,6 +53,16 @@ def held_out_scores(model: torch.nn.Module, seeds: range, train_size: tuple[int,
     return {"abs_rel": float(np.mean(abs_rel)), "delta1": float(np.mean(delta1))}
 
 
+def oracle_labels(out: Path, scenes: int, train_size: tuple[int, int]) -> Path:
+    """``scenes`` synthetic 160x120 scenes under ``out/scenes``, labelled by the oracle teacher into ``out/labels``."""
+    synthetic.write_folder(out / "scenes", scenes, (160, 120), seed=0, progress=False)
+    labels = out / "labels"
+    label.run(label.LabelConfig(source=str(out / "scenes"), out=labels, teacher="oracle",
+                                recipe=label.Recipe(crop=(160, 120), size=train_size), shard_size=max(scenes // 8, 1),
+                                workers=0, progress=False))
+    return labels
+
+
 def pareto_front(rows: list[dict], latency_key: str) -> list[str]:
     """The students no other is both faster than and at least as accurate as (lower AbsRel)."""
     return [row["model"] for row in rows
@@ -85,11 +95,7 @@ def main() -> None:
     torch.set_num_threads(1)
     out = args.out
     started = time.perf_counter()
-    synthetic.write_folder(out / "scenes", args.scenes, (160, 120), seed=0, progress=False)
-    labels = out / "labels"
-    label.run(label.LabelConfig(source=str(out / "scenes"), out=labels, teacher="oracle",
-                                recipe=label.Recipe(crop=(160, 120), size=args.train_size),
-                                shard_size=max(args.scenes // 8, 1), workers=0, progress=False))
+    labels = oracle_labels(out, args.scenes, args.train_size)
     rows, models = [], {}
     test_seeds = range(50_000, 50_000 + args.test_scenes)
     for name in args.students.split(","):
