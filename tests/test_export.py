@@ -116,6 +116,35 @@ def test_fp32_export_matches_pytorch(tmp_path: Path, students: dict[str, nn.Modu
     assert np.abs(predictor(image) - reference).max() <= 3e-4 * np.abs(reference).max()
 
 
+@pytest.mark.parametrize("name", ["fastdepth_v3", "fastdepth"])
+def test_fastdepth_graphs_end_before_the_final_upsampling(
+    tmp_path: Path, students: dict[str, nn.Module], name: str
+) -> None:
+    """ONNX and OpenVINO files hold the network up to its last x2 upsampling (one channel at half size), which the
+    Predictor applies in :meth:`infer`, so their output is still the whole network's; TorchScript keeps it all."""
+    import openvino as ov
+
+    model, size = students[name], (128, 96)
+    mode = model.decoder.upsample
+    batch = torch.randn(1, 3, size[1], size[0], generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(batch)
+    graph_outputs = {}
+    for fmt in ("onnx", "openvino", "torchscript"):
+        out = tmp_path / f"m{SUFFIX[fmt]}"
+        export_model(model, out, fmt, size)
+        predictor = load_predictor(out)
+        assert predictor.export is not None
+        assert predictor.export.final_upsample == (None if fmt == "torchscript" else mode)
+        graph_outputs[fmt] = tuple(predictor.run_graph(batch).shape)
+        assert (predictor.infer(batch) - expected).abs().max().item() <= 3e-4 * expected.abs().max().item()
+    assert graph_outputs == {"onnx": (1, 1, 48, 64), "openvino": (1, 1, 48, 64), "torchscript": (1, 1, 96, 128)}
+    dims = [d.dim_value or d.dim_param for d in onnx.load(str(tmp_path / "m.onnx")).graph.output[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 1, 48, 64]
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(tmp_path / "m.xml")).get_ordered_ops()}
+    assert "Interpolate" in ops  # the decoder's other upsamplings stay in the graph
+
+
 def test_onnx_file_carries_the_card_in_metadata_props(tmp_path: Path, students: dict[str, nn.Module]) -> None:
     out = tmp_path / "m.onnx"
     export_model(students["fastdepth"], out, "onnx", size=(160, 128))

@@ -115,3 +115,22 @@ def test_preprocess_without_a_box_is_the_seeds_stretch() -> None:
     expected = (cv2.resize(image.astype(np.float32), (32, 32), interpolation=cv2.INTER_CUBIC) / 255.0 - 0.5) / 0.5
     torch.testing.assert_close(preprocess([image], (32, 32), (0.5,) * 3, (0.5,) * 3)[0],
                                torch.from_numpy(expected.transpose(2, 0, 1)), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_final_upsample_by_opencv_is_the_decoders_own(mode: str) -> None:
+    """The x2 upsampling and ReLU an export leaves to the Predictor equal the decoder's within 1e-6 of the peak:
+    odd sizes (the clamped borders), negative values (the ReLU after the upsampling, not before)."""
+    from edgedepth.models.decoder import NNConv5Decoder
+    from edgedepth.processing import final_upsample
+
+    decoder = NNConv5Decoder((16, 24, 40, 960), (2, 4, 8, 32), upsample=mode).eval()
+    generator = torch.Generator().manual_seed(0)
+    for height, width in ((48, 64), (7, 5), (1, 3)):
+        head_output = torch.randn(2, 1, height, width, generator=generator)
+        with torch.no_grad():
+            expected = decoder.final_upsample(head_output)
+        actual = final_upsample(head_output, mode)
+        assert actual.shape == expected.shape == (2, 1, 2 * height, 2 * width)
+        assert (expected == 0).any() and (expected > 0).any()
+        assert (actual - expected).abs().max().item() <= 1e-6 * expected.abs().max().item()

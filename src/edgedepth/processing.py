@@ -157,6 +157,23 @@ def upsample_prediction(prediction: torch.Tensor, size: tuple[int, int]) -> torc
     return torch.from_numpy(resized.reshape(*prediction.shape[:-2], height, width))
 
 
+def final_upsample(output: torch.Tensor, mode: str) -> torch.Tensor:
+    """A FastDepth's last x2 upsampling and ReLU, on an export's ``N x 1 x h x w`` output, by OpenCV.
+
+    ``mode`` is the network's: ``bilinear`` (OpenCV's float32 linear resize: half-pixel centres and clamped borders,
+    PyTorch's ``align_corners=False``) or ``nearest`` (the source pixel ``floor(x / 2)``, as PyTorch's). Equal to
+    ``NNConv5Decoder.final_upsample`` within 1e-6 of the output's peak, float32 rounding (tests/test_processing.py). The exported graph ends before it: OpenVINO runs a
+    one-channel upsampling in a 16-channel blocked layout, a tenth of an INT8 run, where OpenCV takes microseconds.
+    """
+    maps = output.detach().float().cpu().numpy()
+    height, width = maps.shape[-2] * 2, maps.shape[-1] * 2
+    flag = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}[mode]
+    resized = np.empty((*maps.shape[:-2], height, width), dtype=np.float32)
+    for source, target in zip(maps.reshape(-1, *maps.shape[-2:]), resized.reshape(-1, height, width), strict=True):
+        cv2.resize(source, (width, height), dst=target, interpolation=flag)
+    return torch.from_numpy(np.maximum(resized, 0.0, out=resized))
+
+
 def normalize_inverse_depth(inverse_depth: np.ndarray) -> np.ndarray:
     """Min-max normalise a relative inverse depth map to [0, 1] (near = 1); non-finite values become 0.
 

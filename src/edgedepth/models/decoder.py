@@ -86,39 +86,49 @@ class NNConv5Decoder(nn.Module):
         self.skip_after_stage = [
             reduction_to_feature.get(bottleneck_reduction >> (stage + 1), -1) for stage in range(NUM_STAGES)
         ]
-        unused = set(skip_reductions) - {bottleneck_reduction >> (s + 1) for s in range(NUM_STAGES)}
+        # The last stage's output is upsampled to the input's scale, where no encoder has a skip.
+        unused = set(skip_reductions) - {bottleneck_reduction >> (s + 1) for s in range(NUM_STAGES - 1)}
         if unused:
-            raise ValueError(f"skips at reductions {sorted(unused)} fall on no decoder stage")
+            raise ValueError(f"skips at reductions {sorted(unused)} fall on no decoder stage before the last")
         self.upsample = upsample
         self.detach_skips = detach_skips
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        if self.training:
+            return self.head(self._upsample(self._stages(features)))
+        return self.final_upsample(self.before_final_upsample(features))
+
+    def _stages(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The five stages with their upsampling and skips, but for the last stage's upsampling."""
         x = features[-1]
-        last = len(self.stages) - 1
-        for index, (stage, skip_index) in enumerate(zip(self.stages, self.skip_after_stage)):
-            x = stage(x)
-            if index == last and skip_index < 0 and not self.training:
-                return self._head_before_upsampling(x)
-            x = self._upsample(x)
+        for stage, skip_index in zip(self.stages[:-1], self.skip_after_stage[:-1], strict=True):
+            x = self._upsample(stage(x))
             if skip_index >= 0:
                 skip = features[skip_index]
                 x = x + (skip.detach() if self.detach_skips else skip)
-        return self.head(x)
+        return self.stages[-1](x)
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsample == "bilinear":
             return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
-    def _head_before_upsampling(self, x: torch.Tensor) -> torch.Tensor:
-        """``head(upsample(x))`` computed as ``relu(upsample(bn(conv(x))))``: the same function, 4x fewer pixels.
+    def before_final_upsample(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Inference up to the last x2 upsampling: the head's conv and BN at half resolution, one channel.
 
-        The head's 1x1 conv and (inference) BN act on each pixel's channels alone, and the x2 upsampling on each
-        channel alone with weights summing to 1, so the two commute; only the ReLU must come last. Upsampling one
-        channel instead of the last stage's 32 saves a fifth of an INT8 CPU run. Training keeps the literal order,
-        since BN's batch statistics would be taken over other pixels.
+        ``head(upsample(x))`` equals ``relu(upsample(bn(conv(x))))``: the head's 1x1 conv and (inference) BN act on
+        each pixel's channels alone, and the x2 upsampling on each channel alone with weights summing to 1, so the
+        two commute; only the ReLU must come last. Upsampling one channel instead of the last stage's 32 saves a
+        fifth of an INT8 CPU run, and an export may end here (the Predictor then upsamples, see
+        :func:`edgedepth.processing.final_upsample`). Training keeps the literal order, since BN's batch
+        statistics would be taken over other pixels.
         """
-        *linear, activation = self.head
+        *linear, _ = self.head
+        x = self._stages(features)
         for layer in linear:
             x = layer(x)
-        return activation(self._upsample(x))
+        return x
+
+    def final_upsample(self, x: torch.Tensor) -> torch.Tensor:
+        """The rest of inference after :meth:`before_final_upsample`: x2 upsampling, then the head's ReLU."""
+        return self.head[-1](self._upsample(x))

@@ -61,6 +61,25 @@ class FastDepth(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
 
+    def without_final_upsample(self) -> tuple[nn.Module, Upsample]:
+        """What an export runs: inference up to the last x2 upsampling (one channel at half resolution), and that
+        upsampling's mode. The Predictor applies the rest (:func:`edgedepth.processing.final_upsample`)."""
+        return _BeforeFinalUpsample(self), self.decoder.upsample
+
+
+class _BeforeFinalUpsample(nn.Module):
+    """A FastDepth's inference without its last x2 upsampling and ReLU (see ``NNConv5Decoder.before_final_upsample``)."""
+
+    def __init__(self, model: FastDepth) -> None:
+        super().__init__()
+        self.model = model
+        # In the wrapped network's mode: an exporter that restores the mode it found would otherwise put the
+        # network in training mode (a fresh module's) after its export.
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.decoder.before_final_upsample(self.model.encoder(x))
+
 
 @register_model(info=ModelInfo(
     family="fastdepth", licence="not stated",

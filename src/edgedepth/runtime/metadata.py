@@ -19,6 +19,7 @@ from edgedepth.models.registry import ModelCard
 
 FORMAT = "edgedepth.export/1"
 KEYS = ("format", "card", "provenance", "export")
+FINAL_UPSAMPLE_MODES = ("bilinear", "nearest")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class ExportInfo:
     ``precision`` is ``fp32`` or ``int8``; ``quantizer`` names the INT8 tool (``onnxruntime`` or ``nncf``,
     ``None`` for FP32) and ``calibration_images`` how many images fixed its activation ranges. When the tool
     was chosen by speed, ``quantizer_latency_ms`` holds each candidate's measured median latency.
+    ``final_upsample`` (``bilinear`` or ``nearest``; ``None``: the graph is the whole network) says that the graph
+    ends before a FastDepth's last x2 upsampling and ReLU, which the Predictor then applies
+    (:func:`edgedepth.processing.final_upsample`).
     """
 
     runtime: str
@@ -36,6 +40,7 @@ class ExportInfo:
     calibration_images: int = 0
     source: str = ""
     quantizer_latency_ms: dict[str, float] = field(default_factory=dict)
+    final_upsample: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExportInfo:
@@ -46,6 +51,7 @@ class ExportInfo:
             calibration_images=int(data.get("calibration_images", 0)),
             source=str(data.get("source", "")),
             quantizer_latency_ms={str(k): float(v) for k, v in dict(data.get("quantizer_latency_ms", {})).items()},
+            final_upsample=_final_upsample_mode(data.get("final_upsample")),
         )
 
 
@@ -82,3 +88,9 @@ class ExportMetadata:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise EdgedepthError(f"{path}: corrupt edgedepth metadata ({exc})") from exc
+
+
+def _final_upsample_mode(value: object) -> str | None:
+    if value is None or value in FINAL_UPSAMPLE_MODES:
+        return value  # type: ignore[return-value]
+    raise ValueError(f"final_upsample {value!r}, not one of {FINAL_UPSAMPLE_MODES}")

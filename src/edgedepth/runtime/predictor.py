@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -41,6 +42,7 @@ from edgedepth.processing import (
     Interpolation,
     aspect_size,
     crop_box,
+    final_upsample,
     format_size,
     letterbox_box,
     preprocess,
@@ -164,6 +166,16 @@ class _ExportedPredictor(Predictor):
                 f"drop --size or re-export with --size {format_size(size)}"
             )
         super().__init__(metadata.card, None, interpolation, metadata.provenance, metadata.info)
+        self.final_upsample = metadata.info.final_upsample
+
+    @abstractmethod
+    def run_graph(self, batch: torch.Tensor) -> torch.Tensor:
+        """The exported graph on a normalised batch (its own output, before any :meth:`infer` adds)."""
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """The graph, then the network's last x2 upsampling where the export deferred it (counted in every timing)."""
+        output = self.run_graph(batch)
+        return output if self.final_upsample is None else final_upsample(output, self.final_upsample)
 
 
 class OnnxPredictor(_ExportedPredictor):
@@ -200,7 +212,7 @@ class OnnxPredictor(_ExportedPredictor):
         self._input = self.session.get_inputs()[0].name
         _check_input_shape(path, self.session.get_inputs()[0].shape, self.size)
 
-    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+    def run_graph(self, batch: torch.Tensor) -> torch.Tensor:
         (output,) = self.session.run(None, {self._input: batch.numpy()})
         return torch.from_numpy(output)
 
@@ -248,7 +260,7 @@ class OpenVinoPredictor(_ExportedPredictor):
         self.request = self.compiled.create_infer_request()
         self.inference_precision: str = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "bf16"
 
-    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+    def run_graph(self, batch: torch.Tensor) -> torch.Tensor:
         outputs = [self.request.infer({0: image[None]})[0].copy() for image in batch.numpy()]
         return torch.from_numpy(np.concatenate(outputs))
 
@@ -296,7 +308,7 @@ class TorchScriptPredictor(_ExportedPredictor):
         self.module.eval()
 
     @torch.inference_mode()
-    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+    def run_graph(self, batch: torch.Tensor) -> torch.Tensor:
         return self.module(batch.to(self.device))
 
 
@@ -353,7 +365,8 @@ def load_predictor(
     """Open a model file with the runtime its suffix names (see the module docstring).
 
     ``threads`` sets the network's intra-op threads (``None``: the runtime's default, all cores); for PyTorch
-    (``.safetensors``, ``.pt``) that is ``torch.set_num_threads``, a process-wide setting. ``keep_aspect``: images
+    (``.safetensors``, ``.pt``) that is ``torch.set_num_threads``, and OpenCV's (post-processing) follows, both
+    process-wide settings. ``keep_aspect``: images
     keep their shape (PyTorch: aspect-kept input; exports of a fixed size: letterboxed), else they are stretched.
     """
     predictor = _open_predictor(weights, size, device, interpolation, threads)
@@ -369,6 +382,8 @@ def _open_predictor(
 
     if threads is not None and threads < 1:
         raise EdgedepthError(f"--threads {threads}: the network needs at least one thread")
+    if threads is not None:  # OpenCV's post-processing (an export's final upsampling) runs on as many
+        cv2.setNumThreads(threads)
     path = Path(weights)
     device = resolve_device(device)
     suffix = path.suffix.lower()
