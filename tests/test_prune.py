@@ -131,10 +131,26 @@ def test_killed_prune_resumes_at_its_last_iteration(setup: tuple[Path, Path], tm
         prune.run(cfg)
     first = (tmp_path / "out" / "iterations" / "001.safetensors").read_bytes()
     monkeypatch.setattr(prune, "_iterate", real)
+    timed: list[str] = []
+    real_time_files = prune.time_files
+
+    def recording(paths: list[Path], threads: int, runs: int) -> list[float]:
+        timed.extend(Path(p).stem for p in paths)
+        return real_time_files(paths, threads, runs)
+
+    monkeypatch.setattr(prune, "time_files", recording)
     capsys.readouterr()
     result = prune.run(cfg)
+    probed = {name.removeprefix("probe_") for name in timed if name.startswith("probe_")}
     err = capsys.readouterr().err
     assert "resuming" in err and "after iteration 1" in err and "[iteration 1]" not in err
+    # Iteration 2 reuses each slope measured faster in iteration 1 (read back from the resumed state), probes the rest.
+    first_records = json.loads((tmp_path / "out" / prune.TRAJECTORY).read_text())["trajectory"][1]["proposals"]
+    after_first = load_model(tmp_path / "out" / "iterations" / "001.safetensors")
+    prunable = {g.name for g in prune.layer_groups(after_first)
+                if g.name in cfg.groups and prune.group_width(after_first, g) > cfg.min_width}  # type: ignore[operator]
+    measured_faster = {r["group"] for r in first_records if r["slope_ms"] > 0}
+    assert probed == prunable - measured_faster and prunable
     assert (tmp_path / "out" / "iterations" / "001.safetensors").read_bytes() == first
     assert not result.target_met and "NOT reached" in result.message and result.weights.exists()
 
@@ -194,3 +210,12 @@ def test_train_refuses_init_weights_of_another_shape(setup: tuple[Path, Path], t
                                           f"model.init_weights={pruned}"])
     with pytest.raises(EdgedepthError, match="do not fit model.name=fastdepth_v3"):
         train.run(cfg)
+
+
+def test_proposals_keep_widths_on_multiples_of_eight() -> None:
+    """The fewest filters reaching the step, rounded so that the kept width fills whole SIMD blocks."""
+    assert prune._filters_to_remove(240, slope_ms=0.01, step=0.25, min_width=8) == 32  # 25 wanted: keep 208, not 215
+    assert prune._filters_to_remove(240, slope_ms=0.0, step=0.25, min_width=8) == 120  # no slope: the probe's half
+    assert prune._filters_to_remove(20, slope_ms=1.0, step=5.0, min_width=8) == 12  # keep 8, not 15
+    assert prune._filters_to_remove(10, slope_ms=1.0, step=100.0, min_width=8) == 2  # never below min_width
+    assert prune._filters_to_remove(64, slope_ms=1.0, step=0.5, min_width=8) == 8  # one filter wanted: one block

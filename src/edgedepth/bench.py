@@ -240,11 +240,10 @@ def _export_cell_file(model: nn.Module, runtime: str, folder: Path) -> tuple[Pat
     """The model file a runtime cell loads; for INT8, also its output's correlation with FP32 (``None`` if the
     correlation is undefined: a random-weight peer whose output is constant)."""
 
-    from edgedepth.runtime.export import export_model
+    from edgedepth.runtime.export import SUFFIXES, export_model, runtime_format
 
-    fmt = "onnx" if runtime.startswith("onnx") else "openvino"
-    int8 = runtime.endswith("-int8")
-    path = folder / f"{model.card.name}.{runtime}{'.onnx' if fmt == 'onnx' else '.xml'}"  # openvino-default: its own
+    fmt, int8 = runtime_format(runtime)
+    path = folder / f"{model.card.name}.{runtime}{SUFFIXES[fmt]}"  # openvino-default: its own
     calibration = _calibration(model.card) if int8 else None
     result = export_model(model, path, fmt, source="bench", calibration=calibration, min_correlation=None,
                           fp32_tolerance=None)  # timing only: the exports' accuracy is checked where it matters

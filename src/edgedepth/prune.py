@@ -6,14 +6,16 @@ NetAdapt (Yang et al., ECCV 2018) as FastDepth used it, on ``fastdepth_v3``:
   expansion is a skip tap and the decoder stage that receives that skip are one group (their widths stay tied); the
   SE squeeze width follows its block (torchvision's rule, a quarter of the expansion);
 - each iteration must cut the latency by ``step_share`` of the start latency. Per group, the filters with the
-  smallest L1 norms go first; how many is read off a measured slope: the current network and, per group, a probe
-  with half of its filters removed are timed together (see below), and a group gets the fewest filters whose
-  linear estimate reaches the step. That slope is a per-group latency table measured afresh every iteration; every
-  proposal it leads to is then timed itself as a whole network, so the latency kept and reported is always measured,
-  never estimated. Timing every proposal was chosen over trusting the table: a table may stand in for measurement
-  only where it predicts the whole network's measured latency within 5%, which has not been shown for these
-  runtimes (graph fusion and layout choices need not add up layer by layer); ``trajectory.json`` keeps each
-  estimate beside its measurement, so that can be checked run by run;
+  smallest L1 norms go first; how many is read off a measured slope (ms per filter): in the first iteration the
+  current network and, per group, a probe with half of its filters removed are timed together (see below); later,
+  a group's slope is the one its proposal of the iteration before was measured at (a probe again where that
+  proposal was not faster). A group gets the fewest filters whose linear estimate reaches the step, its kept width
+  a multiple of :data:`WIDTH_MULTIPLE`. That slope is a per-group latency table; every proposal it leads to is
+  then timed itself as a whole network, so the latency kept and reported is always measured, never estimated.
+  Timing every proposal was chosen over trusting the table: a table may stand in for measurement only where it
+  predicts the whole network's measured latency within 5%, and it did not here (2 to 21% off on OpenVINO INT8:
+  graph fusion and layout choices need not add up layer by layer); ``trajectory.json`` keeps each estimate beside
+  its measurement, so that can be checked run by run;
 - each proposal is fine-tuned briefly by ``edgedepth train`` (``model.init_weights``) on the training label shards
   and scored on held-out ones (aligned AbsRel through :mod:`edgedepth.metrics`); the best score among the proposals
   that are faster than the current network is kept. Once the target is met, a long fine-tune follows.
@@ -60,6 +62,9 @@ TRAJECTORY = "trajectory.json"
 PRUNED = "pruned.safetensors"
 #: The probe that measures a group's latency slope removes this share of its filters.
 PROBE_SHARE = 0.5
+#: Proposals keep widths that are multiples of this: the runtimes' SIMD blocks (8 floats with AVX2, 16 in OpenVINO's
+#: AVX-512 blocked layouts) pad other widths, so a cut that leaves a partial block saves little of what it costs.
+WIDTH_MULTIPLE = 8
 #: Held-out share of the label shards (the last shards, at least one).
 HELD_OUT_SHARE = 0.2
 #: Depth beyond which a label pixel is not scored (the labels' inverse depth read as 1 / metres, clamped here).
@@ -246,13 +251,12 @@ def _slice_squeeze(state: dict[str, torch.Tensor], prefix: str, pruned: nn.Modul
 def runtime_file(model: nn.Module, runtime: str, path_stem: Path, calibration: Sequence[np.ndarray] | None) -> Path:
     """The file ``runtime`` loads for ``model`` (exported at the card's input size), through the usual paths."""
     from edgedepth.models import save_weights
-    from edgedepth.runtime.export import export_model
+    from edgedepth.runtime.export import SUFFIXES, export_model, runtime_format
 
     if runtime == "torch":
         return save_weights(model, path_stem.with_suffix(".safetensors"))
-    fmt = "onnx" if runtime.startswith("onnx") else "openvino"
-    int8 = runtime.endswith("-int8")
-    path = path_stem.with_suffix(".onnx" if fmt == "onnx" else ".xml")
+    fmt, int8 = runtime_format(runtime)
+    path = path_stem.with_suffix(SUFFIXES[fmt])
     quantizer = "onnxruntime" if fmt == "onnx" else "nncf"
     export_model(model, path, fmt, source="prune", calibration=calibration if int8 else None, min_correlation=None,
                  fp32_tolerance=None, quantizer=quantizer)  # timing only: the pruned result is exported as usual
@@ -480,7 +484,7 @@ def run(cfg: PruneConfig) -> PruneResult:
         current = load_model(state["current"])
         current.card = dataclasses.replace(current.card, input_size=size)
         kept = _iterate(cfg, current, state["current_ms"], step, groups, splits, loss, batches,
-                        out / "work" / f"{index:03d}", index)
+                        out / "work" / f"{index:03d}", state["trajectory"][-1]["proposals"], index)
         if kept is None:
             state["stopped"] = ("no layer group can be pruned further to a lower measured latency "
                                 f"(every group at its narrowest useful width, {cfg.min_width} filters at least)")
@@ -527,34 +531,32 @@ def calibration(labels: Path, model: nn.Module) -> list[np.ndarray]:
 
 def _iterate(cfg: PruneConfig, current: nn.Module, current_ms: float, step: float,
              groups: list[Group], splits: Splits, loss: str, calibration: Sequence[np.ndarray] | None, work: Path,
-             index: int) -> tuple[nn.Module, float, dict[str, float], list[dict]] | None:
+             previous: Sequence[dict], index: int) -> tuple[nn.Module, float, dict[str, float], list[dict]] | None:
     """One NetAdapt iteration: per group a proposal that removes the fewest filters estimated to cut ``step`` ms;
-    each timed, fine-tuned and scored; the best-scoring proposal that is faster than the current network."""
+    each timed, fine-tuned and scored; the best-scoring proposal that is faster than the current network.
+
+    ``previous`` holds the last iteration's proposals: a group whose proposal was measured faster there keeps that
+    slope (ms per filter); the others get a probe."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     prunable = [g for g in groups if group_width(current, g) > cfg.min_width]
     if not prunable:
         return None
-    # The slope: the current network and one probe per group, timed together.
-    probes = []
-    for group in prunable:
-        width = group_width(current, group)
-        removed = max(1, min(round(PROBE_SHARE * width), width - cfg.min_width))
-        probes.append((group, removed, prune_group(current, group, width - removed)))
+    slopes = {r["group"]: r["slope_ms"] for r in previous if r.get("slope_ms") is not None and r["slope_ms"] > 0}
     files = [runtime_file(current, cfg.runtime, work / "current", calibration)]
-    files += [runtime_file(m, cfg.runtime, work / f"probe_{g.name}", calibration) for g, _, m in probes]
-    measured = time_files(files, cfg.threads, cfg.runs)
-    reference = measured[0]
-    candidates = []
-    estimates: dict[str, float] = {}  # the linear estimate, in this round's ms, kept beside the measurement
-    for (group, removed, _), probe_ms in zip(probes, measured[1:], strict=True):
-        per_filter = (reference - probe_ms) / removed
-        width = group_width(current, group)
-        # No measurable slope (the probe's saving is within the noise): propose the probe's cut, timed again below.
-        wanted = math.ceil(step / per_filter) if per_filter > 0 else removed
-        count = max(1, min(wanted, width - cfg.min_width))
-        candidates.append((group, count))
-        estimates[group.name] = reference - count * per_filter
+    probed = [g for g in prunable if g.name not in slopes]
+    if probed:  # the current network and one probe per group without a slope, timed together
+        probes = []
+        for group in probed:
+            width = group_width(current, group)
+            removed = max(1, min(round(PROBE_SHARE * width), width - cfg.min_width))
+            probes.append((group, removed, prune_group(current, group, width - removed)))
+        files += [runtime_file(m, cfg.runtime, work / f"probe_{g.name}", calibration) for g, _, m in probes]
+        measured = time_files(files, cfg.threads, cfg.runs)
+        for (group, removed, _), probe_ms in zip(probes, measured[1:], strict=True):
+            slopes[group.name] = (measured[0] - probe_ms) / removed * current_ms / measured[0]
+    candidates = [(group, _filters_to_remove(group_width(current, group), slopes[group.name], step, cfg.min_width))
+                  for group in prunable]
     proposals = [(g, n, prune_group(current, g, group_width(current, g) - n)) for g, n in candidates]
     files = files[:1]  # the current network's file, timed again beside the proposals
     files += [runtime_file(m, cfg.runtime, work / f"proposal_{g.name}", calibration) for g, _, m in proposals]
@@ -565,10 +567,12 @@ def _iterate(cfg: PruneConfig, current: nn.Module, current_ms: float, step: floa
     records = []
     for (group, removed, model), raw in zip(proposals, measured[1:], strict=True):
         latency = raw * scale
-        estimated = estimates[group.name] * current_ms / reference
+        estimated = current_ms - removed * slopes[group.name] if slopes[group.name] > 0 else None
+        record = {"group": group.name, "removed": removed, "latency_ms": latency, "estimated_ms": estimated,
+                  "slope_from": "probe" if group in probed else "previous iteration",
+                  "slope_ms": (current_ms - latency) / removed, "abs_rel": None}
+        records.append(record)
         if latency >= current_ms:
-            records.append({"group": group.name, "removed": removed, "latency_ms": latency,
-                            "estimated_ms": estimated, "abs_rel": None})
             _say(cfg, f"[iteration {index}] {group.name} -{removed}: {latency:.2f} ms, not faster than "
                       f"{current_ms:.2f} ms: skipped")
             continue
@@ -578,10 +582,10 @@ def _iterate(cfg: PruneConfig, current: nn.Module, current_ms: float, step: floa
         tuned = load_model(fine_tune(seed, work / f"tune_{group.name}", splits, cfg.short_steps, cfg, loss))
         tuned.card = model.card
         metrics = score(tuned, splits.held_out, splits.size)
-        records.append({"group": group.name, "removed": removed, "latency_ms": latency, "estimated_ms": estimated,
-                        "abs_rel": metrics["abs_rel"]})
-        _say(cfg, f"[iteration {index}] {group.name} -{removed} filters: {latency:.2f} ms (estimated {estimated:.2f}, "
-                  f"current {current_ms:.2f}), abs_rel {metrics['abs_rel']:.4f}")
+        record["abs_rel"] = metrics["abs_rel"]
+        guess = "" if estimated is None else f"estimated {estimated:.2f}, "
+        _say(cfg, f"[iteration {index}] {group.name} -{removed} filters: {latency:.2f} ms ({guess}current "
+                  f"{current_ms:.2f}), abs_rel {metrics['abs_rel']:.4f}")
         if best is None or metrics["abs_rel"] < best[2]["abs_rel"]:
             best = (tuned, latency, metrics)
     if best is None:
@@ -591,6 +595,17 @@ def _iterate(cfg: PruneConfig, current: nn.Module, current_ms: float, step: floa
     _say(cfg, f"[iteration {index}] kept {chosen['group']} -{chosen['removed']}: {latency:.2f} ms, "
               f"abs_rel {metrics['abs_rel']:.4f}")
     return tuned, latency, metrics, records
+
+
+def _filters_to_remove(width: int, slope_ms: float, step: float, min_width: int) -> int:
+    """The fewest filters whose linear estimate (``slope_ms`` per filter) cuts ``step`` ms, leaving a multiple of
+    :data:`WIDTH_MULTIPLE` where the width allows, and at least ``min_width``. Without a measurable slope (a
+    probe's saving within the noise), half the filters, as the probe removed."""
+    wanted = math.ceil(step / slope_ms) if slope_ms > 0 else round(PROBE_SHARE * width)
+    keep = max(width - max(wanted, 1), min_width)
+    if keep >= WIDTH_MULTIPLE:
+        keep = max(keep // WIDTH_MULTIPLE * WIDTH_MULTIPLE, min_width)
+    return max(1, min(width - keep, width - min_width))
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:

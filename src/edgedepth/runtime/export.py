@@ -64,6 +64,13 @@ FP32_TOLERANCE = 1e-3
 INT8_MIN_CORRELATION = 0.9
 
 
+def runtime_format(runtime: str) -> tuple[Format, bool]:
+    """``(format, int8)`` of a runtime name as ``bench`` and ``prune`` take them: ``onnx``, ``onnx-int8``,
+    ``openvino``, ``openvino-default`` (OpenVINO's own precision choice, an FP32 file) or ``openvino-int8``."""
+    fmt: Format = "onnx" if runtime.startswith("onnx") else "openvino"
+    return fmt, runtime.endswith("-int8")
+
+
 @dataclass(frozen=True)
 class ExportResult:
     """What was written and how close it came to eager PyTorch (FP32) or to FP32 (INT8)."""
