@@ -336,17 +336,24 @@ def set_timm_expansions(body: nn.Module, name: str, widths: Sequence[int]) -> No
         if width == expansion.width(body):
             continue
         produce, produce_norm = expansion.produce
-        body.set_submodule(produce, _conv_with(body.get_submodule(produce), None, width))
+        _set_module(body, produce, _conv_with(body.get_submodule(produce), None, width))
         for norm in (produce_norm, *(norm for _, norm in expansion.carry)):
-            body.set_submodule(norm, _norm_with(body.get_submodule(norm), width))
+            _set_module(body, norm, _norm_with(body.get_submodule(norm), width))
         for conv, _ in expansion.carry:
-            body.set_submodule(conv, _conv_with(body.get_submodule(conv), width, width))
+            _set_module(body, conv, _conv_with(body.get_submodule(conv), width, width))
         if expansion.se and not isinstance(body.get_submodule(expansion.se), nn.Identity):
-            body.set_submodule(f"{expansion.se}.conv_reduce",
+            _set_module(body, f"{expansion.se}.conv_reduce",
                                _conv_with(body.get_submodule(f"{expansion.se}.conv_reduce"), width, None))
-            body.set_submodule(f"{expansion.se}.conv_expand",
+            _set_module(body, f"{expansion.se}.conv_expand",
                                _conv_with(body.get_submodule(f"{expansion.se}.conv_expand"), None, width))
-        body.set_submodule(expansion.consume, _conv_with(body.get_submodule(expansion.consume), width, None))
+        _set_module(body, expansion.consume, _conv_with(body.get_submodule(expansion.consume), width, None))
+
+
+def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
+    """``root``'s submodule at dotted ``path`` replaced by ``module`` (``nn.Module.set_submodule`` was merged in
+    June 2024, at the edge of the torch>=2.4 this project supports)."""
+    parent, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, module)
 
 
 def _conv_with(conv: nn.Conv2d, in_channels: int | None, out_channels: int | None) -> nn.Conv2d:
