@@ -326,4 +326,4 @@ def test_mnv4_prune_reduces_measured_latency_and_macs(setup: tuple[Path, Path], 
     assert pruned.card.name == MNV4 and pruned.card.model_args["expansions"] != start.encoder.expansions
     files = [prune.runtime_file(m, "onnx", tmp_path / name, None) for name, m in (("a", start), ("b", pruned))]
     before, after = prune.time_files(files, 1, 40)
-    assert after < before
+    assert after < before, (before, after)
