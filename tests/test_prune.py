@@ -1,6 +1,7 @@
-"""``edgedepth prune`` (NetAdapt) on a briefly trained fastdepth_v3 at 64x64 with three label shards (oracle teacher).
+"""``edgedepth prune`` (NetAdapt) on a briefly trained fastdepth_v3, and on fastdepth_mobilenetv4_conv_small (timm
+blocks), at 64x64 with three label shards (oracle teacher).
 
-64x48 is not an input fastdepth_v3 takes (its sides must be multiples of 32), so the tiny size here is 64x64.
+64x48 is not an input these students take (their sides must be multiples of 32), so the tiny size here is 64x64.
 Latency is measured on ONNX Runtime: at this size PyTorch eager is bound by per-operator overhead and pruning
 widths changes its time by less than its noise.
 """
@@ -219,3 +220,135 @@ def test_proposals_keep_widths_on_multiples_of_eight() -> None:
     assert prune._filters_to_remove(20, slope_ms=1.0, step=5.0, min_width=8) == 12  # keep 8, not 15
     assert prune._filters_to_remove(10, slope_ms=1.0, step=100.0, min_width=8) == 2  # never below min_width
     assert prune._filters_to_remove(64, slope_ms=1.0, step=0.5, min_width=8) == 8  # one filter wanted: one block
+
+
+# ---------------------------------------------------------------------------------------------- a timm student
+# fastdepth_mobilenetv4_conv_small, the student the Pareto table puts alone on the INT8 frontier: timm blocks, skips
+# tapped at stage outputs (not pruned), so its groups are the expanding blocks and the decoder stages with no skip.
+
+MNV4 = "fastdepth_mobilenetv4_conv_small"
+MNV4_BLOCKS = ("0.0", "1.0", "2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "3.0", "3.1", "3.2", "3.3", "3.4", "3.5")
+
+
+@pytest.fixture(scope="module")
+def mnv4_weights(setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The MobileNetV4 student trained 24 steps on ``setup``'s label shards, as ``setup`` trains fastdepth_v3."""
+    from edgedepth import train
+    from edgedepth.config import TrainConfig, load_config
+
+    root = tmp_path_factory.mktemp("prune_mnv4")
+    cfg = load_config(TrainConfig, None, [
+        f"model.name={MNV4}", f"data.path={setup[0]}", f"run.dir={root / 'run'}", "data.format=shards",
+        "data.input_size=64x64", "data.num_workers=0", "model.pretrained=false", "optim.batch_size=4",
+        "model.freeze_bn=true", "schedule.name=cosine", "schedule.epochs=8", "run.device=cpu",
+        "logging.progress_bar=false", "logging.tensorboard=false",
+    ])
+    return train.run(cfg).weights
+
+
+def _mnv4() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(MNV4).eval()
+
+
+def test_mnv4_groups_are_its_expanding_blocks_and_free_stages() -> None:
+    model = _mnv4()
+    groups = prune.layer_groups(model)
+    assert [g.name for g in groups] == [f"block{b}" for b in MNV4_BLOCKS] + ["stage2", "stage4"]
+    # Skips are stage outputs (32, 64, 96 channels): the stages receiving them (0, 1, 3) are in no group.
+    assert model.decoder.skip_after_stage == [2, 1, -1, 0, -1]
+    expansions, decoder_widths = prune.widths_of(model)
+    assert expansions == [32, 96, 192, 192, 192, 192, 192, 384, 576, 512, 512, 384, 512, 512]
+    assert [prune.group_width(model, g) for g in groups] == [*expansions, decoder_widths[2], decoder_widths[4]]
+    # The fused-expansion pair: blocks.0.0's 3x3 output is blocks.0.1's 1x1 input; a UIR's pw_exp feeds dw_mid.
+    slices = dict(prune._slices(model, groups[0]))
+    assert slices["encoder.body.blocks.0.0.conv.weight"] == 0 and slices["encoder.body.blocks.0.1.conv.weight"] == 1
+    slices = dict(prune._slices(model, groups[3]))
+    assert {key: dim for key, dim in slices.items() if key.endswith("conv.weight")} == {
+        "encoder.body.blocks.2.1.pw_exp.conv.weight": 0, "encoder.body.blocks.2.1.dw_mid.conv.weight": 0,
+        "encoder.body.blocks.2.1.pw_proj.conv.weight": 1}
+
+
+@pytest.mark.parametrize("group, keep", [("block0.0", 20), ("block1.0", 50), ("block2.1", 100), ("block2.5", 200),
+                                         ("block3.1", 300), ("stage2", 20), ("stage4", 9)])
+def test_mnv4_pruning_a_group_changes_that_width_and_the_card_rebuilds_it(tmp_path: Path, group: str,
+                                                                          keep: int) -> None:
+    model = _mnv4()
+    chosen = next(g for g in prune.layer_groups(model) if g.name == group)
+    pruned = prune.prune_group(model, chosen, keep)
+    (before_e, before_d), (after_e, after_d) = prune.widths_of(model), prune.widths_of(pruned)
+    changed_e = [i for i, (a, b) in enumerate(zip(before_e, after_e, strict=True)) if a != b]
+    changed_d = [i for i, (a, b) in enumerate(zip(before_d, after_d, strict=True)) if a != b]
+    if chosen.block is not None:
+        assert changed_e == [chosen.block.index] and not changed_d and after_e[chosen.block.index] == keep
+    else:
+        assert changed_d == [chosen.stage] and not changed_e and after_d[chosen.stage] == keep
+    # The skips (stage outputs) and the decoder stages tied to them keep their widths.
+    assert pruned.encoder.feature_channels == model.encoder.feature_channels
+    assert [after_d[s] for s in (0, 1, 3)] == [before_d[s] for s in (0, 1, 3)]
+    assert pruned.card.model_args == {"encoder": "mobilenetv4_conv_small", "expansions": after_e,
+                                      "decoder_widths": after_d}
+    assert count_macs(pruned, SIZE) < count_macs(model, SIZE)
+    loaded = load_model(save_weights(pruned, tmp_path / "p.safetensors"))
+    x = torch.randn(2, 3, *SIZE)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))
+    assert prune.widths_of(loaded) == prune.widths_of(pruned)
+
+
+def test_mnv4_kept_filters_are_the_largest_l1_ones() -> None:
+    model = _mnv4()
+    group = next(g for g in prune.layer_groups(model) if g.name == "block2.1")
+    block = model.encoder.body.blocks[2][1]
+    norms = block.pw_exp.conv.weight.detach().abs().flatten(1).sum(1)
+    kept = torch.sort(torch.topk(norms, 70).indices).values
+    pruned = prune.prune_group(model, group, 70).encoder.body.blocks[2][1]
+    assert torch.equal(pruned.pw_exp.conv.weight, block.pw_exp.conv.weight[kept])
+    assert torch.equal(pruned.dw_mid.conv.weight, block.dw_mid.conv.weight[kept])
+    assert torch.equal(pruned.dw_mid.bn.running_var, block.dw_mid.bn.running_var[kept])
+    assert torch.equal(pruned.pw_proj.conv.weight, block.pw_proj.conv.weight[:, kept])
+    assert pruned.pw_proj.conv.weight.shape == (96, 70, 1, 1)
+
+
+@pytest.mark.parametrize("encoder", ["mobilenetv3_small_050", "efficientnetv2_rw_t"])
+def test_timm_se_and_edge_residual_blocks_rebuild_exactly(tmp_path: Path, encoder: str) -> None:
+    """Other timm block kinds: InvertedResidual with SE (its squeeze width stays) and EdgeResidual (fused MBConv)."""
+    torch.manual_seed(0)
+    model = create_model(f"fastdepth_{encoder}").eval()
+    groups = prune.layer_groups(model)
+    pruned = model
+    for group in groups[:2] + groups[-4:-2]:  # the first blocks (EdgeResidual in efficientnetv2) and deep SE ones
+        pruned = prune.prune_group(pruned, group, prune.group_width(pruned, group) // 2)
+    assert count_macs(pruned, SIZE) < count_macs(model, SIZE)
+    loaded = load_model(save_weights(pruned, tmp_path / "p.safetensors"))
+    x = torch.randn(1, 3, *SIZE)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))
+
+
+def test_unprunable_students_and_widths_are_refused() -> None:
+    from edgedepth.errors import EdgedepthError
+
+    with pytest.raises(EdgedepthError, match=r"prune takes fastdepth_v3 and fastdepth_<timm encoder>"):
+        prune.layer_groups(create_model("fastdepth_resnet18"))  # timm, but no expanding block
+    with pytest.raises(EdgedepthError, match="only timm encoders take expansion widths"):
+        create_model("fastdepth_mobilenet_v2", expansions=[16])
+    with pytest.raises(EdgedepthError, match=r"14 positive widths for mobilenetv4_conv_small's expanding blocks"):
+        create_model(MNV4, expansions=[16, 16])
+    with pytest.raises(EdgedepthError, match="receive a skip equal to the skip's width"):
+        create_model(MNV4, decoder_widths=[90, 64, 32, 32, 16])
+
+
+@pytest.mark.slow
+def test_mnv4_prune_reduces_measured_latency_and_macs(setup: tuple[Path, Path], mnv4_weights: Path,
+                                                      tmp_path: Path) -> None:
+    result = prune.run(config((setup[0], mnv4_weights), tmp_path / "out", target_ratio=0.6, step_share=0.4,
+                              groups=("block1.0", "block2.5", "block3.0"), progress=False))
+    assert result.iterations >= 1 and result.final_ms < result.start_ms
+    trajectory = json.loads((tmp_path / "out" / prune.TRAJECTORY).read_text())["trajectory"]
+    assert trajectory[-1]["macs"] < trajectory[0]["macs"] and trajectory[-1]["latency_ms"] < trajectory[0]["latency_ms"]
+    start, pruned = load_model(mnv4_weights), load_model(result.weights)
+    assert pruned.card.name == MNV4 and pruned.card.model_args["expansions"] != start.encoder.expansions
+    files = [prune.runtime_file(m, "onnx", tmp_path / name, None) for name, m in (("a", start), ("b", pruned))]
+    before, after = prune.time_files(files, 1, 40)
+    assert after < before, (before, after)

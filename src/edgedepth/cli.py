@@ -38,7 +38,7 @@ COMMAND_HELP = {
     "label": "label images with a teacher's inverse depth into tar shards (resumable; torchrun)",
     "serve": "serve a model over HTTP: POST an image, get its inverse depth",
     "models": "list every registered network: size, cost, default input, where its weights are",
-    "prune": "NetAdapt: prune fastdepth_v3 to a latency target measured on a runtime (resumable)",
+    "prune": "NetAdapt: prune fastdepth_v3 or a fastdepth_<timm encoder> to a latency measured on a runtime (resumable)",
 }
 
 def _size(text: str) -> tuple[int, int]:
@@ -538,7 +538,8 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     from edgedepth.prune import RUNTIMES, PruneConfig
 
     p = sub.add_parser("prune", help=COMMAND_HELP["prune"])
-    p.add_argument("--weights", type=Path, required=True, help="student weights (.safetensors)")
+    p.add_argument("--weights", type=Path, required=True,
+                   help="student weights (.safetensors): fastdepth_v3 or a fastdepth_<timm encoder>")
     p.add_argument("--data", type=Path, required=True, help="label shards (edgedepth label); the last are held out")
     p.add_argument("--runtime", required=True, choices=RUNTIMES, help="the runtime the latency is measured on")
     target = p.add_mutually_exclusive_group(required=True)

@@ -1,10 +1,15 @@
 """``edgedepth prune``: FastDepth's NetAdapt step, to a latency budget measured on the runtime the model will run on.
 
-NetAdapt (Yang et al., ECCV 2018) as FastDepth used it, on ``fastdepth_v3``:
+NetAdapt (Yang et al., ECCV 2018) as FastDepth used it, on ``fastdepth_v3`` and ``fastdepth_<timm encoder>``
+students (MobileNetV4, EfficientNet, ... blocks):
 
-- the layer groups are each inverted-residual block's expansion width and each decoder stage's width; a block whose
-  expansion is a skip tap and the decoder stage that receives that skip are one group (their widths stay tied); the
-  SE squeeze width follows its block (torchvision's rule, a quarter of the expansion);
+- the layer groups are each expanding block's expansion width and each decoder stage's width; a block whose
+  expansion is a skip tap and the decoder stage that receives that skip are one group (their widths stay tied). What
+  an expanding block is and which tensors index its width is the student's layout (:class:`Block`, from
+  :func:`encoder_blocks`): torchvision's MobileNetV3 for ``fastdepth_v3`` (skips are expansions; the SE squeeze
+  follows, torchvision's rule, a quarter of the expansion), timm's blocks otherwise (skips are stage outputs, which
+  are not pruned, so the decoder stages receiving them keep their widths; an SE keeps its squeeze width). Either
+  way the card's ``expansions`` and ``decoder_widths`` rebuild the network;
 - each iteration must cut the latency by ``step_share`` of the start latency. Per group, the filters with the
   smallest L1 norms go first; how many is read off a measured slope (ms per filter): in the first iteration the
   current network and, per group, a probe with half of its filters removed are timed together (see below); later,
@@ -55,8 +60,9 @@ from edgedepth.errors import EdgedepthError
 from edgedepth.imageio import atomic_path, check_output_folder
 
 RUNTIMES = ("openvino-int8", "onnx-int8", "openvino", "onnx", "torch")
-#: The only student whose widths the registry can rebuild so far.
-PRUNABLE_MODELS = ("fastdepth_v3",)
+#: The students whose widths the registry rebuilds from their cards (``expansions``, ``decoder_widths``).
+PRUNABLE = ("fastdepth_v3 and fastdepth_<timm encoder> students with MobileNet/EfficientNet blocks "
+            "(e.g. fastdepth_mobilenetv4_conv_small)")
 STATE = "state.json"
 TRAJECTORY = "trajectory.json"
 PRUNED = "pruned.safetensors"
@@ -103,17 +109,37 @@ class PruneConfig:
 
 
 @dataclass(frozen=True)
+class Block:
+    """An encoder block whose expansion width is prunable, in one student's layout (see :func:`encoder_blocks`)."""
+
+    #: As the encoder numbers it: ``"2"`` (fastdepth_v3's ``features[2]``), ``"2.1"`` (timm's ``blocks.2.1``).
+    name: str
+    #: Its place in the card's ``expansions``.
+    index: int
+    #: State key of the convolution that produces the width: its filters' L1 norms rank the channels.
+    score: str
+    #: ``(state key, dim)`` of every tensor of the block whose ``dim`` indexes the width.
+    slices: tuple[tuple[str, int], ...]
+    #: The encoder feature (skip) this expansion is, tying it to the decoder stage that receives it; ``None``: none.
+    tap: int | None = None
+    #: A width the block must not take (torchvision drops the expansion convolution at its input width).
+    input_width: int | None = None
+    #: State prefix of an SE whose squeeze width is rebuilt from the expansion (torchvision's rule).
+    squeeze: str | None = None
+
+
+@dataclass(frozen=True)
 class Group:
     """One prunable width: a block's expansion (``block``), a decoder stage's (``stage``), or both, tied."""
 
-    block: int | None
+    block: Block | None
     stage: int | None
 
     @property
     def name(self) -> str:
         return "+".join(part for part in (
-            f"block{self.block}" if self.block is not None else "", f"stage{self.stage}" if self.stage is not None
-            else "") if part)
+            f"block{self.block.name}" if self.block is not None else "",
+            f"stage{self.stage}" if self.stage is not None else "") if part)
 
 
 @dataclass
@@ -133,62 +159,109 @@ class PruneResult:
 # ---------------------------------------------------------------------------------------------- widths
 
 
+def _norm_slices(prefix: str) -> list[tuple[str, int]]:
+    return [(f"{prefix}.{name}", 0) for name in ("weight", "bias", "running_mean", "running_var")]
+
+
+def encoder_blocks(model: nn.Module) -> list[Block]:
+    """The student's expanding blocks, from the layout of its encoder (torchvision's MobileNetV3 or timm's)."""
+    from edgedepth.models.encoders import MobileNetV3LargeEncoder, TimmEncoder
+
+    encoder = getattr(model, "encoder", None)
+    if isinstance(encoder, MobileNetV3LargeEncoder):
+        return _mobilenet_v3_blocks(encoder)
+    blocks = _timm_blocks(encoder) if isinstance(encoder, TimmEncoder) else []
+    if not blocks:
+        raise EdgedepthError(f"a {model.card.name}; prune takes {PRUNABLE}")
+    return blocks
+
+
+def _mobilenet_v3_blocks(encoder: nn.Module) -> list[Block]:
+    """torchvision's MobileNetV3 ``features[1..15]``: the blocks with a 1x1 expansion convolution (``block.0``);
+    depthwise ``block.1``; an SE ``block.2`` (its squeeze follows, a quarter of the expansion); projection last.
+    A tapped expansion is a skip. The first block has no expansion convolution: its width is its input's."""
+    features, blocks = encoder.features, []
+    for index in range(1, len(features) - 1):
+        first = features[index].block[0][0]
+        if first.kernel_size != (1, 1) or first.groups != 1:  # torchvision drops the expansion at ratio 1
+            continue
+        p = f"encoder.features.{index}.block"
+        has_se = hasattr(features[index].block[2], "fc1")
+        project = 3 if has_se else 2
+        slices = [(f"{p}.0.0.weight", 0), *_norm_slices(f"{p}.0.1"), (f"{p}.1.0.weight", 0),
+                  *_norm_slices(f"{p}.1.1"), (f"{p}.{project}.0.weight", 1)]
+        if has_se:
+            slices += [(f"{p}.2.fc1.weight", 1), (f"{p}.2.fc2.weight", 0), (f"{p}.2.fc2.bias", 0)]
+        blocks.append(Block(
+            name=str(index), index=index - 1, score=f"{p}.0.0.weight", slices=tuple(slices),
+            tap=encoder.taps.index(index) if index in encoder.taps else None, input_width=first.in_channels,
+            squeeze=f"{p}.2" if has_se else None,
+        ))
+    return blocks
+
+
+def _timm_blocks(encoder: nn.Module) -> list[Block]:
+    """timm's MobileNet/EfficientNet blocks that :func:`~edgedepth.models.encoders.timm_expansions` finds. A skip
+    is a stage's output, never an expansion, so no block is tied to a decoder stage; an SE's squeeze width stays."""
+    from edgedepth.models.encoders import timm_expansions
+
+    body = encoder.body
+
+    def conv(path: str, dim: int) -> list[tuple[str, int]]:
+        bias = [(f"encoder.body.{path}.bias", dim)] if dim == 0 and body.get_submodule(path).bias is not None else []
+        return [(f"encoder.body.{path}.weight", dim), *bias]
+
+    blocks = []
+    for index, expansion in enumerate(timm_expansions(body)):
+        produce, norm = expansion.produce
+        slices = [*conv(produce, 0), *_norm_slices(f"encoder.body.{norm}")]
+        for carry, carry_norm in expansion.carry:
+            slices += [*conv(carry, 0), *_norm_slices(f"encoder.body.{carry_norm}")]
+        if expansion.se and not isinstance(body.get_submodule(expansion.se), nn.Identity):
+            slices += [*conv(f"{expansion.se}.conv_reduce", 1), *conv(f"{expansion.se}.conv_expand", 0)]
+        slices += conv(expansion.consume, 1)
+        blocks.append(Block(name=expansion.block.removeprefix("blocks."), index=index,
+                            score=f"encoder.body.{produce}.weight", slices=tuple(slices)))
+    return blocks
+
+
 def widths_of(model: nn.Module) -> tuple[list[int], list[int]]:
-    """``(expansions, decoder_widths)`` of a ``fastdepth_v3``: the constructor arguments that rebuild it."""
-    features = model.encoder.features
-    expansions = [features[i].block[0][0].out_channels for i in range(1, len(features) - 1)]
-    return expansions, list(model.decoder.widths)
+    """``(expansions, decoder_widths)``: the constructor arguments that rebuild the student."""
+    return list(model.encoder.expansions), list(model.decoder.widths)
 
 
 def layer_groups(model: nn.Module) -> list[Group]:
-    """The prunable groups of a ``fastdepth_v3``: expanding blocks (tied to a stage where they are a skip), free
-    decoder stages. The first block has no expansion convolution: its width is its input's, not prunable."""
-    features, decoder = model.encoder.features, model.decoder
-    tap_stage = {model.encoder.taps[skip]: stage for stage, skip in enumerate(decoder.skip_after_stage) if skip >= 0}
-    groups = [Group(index, tap_stage.get(index)) for index in range(1, len(features) - 1)
-              if _has_expansion(features[index])]
+    """The prunable groups: expanding blocks (tied to the decoder stage that receives them, where they are a
+    skip), then the decoder stages that receive no skip. A stage that receives an unprunable skip (timm's: a
+    stage's output) keeps that skip's width, so it is no group."""
+    decoder = model.decoder
+    tap_stage = {skip: stage for stage, skip in enumerate(decoder.skip_after_stage) if skip >= 0}
+    groups = [Group(block, tap_stage.get(block.tap)) for block in encoder_blocks(model)]
     return groups + [Group(None, stage) for stage, skip in enumerate(decoder.skip_after_stage) if skip < 0]
-
-
-def _has_expansion(block: nn.Module) -> bool:
-    """Whether an inverted residual starts with a 1x1 expansion convolution (torchvision drops it at ratio 1)."""
-    first = block.block[0][0]
-    return first.kernel_size == (1, 1) and first.groups == 1
 
 
 def group_width(model: nn.Module, group: Group) -> int:
     expansions, decoder_widths = widths_of(model)
-    return expansions[group.block - 1] if group.block is not None else decoder_widths[group.stage]
+    return expansions[group.block.index] if group.block is not None else decoder_widths[group.stage]
 
 
 def allowed_width(model: nn.Module, group: Group, keep: int) -> int:
     """``keep``, or one less where a block's expansion would equal its input width (torchvision would then drop the
     expansion convolution, changing the block's layout)."""
-    if group.block is not None and keep == model.encoder.features[group.block].block[0][0].in_channels:
+    if group.block is not None and keep == group.block.input_width:
         return keep - 1
     return keep
 
 
 def _slices(model: nn.Module, group: Group) -> list[tuple[str, int]]:
     """``(state key, dim)`` of every tensor whose ``dim`` indexes the group's channels."""
-    def bn(prefix: str) -> list[tuple[str, int]]:
-        return [(f"{prefix}.{name}", 0) for name in ("weight", "bias", "running_mean", "running_var")]
-
-    plan: list[tuple[str, int]] = []
-    if group.block is not None:
-        p = f"encoder.features.{group.block}.block"
-        has_se = hasattr(model.encoder.features[group.block].block[2], "fc1")
-        project = 3 if has_se else 2
-        plan += [(f"{p}.0.0.weight", 0), *bn(f"{p}.0.1"), (f"{p}.1.0.weight", 0), *bn(f"{p}.1.1"),
-                 (f"{p}.{project}.0.weight", 1)]
-        if has_se:
-            plan += [(f"{p}.2.fc1.weight", 1), (f"{p}.2.fc2.weight", 0), (f"{p}.2.fc2.bias", 0)]
+    plan: list[tuple[str, int]] = list(group.block.slices) if group.block is not None else []
     if group.stage is not None:
         q = f"decoder.stages.{group.stage}"
-        plan += [(f"{q}.1.0.weight", 0), *bn(f"{q}.1.1")]
+        plan += [(f"{q}.1.0.weight", 0), *_norm_slices(f"{q}.1.1")]
         if group.stage + 1 < len(model.decoder.stages):
             n = f"decoder.stages.{group.stage + 1}"
-            plan += [(f"{n}.0.0.weight", 0), *bn(f"{n}.0.1"), (f"{n}.1.0.weight", 1)]
+            plan += [(f"{n}.0.0.weight", 0), *_norm_slices(f"{n}.0.1"), (f"{n}.1.0.weight", 1)]
         else:
             plan += [("decoder.head.0.weight", 1)]
     return plan
@@ -204,7 +277,8 @@ def prune_group(model: nn.Module, group: Group, keep: int) -> nn.Module:
     """A new network with ``keep`` of the group's filters: those of largest L1 norm, weights sliced physically.
 
     The same channel indices go from every layer the group's width touches (producing conv and BN, depthwise conv,
-    consuming conv, the SE's convolutions; for a tied group the skip's block and the decoder stage alike).
+    consuming conv, the SE's convolutions; for a tied group the skip's block and the decoder stage alike). The
+    network is rebuilt from its card with the new widths (``create_model(name, expansions=..., decoder_widths=...)``).
     """
     from edgedepth.models import create_model
 
@@ -212,13 +286,13 @@ def prune_group(model: nn.Module, group: Group, keep: int) -> nn.Module:
     state = model.state_dict()
     scores = torch.zeros(group_width(model, group))
     if group.block is not None:
-        scores += _filter_l1(state[f"encoder.features.{group.block}.block.0.0.weight"])
+        scores += _filter_l1(state[group.block.score])
     if group.stage is not None:
         scores += _filter_l1(state[f"decoder.stages.{group.stage}.1.0.weight"])
     kept = torch.sort(torch.topk(scores, keep).indices).values
     expansions, decoder_widths = widths_of(model)
     if group.block is not None:
-        expansions[group.block - 1] = keep
+        expansions[group.block.index] = keep
     if group.stage is not None:
         decoder_widths[group.stage] = keep
     args = {**model.card.model_args, "expansions": expansions, "decoder_widths": decoder_widths}
@@ -227,8 +301,8 @@ def prune_group(model: nn.Module, group: Group, keep: int) -> nn.Module:
     state = dict(state)
     for key, dim in _slices(model, group):
         state[key] = state[key].index_select(dim, kept)
-    if group.block is not None and hasattr(model.encoder.features[group.block].block[2], "fc1"):
-        _slice_squeeze(state, f"encoder.features.{group.block}.block.2", pruned)
+    if group.block is not None and group.block.squeeze is not None:
+        _slice_squeeze(state, group.block.squeeze, pruned)
     pruned.load_state_dict(state)
     return pruned.eval()
 
@@ -429,16 +503,17 @@ def run(cfg: PruneConfig) -> PruneResult:
 
     _check(cfg)
     card, provenance = read_metadata(cfg.weights)
-    if card.name not in PRUNABLE_MODELS:
-        raise EdgedepthError(f"{cfg.weights}: a {card.name}; prune takes {', '.join(PRUNABLE_MODELS)}")
     size = card.fit_size(cfg.size)
+    start_model = load_model(cfg.weights)
+    start_model.card = dataclasses.replace(card, input_size=size)
+    try:
+        all_groups = layer_groups(start_model)
+    except EdgedepthError as exc:
+        raise EdgedepthError(f"{cfg.weights}: {exc}") from None
     out = check_output_folder(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     splits = split_labels(Path(cfg.data), out / "labels")
     loss = str(provenance.get("loss", "ssi"))
-    start_model = load_model(cfg.weights)
-    start_model.card = dataclasses.replace(card, input_size=size)
-    all_groups = layer_groups(start_model)
     if cfg.groups is not None:
         unknown = sorted(set(cfg.groups) - {g.name for g in all_groups})
         if unknown:

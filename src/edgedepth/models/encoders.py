@@ -8,6 +8,7 @@ so the decoder is built from them, never from channel lists written elsewhere.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
@@ -104,6 +105,11 @@ class MobileNetV3LargeEncoder(Encoder):
         self.feature_channels = (*(self.features[i].block[0][0].out_channels for i in self.taps), scales[-1][1])
         self.reductions = (*(scales[i - 1][0] for i in self.taps), scales[-1][0])
         self.check_contract()
+
+    @property
+    def expansions(self) -> list[int]:
+        """The 15 inverted-residual blocks' expansion widths: the ``expansions`` that rebuild this encoder."""
+        return [self.features[i].block[0][0].out_channels for i in range(1, len(self.features) - 1)]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         skips: list[torch.Tensor] = []
@@ -203,12 +209,21 @@ class MobileNetV1Encoder(Encoder):
 
 
 class TimmEncoder(Encoder):
-    """Any timm model with ``features_only`` support; taps are the deepest feature at each skip reduction."""
+    """Any timm model with ``features_only`` support; taps are the deepest feature at each skip reduction.
 
-    def __init__(self, name: str, skip_reductions: Sequence[int], pretrained: bool = False) -> None:
+    ``expansions`` (one width per block :func:`timm_expansions` finds) describes a pruned network (``edgedepth
+    prune``): timm builds the network as usual, then those blocks' layers are replaced by narrower ones.
+    """
+
+    def __init__(
+        self, name: str, skip_reductions: Sequence[int], pretrained: bool = False,
+        expansions: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         import timm
 
+        if pretrained and expansions is not None:
+            raise EdgedepthError(f"{name} with its own expansion widths has no pretrained weights")
         probe = timm.create_model(name, pretrained=False, features_only=True)
         reductions = probe.feature_info.reduction()
         wanted = [i for i, r in enumerate(reductions) if r in skip_reductions]
@@ -220,14 +235,144 @@ class TimmEncoder(Encoder):
             )
         else:
             self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=out_indices)
+        if expansions is not None:
+            set_timm_expansions(self.body, name, expansions)
         self.feature_channels = tuple(self.body.feature_info.channels())
         self.reductions = tuple(self.body.feature_info.reduction())
         self.default_mean = tuple(self.body.pretrained_cfg.get("mean", IMAGENET_MEAN))
         self.default_std = tuple(self.body.pretrained_cfg.get("std", IMAGENET_STD))
         self.check_contract()
 
+    @property
+    def expansions(self) -> list[int]:
+        """The width of each of :func:`timm_expansions`' blocks: the ``expansions`` that rebuild this encoder."""
+        return [expansion.width(self.body) for expansion in timm_expansions(self.body)]
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.body(x))
+
+
+@dataclass(frozen=True)
+class TimmExpansion:
+    """Where one timm block's expansion width lives, as module paths in the encoder body: the convolution and BN
+    that produce it, the depthwise convolutions and BNs that carry it, its SE (whose squeeze width stays), and the
+    convolution that consumes it. The block's output width (a residual, a skip tap) is not among them."""
+
+    block: str
+    produce: tuple[str, str]
+    carry: tuple[tuple[str, str], ...]
+    se: str | None
+    consume: str
+
+    def width(self, body: nn.Module) -> int:
+        return body.get_submodule(self.produce[0]).out_channels
+
+
+def timm_expansions(body: nn.Module) -> list[TimmExpansion]:
+    """The blocks of a timm MobileNet/EfficientNet-style body (``body.blocks``, stages of blocks) whose expansion
+    width can change: ``UniversalInvertedResidual`` (``pw_exp``; ``dw_mid`` and SE follow), ``InvertedResidual``
+    (``conv_pw``), ``EdgeResidual`` (``conv_exp``), and a ``ConvBnAct`` with a k x k (k > 1) convolution followed
+    in its stage by a 1x1 ``ConvBnAct`` (a fused expansion), neither with a residual. Other blocks (depthwise
+    separable ones, attention, layers of other types) keep their widths."""
+    from timm.models._efficientnet_blocks import (
+        ConvBnAct,
+        EdgeResidual,
+        InvertedResidual,
+        UniversalInvertedResidual,
+    )
+
+    stages = getattr(body, "blocks", None)
+    if not isinstance(stages, nn.Sequential):
+        return []
+    found = []
+    for s, stage in enumerate(stages):
+        for b, block in enumerate(stage):
+            p = f"blocks.{s}.{b}"
+            kind = type(block)
+            if kind is UniversalInvertedResidual:
+                carry = () if isinstance(block.dw_mid, nn.Identity) else ((f"{p}.dw_mid.conv", f"{p}.dw_mid.bn"),)
+                candidate = TimmExpansion(p, (f"{p}.pw_exp.conv", f"{p}.pw_exp.bn"), carry, f"{p}.se",
+                                          f"{p}.pw_proj.conv")
+            elif kind is InvertedResidual:
+                candidate = TimmExpansion(p, (f"{p}.conv_pw", f"{p}.bn1"), ((f"{p}.conv_dw", f"{p}.bn2"),),
+                                          f"{p}.se", f"{p}.conv_pwl")
+            elif kind is EdgeResidual:
+                candidate = TimmExpansion(p, (f"{p}.conv_exp", f"{p}.bn1"), (), f"{p}.se", f"{p}.conv_pwl")
+            elif (kind is ConvBnAct and b + 1 < len(stage) and type(stage[b + 1]) is ConvBnAct
+                  and not block.has_skip and not stage[b + 1].has_skip and block.conv.kernel_size != (1, 1)
+                  and stage[b + 1].conv.kernel_size == (1, 1)):
+                candidate = TimmExpansion(p, (f"{p}.conv", f"{p}.bn1"), (), None, f"blocks.{s}.{b + 1}.conv")
+            else:
+                continue
+            if _resizable(body, block, candidate):
+                found.append(candidate)
+    return found
+
+
+def _resizable(body: nn.Module, block: nn.Module, expansion: TimmExpansion) -> bool:
+    """Whether every layer the width touches is one :func:`set_timm_expansions` knows how to narrow."""
+    from timm.models._efficientnet_blocks import SqueezeExcite
+
+    plain = [body.get_submodule(expansion.produce[0]), body.get_submodule(expansion.consume)]
+    depthwise = [body.get_submodule(conv) for conv, _ in expansion.carry]
+    norms = [body.get_submodule(norm) for norm in (expansion.produce[1], *(n for _, n in expansion.carry))]
+    se = body.get_submodule(expansion.se) if expansion.se else nn.Identity()
+    return (all(type(c) is nn.Conv2d and c.groups == 1 for c in plain)
+            and all(type(c) is nn.Conv2d and c.groups == c.in_channels == c.out_channels for c in depthwise)
+            and all(isinstance(n, nn.BatchNorm2d) for n in norms)
+            and (type(se) is SqueezeExcite or isinstance(se, nn.Identity))
+            and isinstance(getattr(block, "aa", nn.Identity()), nn.Identity))
+
+
+def set_timm_expansions(body: nn.Module, name: str, widths: Sequence[int]) -> None:
+    """Give :func:`timm_expansions`' blocks these widths: their layers are replaced by fresh ones that wide."""
+    expansions = timm_expansions(body)
+    if not expansions:
+        raise EdgedepthError(f"expansions: timm encoder {name!r} has no block whose expansion width can change")
+    if len(widths) != len(expansions) or any(int(w) < 1 for w in widths):
+        raise EdgedepthError(f"expansions: {len(expansions)} positive widths for {name}'s expanding blocks "
+                             f"({', '.join(e.block for e in expansions)}), got {list(widths)}")
+    for expansion, width in zip(expansions, (int(w) for w in widths), strict=True):
+        if width == expansion.width(body):
+            continue
+        produce, produce_norm = expansion.produce
+        _set_module(body, produce, _conv_with(body.get_submodule(produce), None, width))
+        for norm in (produce_norm, *(norm for _, norm in expansion.carry)):
+            _set_module(body, norm, _norm_with(body.get_submodule(norm), width))
+        for conv, _ in expansion.carry:
+            _set_module(body, conv, _conv_with(body.get_submodule(conv), width, width))
+        if expansion.se and not isinstance(body.get_submodule(expansion.se), nn.Identity):
+            _set_module(body, f"{expansion.se}.conv_reduce",
+                               _conv_with(body.get_submodule(f"{expansion.se}.conv_reduce"), width, None))
+            _set_module(body, f"{expansion.se}.conv_expand",
+                               _conv_with(body.get_submodule(f"{expansion.se}.conv_expand"), None, width))
+        _set_module(body, expansion.consume, _conv_with(body.get_submodule(expansion.consume), width, None))
+
+
+def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
+    """``root``'s submodule at dotted ``path`` replaced by ``module`` (``nn.Module.set_submodule`` was merged in
+    June 2024, at the edge of the torch>=2.4 this project supports)."""
+    parent, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, module)
+
+
+def _conv_with(conv: nn.Conv2d, in_channels: int | None, out_channels: int | None) -> nn.Conv2d:
+    """A fresh ``nn.Conv2d`` like ``conv`` with other channel counts (``None``: unchanged); depthwise stays so."""
+    in_channels = conv.in_channels if in_channels is None else in_channels
+    out_channels = conv.out_channels if out_channels is None else out_channels
+    groups = in_channels if conv.groups > 1 else 1
+    return nn.Conv2d(in_channels, out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, groups,
+                     conv.bias is not None, conv.padding_mode)
+
+
+def _norm_with(norm: nn.BatchNorm2d, width: int) -> nn.BatchNorm2d:
+    """A fresh BN of ``norm``'s class and settings, ``width`` channels wide, with its children (timm's
+    ``BatchNormAct2d`` keeps its activation and dropout there)."""
+    fresh = type(norm)(width, eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
+                       track_running_stats=norm.track_running_stats)
+    for child, module in norm.named_children():
+        setattr(fresh, child, module)
+    return fresh
 
 
 class TorchvisionFeaturesEncoder(Encoder):

@@ -163,11 +163,15 @@ def fastdepth_encoder(
     skip_reductions: Sequence[int] | None = None,
     upsample: Upsample = "bilinear",
     detach_skips: bool = False,
+    expansions: Sequence[int] | None = None,
+    decoder_widths: Sequence[int] | None = None,
 ) -> FastDepth:
     """``fastdepth_<encoder>``: a timm model (preferred) or a torchvision one with a ``features`` stage.
 
     ``skip_reductions`` picks the skip taps; by default the seed's (1/2, 1/8, 1/16), as far as the encoder
-    has features there. Asking for a reduction the encoder does not offer is an error.
+    has features there. Asking for a reduction the encoder does not offer is an error. ``expansions`` (timm
+    encoders only: one width per block :func:`~edgedepth.models.encoders.timm_expansions` finds) and
+    ``decoder_widths`` (the 5 stages') describe a pruned network (``edgedepth prune``); the card records them.
     """
     requested = skip_reductions is not None
     skip_reductions = tuple(int(r) for r in skip_reductions) if requested else DEFAULT_SKIP_REDUCTIONS
@@ -175,8 +179,10 @@ def fastdepth_encoder(
     if not set(skip_reductions) <= allowed:
         raise EdgedepthError(f"skip_reductions {list(skip_reductions)}: each must be one of {sorted(allowed)}")
     if _is_timm_model(encoder):
-        body: TimmEncoder | TorchvisionFeaturesEncoder = TimmEncoder(encoder, skip_reductions, pretrained)
+        body: TimmEncoder | TorchvisionFeaturesEncoder = TimmEncoder(encoder, skip_reductions, pretrained, expansions)
         mean, std = body.default_mean, body.default_std
+    elif expansions is not None:
+        raise EdgedepthError(f"expansions: {encoder!r} is not a timm encoder; only timm encoders take expansion widths")
     elif _is_torchvision_model(encoder):
         body = TorchvisionFeaturesEncoder(encoder, skip_reductions, pretrained)
         mean, std = IMAGENET_MEAN, IMAGENET_STD
@@ -195,6 +201,10 @@ def fastdepth_encoder(
         model_args["upsample"] = upsample
     if detach_skips:
         model_args["detach_skips"] = True
+    if expansions is not None:
+        model_args["expansions"] = [int(w) for w in expansions]
+    if decoder_widths is not None:
+        model_args["decoder_widths"] = [int(w) for w in decoder_widths]
     card = ModelCard(
         name=ENCODER_FAMILY_PREFIX + encoder,
         model_args=model_args,
@@ -202,4 +212,4 @@ def fastdepth_encoder(
         mean=tuple(mean),  # type: ignore[arg-type]
         std=tuple(std),  # type: ignore[arg-type]
     )
-    return FastDepth(body, card, upsample, detach_skips)
+    return FastDepth(body, card, upsample, detach_skips, decoder_widths)
