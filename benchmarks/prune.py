@@ -51,11 +51,14 @@ def main() -> None:
     parser.add_argument("--model", default="fastdepth_v3", help="the student to train and prune (default fastdepth_v3)")
     parser.add_argument("--small", action="store_true", help="fewer scenes and steps, the student's SMALL_GROUPS only")
     parser.add_argument("--max-iterations", type=int, default=50, help="stop pruning after this many iterations")
+    parser.add_argument("--step", type=float, help="latency cut per iteration, share of the start (0.1; --small 0.25)")
+    parser.add_argument("--runs", type=int, default=40, help="timed runs per network in each round (default 40)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     small = args.small
     scenes, epochs, train_size = (96, 8, (128, 96)) if small else (1600, 8, (128, 96))
     short, long, step = (10, 60, 0.25) if small else (20, 400, 0.1)
+    step = args.step or step
     groups = small_groups(args.model) if small else None
     out = args.out
     started = time.perf_counter()
@@ -71,7 +74,7 @@ def main() -> None:
     trained_at = time.perf_counter()
     prune_cfg = prune.PruneConfig(weights=trained, data=labels, runtime=args.runtime, out=out / "prune",
                                   target_ratio=args.ratio, threads=1, size=args.size, step_share=step,
-                                  short_steps=short, long_steps=long, groups=groups, runs=20,
+                                  short_steps=short, long_steps=long, groups=groups, runs=args.runs,
                                   max_iterations=args.max_iterations)
     result = prune.run(prune_cfg)
     pruned_at = time.perf_counter()

@@ -352,3 +352,16 @@ def test_mnv4_prune_reduces_measured_latency_and_macs(setup: tuple[Path, Path], 
     files = [prune.runtime_file(m, "onnx", tmp_path / name, None) for name, m in (("a", start), ("b", pruned))]
     before, after = prune.time_files(files, 1, 40)
     assert after < before, (before, after)
+
+
+def test_each_round_is_put_on_the_start_networks_scale(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A round on a machine running twice as slow reports the same latencies: the start network, timed in every
+    round, sets the scale; the current network is the one of the same round."""
+    rounds = iter([[20.0, 16.0, 12.0, 18.0], [10.0, 8.0, 6.0, 9.0]])  # start, current, two candidates
+    monkeypatch.setattr(prune, "time_files", lambda paths, threads, runs: next(rounds))
+    reference = prune.Reference(tmp_path / "start.onnx", start_ms=10.0)
+    cfg = prune.PruneConfig(weights=tmp_path / "w", data=tmp_path / "d", runtime="onnx", out=tmp_path / "o",
+                            target_ratio=0.5)
+    files = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
+    assert prune._timed(reference, tmp_path / "current.onnx", files, cfg) == (8.0, [6.0, 9.0])
+    assert prune._timed(reference, tmp_path / "current.onnx", files, cfg) == (8.0, [6.0, 9.0])

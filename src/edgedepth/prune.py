@@ -536,11 +536,7 @@ def run(cfg: PruneConfig) -> PruneResult:
         _say(cfg, f"edgedepth prune: resuming {out} after iteration {state['iteration']}")
     else:
         current_path = save_weights(start_model, iterations / "000.safetensors", pruned_from=str(cfg.weights))
-        work = out / "work" / "000"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        (start_ms,) = time_files([runtime_file(start_model, cfg.runtime, work / "start", batches)], cfg.threads,
-                                 cfg.runs)
+        (start_ms,) = time_files([_start_file(cfg, start_model, out, batches)], cfg.threads, cfg.runs)
         metrics = score(start_model, splits.held_out, splits.size)
         target = cfg.target_ms if cfg.target_ms is not None else cfg.target_ratio * start_ms  # type: ignore[operator]
         state = {"config": cfg.identity(), "iteration": 0, "current": str(current_path), "start_ms": start_ms,
@@ -558,7 +554,8 @@ def run(cfg: PruneConfig) -> PruneResult:
             break
         current = load_model(state["current"])
         current.card = dataclasses.replace(current.card, input_size=size)
-        kept = _iterate(cfg, current, state["current_ms"], step, groups, splits, loss, batches,
+        reference = Reference(_start_file(cfg, start_model, out, batches), state["start_ms"])
+        kept = _iterate(cfg, current, reference, step, groups, splits, loss, batches,
                         out / "work" / f"{index:03d}", state["trajectory"][-1]["proposals"], index)
         if kept is None:
             state["stopped"] = ("no layer group can be pruned further to a lower measured latency "
@@ -604,47 +601,77 @@ def calibration(labels: Path, model: nn.Module) -> list[np.ndarray]:
     return calibration_batches(labels, model.card, model.card.input_size, limit=16)
 
 
-def _iterate(cfg: PruneConfig, current: nn.Module, current_ms: float, step: float,
+@dataclass(frozen=True)
+class Reference:
+    """The start network's runtime file and its latency measured at the start: timed again in every round, it puts
+    the round's measurements on the start's scale, so the machine's drift between rounds cancels."""
+
+    file: Path
+    start_ms: float
+
+
+def _start_file(cfg: PruneConfig, start_model: nn.Module, out: Path, calibration: Sequence[np.ndarray] | None) -> Path:
+    """The start network's runtime file, made once (again after a resume that finds it gone)."""
+    folder = out / "work" / "start"
+    made = folder / "made"  # names the finished file; written last
+    if made.exists():
+        return folder / made.read_text()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    path = runtime_file(start_model, cfg.runtime, folder / "start", calibration)
+    with atomic_path(made) as tmp:
+        tmp.write_text(path.name)
+    return path
+
+
+def _timed(reference: Reference, current_file: Path, files: Sequence[Path], cfg: PruneConfig) -> tuple[float, list[float]]:
+    """The current network's and each file's latency, timed in one round with the start network, on its scale."""
+    start_raw, current_raw, *raw = time_files([reference.file, current_file, *files], cfg.threads, cfg.runs)
+    scale = reference.start_ms / start_raw
+    return current_raw * scale, [value * scale for value in raw]
+
+
+def _iterate(cfg: PruneConfig, current: nn.Module, reference: Reference, step: float,
              groups: list[Group], splits: Splits, loss: str, calibration: Sequence[np.ndarray] | None, work: Path,
              previous: Sequence[dict], index: int) -> tuple[nn.Module, float, dict[str, float], list[dict]] | None:
     """One NetAdapt iteration: per group a proposal that removes the fewest filters estimated to cut ``step`` ms;
     each timed, fine-tuned and scored; the best-scoring proposal that is faster than the current network.
 
-    ``previous`` holds the last iteration's proposals: a group whose proposal was measured faster there keeps that
-    slope (ms per filter); the others get a probe."""
+    Every round times the start network, the current one and the candidates together; "faster" compares a proposal
+    with the current network of the same round (a latency kept from an earlier round would carry that round's
+    luck: one lucky measurement made every later proposal look slower). ``previous`` holds the last iteration's
+    proposals: a group whose proposal was measured faster there keeps that slope (ms per filter); the others get a
+    probe."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     prunable = [g for g in groups if group_width(current, g) > cfg.min_width]
     if not prunable:
         return None
     slopes = {r["group"]: r["slope_ms"] for r in previous if r.get("slope_ms") is not None and r["slope_ms"] > 0}
-    files = [runtime_file(current, cfg.runtime, work / "current", calibration)]
+    current_file = runtime_file(current, cfg.runtime, work / "current", calibration)
     probed = [g for g in prunable if g.name not in slopes]
-    if probed:  # the current network and one probe per group without a slope, timed together
+    if probed:  # one probe per group without a slope
         probes = []
         for group in probed:
             width = group_width(current, group)
             removed = max(1, min(round(PROBE_SHARE * width), width - cfg.min_width))
             probes.append((group, removed, prune_group(current, group, width - removed)))
-        files += [runtime_file(m, cfg.runtime, work / f"probe_{g.name}", calibration) for g, _, m in probes]
-        measured = time_files(files, cfg.threads, cfg.runs)
-        for (group, removed, _), probe_ms in zip(probes, measured[1:], strict=True):
-            slopes[group.name] = (measured[0] - probe_ms) / removed * current_ms / measured[0]
+        files = [runtime_file(m, cfg.runtime, work / f"probe_{g.name}", calibration) for g, _, m in probes]
+        current_ms, measured = _timed(reference, current_file, files, cfg)
+        for (group, removed, _), probe_ms in zip(probes, measured, strict=True):
+            slopes[group.name] = (current_ms - probe_ms) / removed
     candidates = [(group, _filters_to_remove(group_width(current, group), slopes[group.name], step, cfg.min_width))
                   for group in prunable]
     proposals = [(g, n, prune_group(current, g, group_width(current, g) - n)) for g, n in candidates]
-    files = files[:1]  # the current network's file, timed again beside the proposals
-    files += [runtime_file(m, cfg.runtime, work / f"proposal_{g.name}", calibration) for g, _, m in proposals]
-    measured = time_files(files, cfg.threads, cfg.runs)
-    # Latencies on the scale of the iteration's current network (interleaved runs share the machine's drift).
-    scale = current_ms / measured[0]
+    files = [runtime_file(m, cfg.runtime, work / f"proposal_{g.name}", calibration) for g, _, m in proposals]
+    current_ms, measured = _timed(reference, current_file, files, cfg)
+    _say(cfg, f"[iteration {index}] current network {current_ms:.2f} ms in this round")
     best: tuple[nn.Module, float, dict[str, float]] | None = None
     records = []
-    for (group, removed, model), raw in zip(proposals, measured[1:], strict=True):
-        latency = raw * scale
+    for (group, removed, model), latency in zip(proposals, measured, strict=True):
         estimated = current_ms - removed * slopes[group.name] if slopes[group.name] > 0 else None
-        record = {"group": group.name, "removed": removed, "latency_ms": latency, "estimated_ms": estimated,
-                  "slope_from": "probe" if group in probed else "previous iteration",
+        record = {"group": group.name, "removed": removed, "latency_ms": latency, "current_ms": current_ms,
+                  "estimated_ms": estimated, "slope_from": "probe" if group in probed else "previous iteration",
                   "slope_ms": (current_ms - latency) / removed, "abs_rel": None}
         records.append(record)
         if latency >= current_ms:
