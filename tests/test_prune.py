@@ -365,3 +365,15 @@ def test_each_round_is_put_on_the_start_networks_scale(monkeypatch: pytest.Monke
     files = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
     assert prune._timed(reference, tmp_path / "current.onnx", files, cfg) == (8.0, [6.0, 9.0])
     assert prune._timed(reference, tmp_path / "current.onnx", files, cfg) == (8.0, [6.0, 9.0])
+
+
+def test_the_kept_proposal_cuts_at_least_half_the_step() -> None:
+    """The best score among proposals whose measured cut reaches half the step; without one, the largest cut."""
+    def proposal(group: str, latency: float, abs_rel: float | None) -> dict:
+        return {"group": group, "latency_ms": latency, "current_ms": 8.0, "abs_rel": abs_rel}
+
+    near_free, good, big, slower = (proposal("a", 7.98, 0.30), proposal("b", 7.4, 0.32), proposal("c", 6.5, 0.35),
+                                    proposal("d", 8.1, None))
+    assert prune._choose([near_free, good, big, slower], step=1.0) == good
+    assert prune._choose([near_free, proposal("e", 7.7, 0.31), slower], step=1.0)["group"] == "e"  # largest cut
+    assert prune._choose([slower], step=1.0) is None

@@ -23,7 +23,8 @@ students (MobileNetV4, EfficientNet, ... blocks):
   its measurement, so that can be checked run by run;
 - each proposal is fine-tuned briefly by ``edgedepth train`` (``model.init_weights``) on the training label shards
   and scored on held-out ones (aligned AbsRel through :mod:`edgedepth.metrics`); the best score among the proposals
-  that are faster than the current network is kept. Once the target is met, a long fine-tune follows.
+  whose measured cut reaches half the step is kept (the largest cut where none does, see :func:`_choose`). Once
+  the target is met, a long fine-tune follows.
 
 Timing: every network is made into the file the runtime loads (``.safetensors`` for ``torch``, an ``export_model``
 file otherwise, INT8 calibrated on the label shards' images) and opened with ``load_predictor`` in one spawned
@@ -635,7 +636,7 @@ def _iterate(cfg: PruneConfig, current: nn.Module, reference: Reference, step: f
              groups: list[Group], splits: Splits, loss: str, calibration: Sequence[np.ndarray] | None, work: Path,
              previous: Sequence[dict], index: int) -> tuple[nn.Module, float, dict[str, float], list[dict]] | None:
     """One NetAdapt iteration: per group a proposal that removes the fewest filters estimated to cut ``step`` ms;
-    each timed, fine-tuned and scored; the best-scoring proposal that is faster than the current network.
+    each timed, fine-tuned and scored; the one :func:`_choose` keeps.
 
     Every round times the start network, the current one and the candidates together; "faster" compares a proposal
     with the current network of the same round (a latency kept from an earlier round would carry that round's
@@ -666,7 +667,7 @@ def _iterate(cfg: PruneConfig, current: nn.Module, reference: Reference, step: f
     files = [runtime_file(m, cfg.runtime, work / f"proposal_{g.name}", calibration) for g, _, m in proposals]
     current_ms, measured = _timed(reference, current_file, files, cfg)
     _say(cfg, f"[iteration {index}] current network {current_ms:.2f} ms in this round")
-    best: tuple[nn.Module, float, dict[str, float]] | None = None
+    tuned_models: dict[str, tuple[nn.Module, dict[str, float]]] = {}
     records = []
     for (group, removed, model), latency in zip(proposals, measured, strict=True):
         estimated = current_ms - removed * slopes[group.name] if slopes[group.name] > 0 else None
@@ -688,15 +689,31 @@ def _iterate(cfg: PruneConfig, current: nn.Module, reference: Reference, step: f
         guess = "" if estimated is None else f"estimated {estimated:.2f}, "
         _say(cfg, f"[iteration {index}] {group.name} -{removed} filters: {latency:.2f} ms ({guess}current "
                   f"{current_ms:.2f}), abs_rel {metrics['abs_rel']:.4f}")
-        if best is None or metrics["abs_rel"] < best[2]["abs_rel"]:
-            best = (tuned, latency, metrics)
-    if best is None:
+        tuned_models[group.name] = (tuned, metrics)
+    chosen = _choose(records, step)
+    if chosen is None:
         return None
-    tuned, latency, metrics = best
-    chosen = next(r for r in records if r["latency_ms"] == latency)
+    tuned, metrics = tuned_models[chosen["group"]]
+    latency = chosen["latency_ms"]
     _say(cfg, f"[iteration {index}] kept {chosen['group']} -{chosen['removed']}: {latency:.2f} ms, "
               f"abs_rel {metrics['abs_rel']:.4f}")
     return tuned, latency, metrics, records
+
+
+def _choose(records: Sequence[dict], step: float) -> dict | None:
+    """The proposal kept: the best score among those whose measured cut reaches half the step, else the largest cut.
+
+    NetAdapt compares proposals at one latency cut; measured cuts fall short of the slopes' estimates (groups
+    interact through the runtime's fusion and layouts), so half the step qualifies. The best score among any faster
+    proposal would keep a near-free one (0.02 ms of an asked 1.0 was kept so), and the budget would not move.
+    """
+    faster = [r for r in records if r["abs_rel"] is not None]
+    if not faster:
+        return None
+    qualified = [r for r in faster if r["current_ms"] - r["latency_ms"] >= step / 2]
+    if qualified:
+        return min(qualified, key=lambda r: r["abs_rel"])
+    return min(faster, key=lambda r: r["latency_ms"])
 
 
 def _filters_to_remove(width: int, slope_ms: float, step: float, min_width: int) -> int:
