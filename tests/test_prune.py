@@ -377,3 +377,18 @@ def test_the_kept_proposal_cuts_at_least_half_the_step() -> None:
     assert prune._choose([near_free, good, big, slower], step=1.0) == good
     assert prune._choose([near_free, proposal("e", 7.7, 0.31), slower], step=1.0)["group"] == "e"  # largest cut
     assert prune._choose([slower], step=1.0) is None
+
+
+def test_a_lucky_round_does_not_end_the_prune(setup: tuple[Path, Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proposal measured under the target is timed again on its own; measured at 10 ms there, pruning goes on."""
+    calls = []
+
+    def lucky(cfg: prune.PruneConfig, current: torch.nn.Module, *args: object) -> object:
+        calls.append(args[-1])
+        return current, 4.0, {"abs_rel": 0.3, "delta1": 0.5}, []
+
+    monkeypatch.setattr(prune, "time_files", lambda paths, threads, runs: [10.0] * len(paths))
+    monkeypatch.setattr(prune, "_iterate", lucky)
+    result = prune.run(config(setup, tmp_path / "out", target_ratio=0.5, max_iterations=2, long_steps=0))
+    assert calls == [1, 2] and not result.target_met and result.final_ms == 10.0
