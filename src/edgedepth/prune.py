@@ -29,7 +29,9 @@ students (MobileNetV4, EfficientNet, ... blocks):
 Timing: every network is made into the file the runtime loads (``.safetensors`` for ``torch``, an ``export_model``
 file otherwise, INT8 calibrated on the label shards' images) and opened with ``load_predictor`` in one spawned
 process per round; the networks take turns run by run, each turn one untimed run then a timed one (as ``edgedepth
-bench`` does), so the machine's drift hits them alike. The median over the runs is the latency.
+bench`` does), so the machine's drift hits them alike. The median over the runs is the latency. Every round
+includes the start network, which puts the round on the start's scale (:class:`Reference`); a kept network that
+meets the target is timed again in a round of its own before the run ends.
 
 ``--out DIR`` holds ``state.json`` (where the run stands: replaced atomically after every iteration),
 ``iterations/NNN.safetensors`` (the network after each iteration), ``trajectory.json`` and ``trajectory.png``
