@@ -162,8 +162,9 @@ def final_upsample(output: torch.Tensor, mode: str) -> torch.Tensor:
 
     ``mode`` is the network's: ``bilinear`` (OpenCV's float32 linear resize: half-pixel centres and clamped borders,
     PyTorch's ``align_corners=False``) or ``nearest`` (the source pixel ``floor(x / 2)``, as PyTorch's). Equal to
-    ``NNConv5Decoder.final_upsample`` within 1e-6 of the output's peak, float32 rounding (tests/test_processing.py). The exported graph ends before it: OpenVINO runs a
-    one-channel upsampling in a 16-channel blocked layout, a tenth of an INT8 run, where OpenCV takes microseconds.
+    ``NNConv5Decoder.final_upsample`` within 1e-6 of the output's peak, float32 rounding (tests/test_processing.py).
+    The exported graph ends before it: OpenVINO runs a one-channel upsampling in a 16-channel blocked layout, a tenth
+    of an INT8 run, where OpenCV takes microseconds.
     """
     maps = output.detach().float().cpu().numpy()
     height, width = maps.shape[-2] * 2, maps.shape[-1] * 2

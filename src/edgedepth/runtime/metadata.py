@@ -12,14 +12,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from edgedepth.errors import EdgedepthError
+from edgedepth.models.decoder import Upsample
 from edgedepth.models.registry import ModelCard
 
 FORMAT = "edgedepth.export/1"
 KEYS = ("format", "card", "provenance", "export")
-FINAL_UPSAMPLE_MODES = ("bilinear", "nearest")
+#: The decoder's upsampling modes, which ``final_upsample`` may name.
+FINAL_UPSAMPLE_MODES: tuple[str, ...] = get_args(Upsample)
 
 
 @dataclass(frozen=True)

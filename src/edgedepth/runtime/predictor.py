@@ -156,6 +156,8 @@ class TorchPredictor(Predictor):
 class _ExportedPredictor(Predictor):
     """A network exported at a fixed input size, whose file carries its card (see :mod:`.metadata`)."""
 
+    export: ExportInfo  # always set: the file says how it was made
+
     def __init__(
         self, path: Path, metadata: ExportMetadata, size: tuple[int, int] | None, interpolation: Interpolation
     ) -> None:
@@ -166,7 +168,6 @@ class _ExportedPredictor(Predictor):
                 f"drop --size or re-export with --size {format_size(size)}"
             )
         super().__init__(metadata.card, None, interpolation, metadata.provenance, metadata.info)
-        self.final_upsample = metadata.info.final_upsample
 
     @abstractmethod
     def run_graph(self, batch: torch.Tensor) -> torch.Tensor:
@@ -175,7 +176,8 @@ class _ExportedPredictor(Predictor):
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         """The graph, then the network's last x2 upsampling where the export deferred it (counted in every timing)."""
         output = self.run_graph(batch)
-        return output if self.final_upsample is None else final_upsample(output, self.final_upsample)
+        mode = self.export.final_upsample
+        return output if mode is None else final_upsample(output, mode)
 
 
 class OnnxPredictor(_ExportedPredictor):
