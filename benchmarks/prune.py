@@ -53,12 +53,14 @@ def main() -> None:
     parser.add_argument("--max-iterations", type=int, default=50, help="stop pruning after this many iterations")
     parser.add_argument("--step", type=float, help="latency cut per iteration, share of the start (0.1; --small 0.25)")
     parser.add_argument("--runs", type=int, default=40, help="timed runs per network in each round (default 40)")
+    parser.add_argument("--long-steps", type=int, help="the final fine-tune's steps (400; --small 60)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     small = args.small
     scenes, epochs, train_size = (96, 8, (128, 96)) if small else (1600, 8, (128, 96))
     short, long, step = (10, 60, 0.25) if small else (20, 400, 0.1)
     step = args.step or step
+    long = args.long_steps or long
     groups = small_groups(args.model) if small else None
     out = args.out
     started = time.perf_counter()
