@@ -65,6 +65,28 @@ def test_int8_summary_compares_the_best_of_each_precision() -> None:
     ]
 
 
+def test_bf16_cells_are_neither_fp32_nor_flagged_below_the_fp32_floor() -> None:
+    """On an AMX-BF16 Xeon OpenVINO's default bf16 ran fastdepth at 0.63x the FP32 sgemm floor: a result, not an
+    error, and not the "best FP32" either. OpenVINO reports the INT8 file's own precision as bf16 (its float parts)."""
+    def cell(runtime: str, ms: float, precision: str | None = None) -> Cell:
+        return Cell("fastdepth", runtime, 1, (256, 192), 3_960_000, 500_000_000, latencies_ms=[ms] * 3,
+                    precision=precision)
+
+    # 1 GFLOP at 100 GFLOP/s: a 10 ms floor.
+    cells = [cell("torch", 28.0), cell("onnx", 11.0), cell("openvino", 11.5, "f32"),
+             cell("openvino-default", 4.7, "bf16"), cell("openvino-int8", 3.8, "bf16")]
+    table = format_table(_machine(100.0), cells, BenchConfig(runs=3, warmup=1))
+    assert _floor_column(table.replace("| fastdepth |", "| m |")) == {
+        ("m", "torch", "1"): "2.80", ("m", "onnx", "1"): "1.10", ("m", "openvino", "1"): "1.15",
+        ("m", "openvino-default (bf16)", "1"): "0.47", ("m", "openvino-int8", "1"): "0.38"}
+    assert "(!)" not in table
+    assert int8_summary(cells, 100.0) == [
+        ("- fastdepth, 1 thread(s): best FP32 onnx 11.0 ms (1.10x the FLOP floor); best INT8 openvino-int8 3.8 ms, "
+         "2.89x faster than the best FP32, 1.24x faster than openvino-default (bf16) 4.7 ms, "
+         "7.37x faster than PyTorch eager")
+    ]
+
+
 def test_sgemm_peak_is_the_best_of_the_measurements_through_the_run() -> None:
     # Three measurements of one machine under changing load (issue 14): load only slows sgemm, so the best is the peak.
     assert best_peak([90.0, 121.0, 144.0, 118.5]) == 144.0

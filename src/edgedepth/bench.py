@@ -495,14 +495,20 @@ def flop_floor_ms(macs: int, gflops: float) -> float:
     return 2 * macs / (gflops * 1e9) * 1e3
 
 
+def computes_in_fp32(cell: Cell) -> bool:
+    """Whether the cell's arithmetic is FP32: not an INT8 file, nor OpenVINO's default bf16 (or f16) on CPUs that
+    have it (AMX-BF16 runs several times the FP32 operations per instruction)."""
+    return not cell.runtime.endswith("-int8") and cell.precision in (None, "f32")
+
+
 def below_floor(cell: Cell, gflops: float) -> bool:
     """An FP32 cell on one thread faster than its FLOP floor: a measurement error, not a result.
 
     One thread of FP32 cannot beat the sgemm rate that defines the floor, so either the peak was measured under
-    load (too low) or the cell's runs were disturbed. INT8 (4x the FP32 operations per instruction) and several
-    threads can legitimately go below 1x, so they are not flagged.
+    load (too low) or the cell's runs were disturbed. INT8 and bf16 (several times the FP32 operations per
+    instruction) and several threads can legitimately go below 1x, so they are not flagged.
     """
-    return (cell.threads == 1 and not cell.runtime.endswith("-int8") and bool(cell.latencies_ms)
+    return (cell.threads == 1 and computes_in_fp32(cell) and bool(cell.latencies_ms)
             and cell.median_ms < flop_floor_ms(cell.macs, gflops))
 
 
@@ -550,23 +556,28 @@ def format_table(machine: Machine, cells: list[Cell], cfg: BenchConfig) -> str:
 
 
 def int8_summary(cells: list[Cell], sgemm_gflops: float) -> list[str]:
-    """Per model and thread count: the best FP32 and best INT8 cells and their ratio, and INT8 against eager."""
+    """Per model and thread count: the best FP32 and best INT8 cells and their ratio, INT8 against a reduced float
+    precision where one was timed (OpenVINO's default bf16), and INT8 against eager."""
     lines = []
     timed = [c for c in cells if c.latencies_ms]
     for model, threads in dict.fromkeys((c.model, c.threads) for c in timed):
         group = [c for c in timed if (c.model, c.threads) == (model, threads)]
-        fp32 = min((c for c in group if not c.runtime.endswith("-int8")), key=lambda c: c.median_ms, default=None)
+        fp32 = min((c for c in group if computes_in_fp32(c)), key=lambda c: c.median_ms, default=None)
         int8 = min((c for c in group if c.runtime.endswith("-int8")), key=lambda c: c.median_ms, default=None)
+        reduced = min((c for c in group if not c.runtime.endswith("-int8") and not computes_in_fp32(c)),
+                      key=lambda c: c.median_ms, default=None)
         eager = next((c for c in group if c.runtime == "torch"), None)
         if fp32 is None or int8 is None:
             continue
         floor = flop_floor_ms(fp32.macs, sgemm_gflops)
         mark = f" {BELOW_FLOOR_MARK}" if below_floor(fp32, sgemm_gflops) else ""
+        versus_reduced = (f", {reduced.median_ms / int8.median_ms:.2f}x faster than {reduced.runtime} "
+                          f"({reduced.precision}) {reduced.median_ms:.1f} ms") if reduced else ""
         versus_eager = f", {eager.median_ms / int8.median_ms:.2f}x faster than PyTorch eager" if eager else ""
         lines.append(
             f"- {model}, {threads} thread(s): best FP32 {fp32.runtime} {fp32.median_ms:.1f} ms "
             f"({fp32.median_ms / floor:.2f}x the FLOP floor{mark}); best INT8 {int8.runtime} {int8.median_ms:.1f} ms, "
-            f"{fp32.median_ms / int8.median_ms:.2f}x faster than the best FP32{versus_eager}"
+            f"{fp32.median_ms / int8.median_ms:.2f}x faster than the best FP32{versus_reduced}{versus_eager}"
         )
     return lines
 
