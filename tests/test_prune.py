@@ -179,7 +179,20 @@ def test_unreachable_target_stops_with_the_best_model(setup: tuple[Path, Path], 
     result = prune.run(config(setup, tmp_path / "out", runtime="torch", groups=("stage4",), min_width=32,
                               target_ms=0.001, target_ratio=None))
     assert not result.target_met and result.iterations == 0 and "NOT reached" in result.message
-    assert "no layer group can be pruned further" in capsys.readouterr().err
+    assert "no layer group can be pruned further (each at its narrowest, 32 filters)" in capsys.readouterr().err
+    assert load_model(result.weights) is not None
+
+
+def test_a_prune_with_no_faster_proposal_stops_and_says_so(setup: tuple[Path, Path], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every proposal timed no faster than the current network: the run stops with the best model, and its reason
+    is that measurement, not that the groups are at their narrowest (they are not)."""
+    monkeypatch.setattr(prune, "time_files", lambda paths, threads, runs: [10.0] * len(paths))
+    result = prune.run(config(setup, tmp_path / "out", runtime="torch", long_steps=0))
+    assert not result.target_met and result.iterations == 0
+    assert ("no layer group can be pruned further to a lower measured latency (no proposal of iteration 1 was "
+            "measured faster than the current network)") in result.message
+    assert "narrowest" not in result.message
     assert load_model(result.weights) is not None
 
 

@@ -558,11 +558,15 @@ def run(cfg: PruneConfig) -> PruneResult:
         current = load_model(state["current"])
         current.card = dataclasses.replace(current.card, input_size=size)
         reference = Reference(_start_file(cfg, start_model, out, batches), state["start_ms"])
-        kept = _iterate(cfg, current, reference, step, groups, splits, loss, batches,
+        prunable = [g for g in groups if group_width(current, g) > cfg.min_width]
+        if not prunable:
+            state["stopped"] = f"no layer group can be pruned further (each at its narrowest, {cfg.min_width} filters)"
+            break
+        kept = _iterate(cfg, current, reference, step, prunable, splits, loss, batches,
                         out / "work" / f"{index:03d}", state["trajectory"][-1]["proposals"], index)
         if kept is None:
-            state["stopped"] = ("no layer group can be pruned further to a lower measured latency "
-                                f"(every group at its narrowest useful width, {cfg.min_width} filters at least)")
+            state["stopped"] = (f"no layer group can be pruned further to a lower measured latency (no proposal of "
+                                f"iteration {index} was measured faster than the current network)")
             break
         model, latency, metrics, proposals = kept
         if latency <= state["target_ms"]:  # one round's luck must not end the run: timed again in a round of its own
@@ -640,10 +644,11 @@ def _timed(reference: Reference, current_file: Path, files: Sequence[Path], cfg:
 
 
 def _iterate(cfg: PruneConfig, current: nn.Module, reference: Reference, step: float,
-             groups: list[Group], splits: Splits, loss: str, calibration: Sequence[np.ndarray] | None, work: Path,
+             prunable: list[Group], splits: Splits, loss: str, calibration: Sequence[np.ndarray] | None, work: Path,
              previous: Sequence[dict], index: int) -> tuple[nn.Module, float, dict[str, float], list[dict]] | None:
-    """One NetAdapt iteration: per group a proposal that removes the fewest filters estimated to cut ``step`` ms;
-    each timed, fine-tuned and scored; the one :func:`_choose` keeps.
+    """One NetAdapt iteration: per group of ``prunable`` (each wider than ``cfg.min_width``) a proposal that removes
+    the fewest filters estimated to cut ``step`` ms; each timed, fine-tuned and scored; the one :func:`_choose` keeps
+    (``None`` where no proposal was measured faster than the current network).
 
     Every round times the start network, the current one and the candidates together; "faster" compares a proposal
     with the current network of the same round (a latency kept from an earlier round would carry that round's
@@ -652,9 +657,6 @@ def _iterate(cfg: PruneConfig, current: nn.Module, reference: Reference, step: f
     probe."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    prunable = [g for g in groups if group_width(current, g) > cfg.min_width]
-    if not prunable:
-        return None
     slopes = {r["group"]: r["slope_ms"] for r in previous if r.get("slope_ms") is not None and r["slope_ms"] > 0}
     current_file = runtime_file(current, cfg.runtime, work / "current", calibration)
     probed = [g for g in prunable if g.name not in slopes]
