@@ -261,10 +261,22 @@ def test_exported_zipdepth_keeps_the_softmax_pooling_of_its_global_context(tmp_p
     assert (exported - _forward(averaged, batch)).abs().max() > 1e-2
 
 
+def _has_amx_int8() -> bool:
+    from edgedepth.bench import cpu_isa
+
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and "amx_int8" in cpu_isa(cpuinfo.read_text())
+
+
 @pytest.mark.slow  # two quantisers, timed
+@pytest.mark.xfail(_has_amx_int8(), strict=True, raises=(EdgedepthError, AssertionError),
+                   reason="known: OpenVINO 2026.4's AMX INT8 kernels follow FP32 at 0.87-0.89 here (0.99 with "
+                          "ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI on the same Xeon), under the export's 0.9 bar")
 def test_zipdepth_int8_correlates_with_fp32(tmp_path: Path) -> None:
     """INT8 follows FP32 on held-out scenes: 0.990 to 0.996 measured over both quantisers and formats (0.91 to 0.98
-    while the RepVGG identity was folded into the kernels); a broken quantisation or a lost layer is near 0."""
+    while the RepVGG identity was folded into the kernels); a broken quantisation or a lost layer is near 0.
+    On a CPU with AMX-INT8 the export refuses the file (its correlation falls under the bar): a known defect,
+    expected to fail there until it is mended (strict: a pass there would say it is)."""
     from edgedepth.data.synthetic import render_scene
     from edgedepth.processing import preprocess
 
