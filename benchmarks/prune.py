@@ -26,7 +26,7 @@ import torch
 from students_pareto import held_out_scores, oracle_labels
 
 from edgedepth import prune, train
-from edgedepth.bench import cpu_isa
+from edgedepth.bench import cpu_isa, read_cpuinfo
 from edgedepth.config import TrainConfig, load_config
 from edgedepth.models import create_model, load_model
 from edgedepth.models.complexity import count_macs, count_parameters
@@ -102,7 +102,7 @@ def main() -> None:
             "abs_rel": held_out_scores(model, test_seeds, train_size)["abs_rel"],
             "gmacs": count_macs(model, args.size) / 1e9, "params_m": count_parameters(model) / 1e6,
         })
-    isa = cpu_isa(Path("/proc/cpuinfo").read_text())
+    isa = cpu_isa(read_cpuinfo())
     print(f"# prune benchmark: {args.model}, {args.runtime} target {args.ratio}x at {format_size(args.size)}, 1 thread"
           f"{' (--small)' if small else ''}")
     print(f"instruction sets: {', '.join(isa)}; train {trained_at - started:.0f} s, prune {pruned_at - trained_at:.0f} s "

@@ -18,6 +18,7 @@ import torch
 from foreign import draw_weights, layout, reference_input, summarize, weights_for
 from torch import nn
 
+from edgedepth.bench import cpu_isa, read_cpuinfo
 from edgedepth.cli import main
 from edgedepth.errors import EdgedepthError
 from edgedepth.models import create_model, list_models, load_model, model_info, prepare_for_inference, save_weights
@@ -261,15 +262,8 @@ def test_exported_zipdepth_keeps_the_softmax_pooling_of_its_global_context(tmp_p
     assert (exported - _forward(averaged, batch)).abs().max() > 1e-2
 
 
-def _has_amx_int8() -> bool:
-    from edgedepth.bench import cpu_isa
-
-    cpuinfo = Path("/proc/cpuinfo")
-    return cpuinfo.exists() and "amx_int8" in cpu_isa(cpuinfo.read_text())
-
-
 @pytest.mark.slow  # two quantisers, timed
-@pytest.mark.xfail(_has_amx_int8(), strict=True, raises=(EdgedepthError, AssertionError),
+@pytest.mark.xfail("amx_int8" in cpu_isa(read_cpuinfo()), strict=True, raises=(EdgedepthError, AssertionError),
                    reason="known: OpenVINO 2026.4's AMX INT8 kernels follow FP32 at 0.87-0.89 here (0.99 with "
                           "ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI on the same Xeon), under the export's 0.9 bar")
 def test_zipdepth_int8_correlates_with_fp32(tmp_path: Path) -> None:

@@ -146,6 +146,12 @@ class BenchResult:
 # ----------------------------------------------------------------------------------------------- machine
 
 
+def read_cpuinfo() -> str:
+    """This machine's ``/proc/cpuinfo`` text, empty where there is none (not Linux)."""
+    path = Path("/proc/cpuinfo")
+    return path.read_text() if path.exists() else ""
+
+
 def cpu_isa(cpuinfo: str) -> tuple[str, ...]:
     """The :data:`ISA_FLAGS` present in a ``/proc/cpuinfo`` text (x86 ``flags`` or ARM ``Features`` line)."""
     for line in cpuinfo.splitlines():
@@ -198,7 +204,7 @@ def describe_machine() -> Machine:
     import onnxruntime
     import openvino
 
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    cpuinfo = read_cpuinfo()
     versions = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__}
     sgemm = sgemm_peak_gflops()
     return Machine(_cpu_name(cpuinfo), cpu_isa(cpuinfo), sgemm, _load_average(), versions, (sgemm,))

@@ -19,7 +19,7 @@ students (MobileNetV4, EfficientNet, ... blocks):
   then timed itself as a whole network, so the latency kept and reported is always measured, never estimated.
   Timing every proposal was chosen over trusting the table: a table may stand in for measurement only where it
   predicts the whole network's measured latency within 5%, and it did not here (up to 14% off on OpenVINO INT8
-  and 6.5% on ONNX Runtime INT8 in the README's runs: graph fusion and layout choices need not add up layer by
+  and 20% on ONNX Runtime INT8 in the README's runs: graph fusion and layout choices need not add up layer by
   layer); ``trajectory.json`` keeps each estimate beside its measurement, so that can be checked run by run;
 - each proposal is fine-tuned briefly by ``edgedepth train`` (``model.init_weights``) on the training label shards
   and scored on held-out ones (aligned AbsRel through :mod:`edgedepth.metrics`); the best score among the proposals
@@ -557,11 +557,11 @@ def run(cfg: PruneConfig) -> PruneResult:
             break
         current = load_model(state["current"])
         current.card = dataclasses.replace(current.card, input_size=size)
-        reference = Reference(_start_file(cfg, start_model, out, batches), state["start_ms"])
         prunable = [g for g in groups if group_width(current, g) > cfg.min_width]
         if not prunable:
             state["stopped"] = f"no layer group can be pruned further (each at its narrowest, {cfg.min_width} filters)"
             break
+        reference = Reference(_start_file(cfg, start_model, out, batches), state["start_ms"])
         kept = _iterate(cfg, current, reference, step, prunable, splits, loss, batches,
                         out / "work" / f"{index:03d}", state["trajectory"][-1]["proposals"], index)
         if kept is None:
