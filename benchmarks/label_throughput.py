@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgedepth import label
 from edgedepth.data.synthetic import write_folder
+from edgedepth.label import job as label
 from edgedepth.teachers.tiny import save_tiny_dpt
 
 SCENES = 48

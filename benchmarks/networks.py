@@ -36,11 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedepth.bench import BenchConfig, Cell, run
+from edgedepth.bench.run import BenchConfig, Cell, run
+from edgedepth.core.depth import UnscorableImage
+from edgedepth.core.processing import preprocess
 from edgedepth.data.synthetic import render_scene
-from edgedepth.metrics import UnscorableImage, score_prediction
+from edgedepth.eval.metrics import score_prediction
 from edgedepth.models import create_model, list_models, load_model
-from edgedepth.processing import preprocess
 from edgedepth.runtime.export import export_model, pearson_correlation
 from edgedepth.runtime.predictor import TorchPredictor, load_predictor
 
@@ -87,9 +88,10 @@ def train_briefly(labels: Path, steps: int, out: Path) -> Path:
     With the scale-and-shift-invariant loss (ZipDepth's own kind) and AdamW at 5e-4: with the seed's loss at 1e-3,
     400 steps from scratch ended at a constant output (its last ReLU closed), which no INT8 figure can be read from.
     """
-    from edgedepth import train
-    from edgedepth.config import TrainConfig, load_config
+    from edgedepth.core.config import load_config
     from edgedepth.data.shards import read_index
+    from edgedepth.train import loop as train
+    from edgedepth.train.config import TrainConfig
 
     index = read_index(labels)
     size, batch = index["recipe"]["size"], 16

@@ -25,12 +25,14 @@ from pathlib import Path
 import torch
 from students_pareto import held_out_scores, oracle_labels
 
-from edgedepth import prune, train
-from edgedepth.bench import cpu_isa, read_cpuinfo
-from edgedepth.config import TrainConfig, load_config
+from edgedepth.bench.run import cpu_isa, read_cpuinfo
+from edgedepth.core.config import load_config
+from edgedepth.core.sizes import format_size, parse_size
 from edgedepth.models import create_model, load_model
 from edgedepth.models.complexity import count_macs, count_parameters
-from edgedepth.processing import format_size, parse_size
+from edgedepth.prune import netadapt as prune
+from edgedepth.train import loop as train
+from edgedepth.train.config import TrainConfig
 
 #: ``--small``'s groups. fastdepth_v3: the decoder-side ones (the skip-tied blocks and the free stages). The MobileNetV4
 #: student's skips are stage outputs, not prunable, so its decoder side is the two free stages; with them, its three

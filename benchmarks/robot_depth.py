@@ -11,8 +11,8 @@ scene's camera in ``cameras.json``), then prints three tables:
    same frames and pixels, the evaluation's protocol): AbsRel of each, per frame then averaged, for the student and
    for the exact relative inverse depth (an ideal model: ``(1 / depth - shift) / scale`` with 2 % noise), whose
    fitted scale and shift are also compared with the truth.
-2. Flicker (:func:`edgedepth.metrics.frame_flicker`) of the student on the sequence, per frame and stabilised
-   (:class:`edgedepth.runtime.stabilize.Stabilizer` on the same network outputs: no extra runs), and the per-frame
+2. Flicker (:func:`edgedepth.eval.metrics.frame_flicker`) of the student on the sequence, per frame and stabilised
+   (:class:`edgedepth.robot.stabilize.Stabilizer` on the same network outputs: no extra runs), and the per-frame
    aligned AbsRel of both.
 3. What stabilising costs per frame: the stabiliser alone on the network's output for a 640x480 frame, and the
    real-time loop (``predict --video``) with and without it.
@@ -33,15 +33,16 @@ import cv2
 import numpy as np
 import torch
 
+from edgedepth.core.depth import fit_scale_shift, inverse_to_depth_or_zero
+from edgedepth.core.imageio import iter_video_frames
+from edgedepth.core.processing import upsample_prediction
 from edgedepth.data import synthetic
-from edgedepth.geometry import Intrinsics, floor_inverse_depth
-from edgedepth.imageio import iter_video_frames
-from edgedepth.metric_scale import Ground, MetricConfig, MetricFitError, fit
-from edgedepth.metrics import depth_from_inverse, fit_scale_shift, frame_flicker, score_prediction, valid_mask
-from edgedepth.processing import upsample_prediction
+from edgedepth.eval.metrics import frame_flicker, score_prediction, valid_mask
+from edgedepth.predict.video import run_loop
+from edgedepth.robot.geometry import Intrinsics, floor_inverse_depth
+from edgedepth.robot.metric_scale import Ground, MetricConfig, MetricFitError, fit
+from edgedepth.robot.stabilize import Stabilizer
 from edgedepth.runtime.predictor import Predictor, load_predictor
-from edgedepth.runtime.stabilize import Stabilizer
-from edgedepth.runtime.video import run_loop
 
 MAX_DEPTH = 10.0
 
@@ -58,7 +59,7 @@ def _metric_config(camera: dict) -> tuple[MetricConfig, Ground]:
 
 def _abs_rel(metric_inverse_depth: np.ndarray, depth: np.ndarray, mask: np.ndarray) -> float:
     """AbsRel of a metric inverse depth map; no depth (past the far limit) counts as the far limit, as eval clamps."""
-    metric = depth_from_inverse(metric_inverse_depth, MAX_DEPTH)
+    metric = inverse_to_depth_or_zero(metric_inverse_depth, MAX_DEPTH)
     predicted = np.where(metric > 0, metric, MAX_DEPTH)
     return float(np.mean(np.abs(predicted[mask] - depth[mask]) / depth[mask]))
 

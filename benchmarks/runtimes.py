@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from edgedepth.bench import BELOW_FLOOR_MARK, BenchConfig, Cell, below_floor, flop_floor_ms, run
+from edgedepth.bench.run import BELOW_FLOOR_MARK, BenchConfig, Cell, below_floor, flop_floor_ms, run
+from edgedepth.core.processing import preprocess
+from edgedepth.core.sizes import parse_size
 from edgedepth.data.synthetic import render_scene
-from edgedepth.metrics import score_prediction
-from edgedepth.processing import parse_size, preprocess
+from edgedepth.eval.metrics import score_prediction
 
 MODEL = "fastdepth_v3"
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -75,9 +76,9 @@ def _video_loop(weights: Path | None, size: tuple[int, int], frames: int) -> lis
 
     from edgedepth.models import create_model
     from edgedepth.models.weights import load_model
+    from edgedepth.predict.video import run_loop
     from edgedepth.runtime.export import export_model
     from edgedepth.runtime.predictor import TorchPredictor, load_predictor
-    from edgedepth.runtime.video import run_loop
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

@@ -21,9 +21,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from edgedepth.core.imageio import encode_png
+from edgedepth.core.sizes import parse_size
 from edgedepth.data.synthetic import render_scene
-from edgedepth.imageio import encode_png
-from edgedepth.processing import parse_size
 
 
 def _rss_mib(pid: int) -> float:

@@ -16,9 +16,9 @@ import time
 
 import torch
 
+from edgedepth.core.sizes import parse_size
 from edgedepth.models import create_model, list_models
 from edgedepth.models.complexity import count_macs, count_parameters
-from edgedepth.processing import parse_size
 
 EXTRA_STUDENTS = ("fastdepth_efficientnet_lite0", "fastdepth_mobilenetv4_conv_small", "fastdepth_mobilenet_v2")
 

@@ -22,15 +22,19 @@ import matplotlib
 import numpy as np
 import torch
 
-from edgedepth import label, prune, train
-from edgedepth.bench import cpu_isa
-from edgedepth.config import TrainConfig, load_config
+from edgedepth.bench.run import cpu_isa
+from edgedepth.core.config import load_config
+from edgedepth.core.depth import UnscorableImage
+from edgedepth.core.sizes import format_size, parse_size
 from edgedepth.data import synthetic
-from edgedepth.metrics import UnscorableImage, score_prediction
+from edgedepth.eval.metrics import score_prediction
+from edgedepth.label import job as label
 from edgedepth.models import load_model
 from edgedepth.models.complexity import count_macs, count_parameters
-from edgedepth.processing import format_size, parse_size
+from edgedepth.prune import netadapt as prune
 from edgedepth.runtime.predictor import TorchPredictor
+from edgedepth.train import loop as train
+from edgedepth.train.config import TrainConfig
 
 STUDENTS = ("fastdepth_v3", "fastdepth", "fastdepth_mobilenetv4_conv_small", "fastdepth_efficientnet_lite0",
             "fastdepth_mobilenet_v2")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import cv2
 
+from edgedepth.core.sizes import format_size, parse_size
 from edgedepth.data.synthetic import render_scene, scene_seed, write_folder
-from edgedepth.processing import format_size, parse_size
 
 _COLUMNS = (
     "size",

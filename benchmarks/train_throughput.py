@@ -22,9 +22,10 @@ import cv2
 import numpy as np
 import torch
 
-from edgedepth import train
-from edgedepth.config import TrainConfig, load_config
-from edgedepth.processing import format_size, parse_size
+from edgedepth.core.config import load_config
+from edgedepth.core.sizes import format_size, parse_size
+from edgedepth.train import loop as train
+from edgedepth.train.config import TrainConfig
 
 LOG_EVERY = 5
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import edgedepth  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch is imported; see edgedepth/__init__.py)
-from edgedepth.errors import configure_logging
+from edgedepth.core.logs import configure_logging
 
 # Library calls in tests log as the command line shows them (``edgedepth: warning: ...`` on stderr).
 configure_logging()

@@ -149,7 +149,7 @@ class Shared:
 @pytest.fixture(autouse=True)
 def _one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """One PyTorch thread: these networks are tiny, and a second thread only waits for cores others use."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what edgedepth.cores leaves standing (train)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what edgedepth.core.cores leaves standing (train)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -276,7 +276,8 @@ def _train_folder(tmp: Path, bad: str, write_bad: Callable[[Path], Any], says: s
 
 def _other_run(tmp: Path, s: Shared) -> Run:
     """A run folder whose checkpoint trains another model: resuming it with this one is refused."""
-    from edgedepth.config import TrainConfig, load_config, to_dict
+    from edgedepth.core.config import load_config, to_dict
+    from edgedepth.train.config import TrainConfig
 
     other = to_dict(load_config(TrainConfig, None, [*_train(tmp, s.pairs)[1:], "model.name=fastdepth_v3"]))
     checkpoint = tmp / "out" / "checkpoint.pt"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgedepth import bench
-from edgedepth.bench import (
+from edgedepth.bench import run as bench
+from edgedepth.bench.run import (
     BenchConfig,
     Cell,
     Machine,

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgedepth import evaluate, label
 from edgedepth.cli import build_parser, main
+from edgedepth.eval import nyu as evaluate
+from edgedepth.label import job as label
 
 
 def test_label_without_flags_is_the_configs_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,8 +54,8 @@ def test_library_warnings_go_through_logging_and_the_cli_sets_the_level(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A library warning is a record of its module's logger; -q keeps warnings, the CLI prints them in one format."""
+    from edgedepth.core.logs import configure_logging
     from edgedepth.data import sources
-    from edgedepth.errors import configure_logging
 
     try:
         with caplog.at_level("WARNING", logger="edgedepth"):
@@ -79,6 +80,6 @@ def test_the_top_level_help_imports_no_command_module() -> None:
     import sys
 
     code = ("import sys\nfrom edgedepth.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'edgedepth.evaluate', 'edgedepth.train') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'edgedepth.eval.nyu', 'edgedepth.train') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -9,18 +9,18 @@ from typing import Any, Literal
 
 import pytest
 
-from edgedepth.config import (
+from edgedepth.core.config import (
     NON_NEGATIVE,
     POSITIVE,
     RESUMABLE,
-    TrainConfig,
     check_values,
     from_dict,
     is_resumable,
     load_config,
     resumable_keys,
 )
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.train.config import TrainConfig
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torchvision
 from torch import nn
 
 from edgedepth.cli import main
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.models import create_model, load_model
 from edgedepth.models.convert import convert_state_dict, key_mapping
 from edgedepth.models.layouts import FASTDEPTH_LAYOUT, SEED_LAYOUT
@@ -371,7 +371,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real ``edgedepth train`` run folder (one epoch of a tiny CPU run): checkpoint.pt and final.safetensors."""
     from test_train import tiny_config, write_pairs
 
-    from edgedepth import train
+    from edgedepth.train import loop as train
 
     folder = tmp_path_factory.mktemp("trained")
     data = write_pairs(folder / "pairs", 8)

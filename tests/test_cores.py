@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgedepth import cores
+from edgedepth.core import cores
 
 REPO = Path(__file__).resolve().parents[1]
 

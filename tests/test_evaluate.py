@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgedepth import evaluate
 from edgedepth.cli import main
 from edgedepth.data.nyu import write_labeled_mat, write_splits_mat
+from edgedepth.eval import nyu as evaluate
 from edgedepth.models import create_model, load_model, save_weights
 
 HEIGHT, WIDTH = 480, 640
@@ -208,7 +208,7 @@ def test_protocol_variants_on_the_oracle(nyu: tuple[Path, Path], overrides: dict
     from dataclasses import replace
 
     from edgedepth.data.nyu import NyuLabeled
-    from edgedepth.metrics import mean_metrics
+    from edgedepth.eval.metrics import mean_metrics
 
     protocol = replace(evaluate.PROTOCOLS["seed"], **overrides)
     with NyuLabeled(nyu[0]) as labeled:
@@ -372,7 +372,7 @@ def test_ramp_baseline_is_exact_on_a_scene_whose_inverse_depth_is_a_vertical_ram
 
 def test_constant_baseline_is_the_ground_truth_median(nyu: tuple[Path, Path], tmp_path: Path) -> None:
     from edgedepth.data.nyu import NYU_CROPS
-    from edgedepth.metrics import valid_mask
+    from edgedepth.eval.metrics import valid_mask
 
     data, splits = nyu
     summary = evaluate.run(evaluate.EvalConfig(data=data, splits=splits, baseline="constant", out=tmp_path / "c"))

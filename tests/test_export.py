@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from edgedepth.cli import main
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.imageio import write_png
 from edgedepth.data.nyu import write_labeled_mat, write_splits_mat
 from edgedepth.data.synthetic import render_scene
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import write_png
 from edgedepth.models import create_model, list_models, save_weights
 from edgedepth.models.registry import ModelCard
 from edgedepth.runtime import OnnxPredictor, OpenVinoPredictor, TorchPredictor, TorchScriptPredictor, load_predictor
@@ -204,9 +204,9 @@ def test_int8_auto_keeps_the_faster_quantizer(tmp_path: Path, calm_student: nn.M
 
 def test_calibration_reads_label_shards(tmp_path: Path, calm_student: nn.Module) -> None:
     """The images of `edgedepth label`'s shards (what the student was trained on) calibrate as well as a folder."""
-    from edgedepth import label
     from edgedepth.data import synthetic
     from edgedepth.data.sources import open_source
+    from edgedepth.label import job as label
 
     synthetic.write_folder(tmp_path / "scenes", 5, (160, 120), seed=3, progress=False)
     labels = tmp_path / "labels"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from plyfile import PlyData
 
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.data.synthetic import Camera, Material, Room, SceneDescription, render
-from edgedepth.errors import EdgedepthError
-from edgedepth.geometry import (
+from edgedepth.robot.geometry import (
     Intrinsics,
     backproject,
     check_intrinsics,

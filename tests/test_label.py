@@ -18,13 +18,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from edgedepth import label
 from edgedepth.cli import main
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.imageio import read_rgb
+from edgedepth.core.processing import resize_image
 from edgedepth.data.shards import LabelShards, ShardWriter, iter_tar_samples, read_index
 from edgedepth.data.synthetic import write_folder
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import read_rgb
-from edgedepth.processing import resize_image
+from edgedepth.label import job as label
 from edgedepth.teachers.oracle import OracleTeacher
 from edgedepth.teachers.tiny import save_tiny_dpt
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.losses import (
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.train.losses import (
     central_gradients,
     compute_scale_and_shift,
     get_loss,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from zeroshot_sets import SIZES, entries, image, stored_depth, true_depth, write_set
 
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.data.marigold import (
     EVAL_SETS,
     EvalArchive,
@@ -22,7 +23,6 @@ from edgedepth.data.marigold import (
     load_sample,
     read_sample_list,
 )
-from edgedepth.errors import EdgedepthError
 
 
 def test_the_shipped_lists_are_marigolds_with_their_licence() -> None:

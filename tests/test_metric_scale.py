@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from plyfile import PlyData
 
-from edgedepth import predict
 from edgedepth.cli import main
 from edgedepth.data.synthetic import Box, Camera, Light, Material, Room, Scene, SceneDescription, render
-from edgedepth.geometry import Intrinsics
+from edgedepth.predict import images as predict
+from edgedepth.robot.geometry import Intrinsics
 
 SIZE = (160, 120)
 GREY, WOOD = Material("plain", (0.5, 0.5, 0.5)), Material("wood", (0.6, 0.4, 0.2), (0.3, 0.2, 0.1))

@@ -9,16 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedepth.metrics import (
-    UnscorableImage,
-    align,
-    depth_metrics,
-    disparity_to_depth,
-    fit_scale_shift,
-    mean_metrics,
-    score_prediction,
-    valid_mask,
-)
+from edgedepth.core.depth import UnscorableImage, fit_scale_shift, inverse_to_depth_clamped
+from edgedepth.eval.metrics import align, depth_metrics, mean_metrics, score_prediction, valid_mask
 
 NYU_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fastdepth_nyu_sample"
 
@@ -90,8 +82,8 @@ def test_median_depth_alignment() -> None:
 def test_no_alignment_and_depth_cap() -> None:
     np.testing.assert_array_equal(align(np.array([0.5, 2.0]), np.ones(2), np.ones(2, bool), "none"), [0.5, 2.0])
     # Disparity clamped below at 1 / 10 m, so anything at or beyond the horizon becomes 10 m.
-    np.testing.assert_allclose(disparity_to_depth(np.array([-1.0, 0.0, 0.05, 0.1, 0.5]), 10.0), [10, 10, 10, 10, 2])
-    np.testing.assert_allclose(disparity_to_depth(np.array([0.1]), 5.0), [5.0])
+    np.testing.assert_allclose(inverse_to_depth_clamped(np.array([-1.0, 0.0, 0.05, 0.1, 0.5]), 10.0), [10, 10, 10, 10, 2])
+    np.testing.assert_allclose(inverse_to_depth_clamped(np.array([0.1]), 5.0), [5.0])
 
 
 def test_valid_mask_limits_and_crop() -> None:
@@ -189,7 +181,7 @@ def test_real_nyu_frame_fastdepth_prediction() -> None:
 
 
 def test_robust_fit_ignores_a_fifth_of_wild_points() -> None:
-    from edgedepth.metrics import fit_scale_shift_robust
+    from edgedepth.robot.fits import fit_scale_shift_robust
 
     rng = np.random.default_rng(3)
     p = rng.uniform(0.0, 1.0, 500)
@@ -210,7 +202,7 @@ def _floor_scene(table: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(floor plane's inverse depth, true inverse depth, prediction) for a camera 1.5 m up, pitched 20 degrees down:
     the floor, and with ``table`` a table top 0.7 m high over most of the lower frame (its inverse depth is the
     floor's times 1.5 / 0.8: a plane parallel to the floor). The prediction is (truth - 0.1) / 2.5."""
-    from edgedepth.geometry import Intrinsics, floor_inverse_depth
+    from edgedepth.robot.geometry import Intrinsics, floor_inverse_depth
 
     floor = floor_inverse_depth(Intrinsics(100.0, 100.0, 79.5, 59.5), (160, 120), 1.5, pitch_deg=20.0)
     truth = np.where(floor > 0, floor, 0.05)  # above the horizon: a far wall
@@ -220,7 +212,7 @@ def _floor_scene(table: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_floor_fit_recovers_scale_and_shift_and_is_not_fooled_by_a_table_top() -> None:
-    from edgedepth.metrics import fit_to_floor
+    from edgedepth.robot.fits import fit_to_floor
 
     floor, truth, prediction = _floor_scene(table=True)
     found = fit_to_floor(prediction, floor, max_depth=10.0)
@@ -235,8 +227,8 @@ def test_floor_fit_recovers_scale_and_shift_and_is_not_fooled_by_a_table_top() -
 
 
 def test_no_floor_is_said() -> None:
-    from edgedepth.geometry import Intrinsics, floor_inverse_depth
-    from edgedepth.metrics import NoFloor, fit_to_floor
+    from edgedepth.robot.fits import NoFloor, fit_to_floor
+    from edgedepth.robot.geometry import Intrinsics, floor_inverse_depth
 
     k = Intrinsics(100.0, 100.0, 79.5, 59.5)
     looking_up = floor_inverse_depth(k, (160, 120), 1.5, pitch_deg=-40.0)
@@ -252,15 +244,16 @@ def test_no_floor_is_said() -> None:
 
 
 def test_depth_from_inverse_gives_zero_for_no_depth() -> None:
-    from edgedepth.metrics import depth_from_inverse
+    from edgedepth.core.depth import inverse_to_depth_or_zero
 
-    got = depth_from_inverse(np.array([0.5, 0.2, 0.1, 0.05, 0.0, -1.0, np.nan, np.inf]), max_depth=10.0)
+    got = inverse_to_depth_or_zero(np.array([0.5, 0.2, 0.1, 0.05, 0.0, -1.0, np.nan, np.inf]), max_depth=10.0)
     np.testing.assert_array_equal(got, np.array([2.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32))
     assert got.dtype == np.float32
 
 
 def test_frame_flicker_hand_computed() -> None:
-    from edgedepth.metrics import UnscorableImage, frame_flicker
+    from edgedepth.core.depth import UnscorableImage
+    from edgedepth.eval.metrics import frame_flicker
 
     depth_before = np.array([[1.0, 2.0], [4.0, 1.0]])
     depth_after = np.array([[1.0, 2.0], [2.0, 1.005]])  # pixel (1, 0) moved (50 %), (1, 1) by 0.5 %: static
@@ -284,7 +277,7 @@ def test_marigold_subsampling_is_torchs_one_dimensional_nearest(height: int, wid
     one-dimensional: only the columns are subsampled. The columns kept here are those PyTorch keeps."""
     import torch
 
-    from edgedepth.metrics import alignment_subsample
+    from edgedepth.eval.zeroshot_metrics import alignment_subsample
 
     factor = float(np.min(max_res / np.array([height, width])))
     columns = np.broadcast_to(np.arange(width, dtype=np.float64), (height, width))
@@ -298,7 +291,7 @@ def test_marigold_subsampling_is_torchs_one_dimensional_nearest(height: int, wid
 
 
 def test_zipdepth_subsampling_is_opencvs_nearest_resize_of_both_sides() -> None:
-    from edgedepth.metrics import alignment_subsample
+    from edgedepth.eval.zeroshot_metrics import alignment_subsample
 
     values = np.arange(48 * 64, dtype=np.float64).reshape(48, 64)
     mask = values % 3 == 0
@@ -310,7 +303,7 @@ def test_zipdepth_subsampling_is_opencvs_nearest_resize_of_both_sides() -> None:
 
 
 def test_zero_shot_depth_clips_disparity_then_depth() -> None:
-    from edgedepth.metrics import zero_shot_depth
+    from edgedepth.eval.zeroshot_metrics import zero_shot_depth
 
     # disparity: -1 and 0.0005 are below the 1e-3 floor (1000 m), clipped to 10 m; 0.5 -> 2 m; 40 -> 0.025 m -> 0.1
     np.testing.assert_allclose(zero_shot_depth(np.array([-1.0, 0.0005, 0.5, 40.0]), 1.0, 0.0, "disparity", 0.1, 10.0),
@@ -322,7 +315,7 @@ def test_zero_shot_depth_clips_disparity_then_depth() -> None:
 
 
 def test_zero_shot_metrics_by_hand() -> None:
-    from edgedepth.metrics import zero_shot_metrics
+    from edgedepth.eval.zeroshot_metrics import zero_shot_metrics
 
     # p = 2, 4 against g = 1, 4: 1/p - 1/g = -1/2, 0; d = ln p - ln g = ln 2, 0
     metrics = zero_shot_metrics(np.array([2.0, 4.0, 7.0]), np.array([1.0, 4.0, 7.0]), np.array([True, True, False]))
@@ -334,21 +327,22 @@ def test_zero_shot_metrics_by_hand() -> None:
 
 
 def test_sums_by_chunks_give_the_numbers_of_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgedepth import metrics as metrics_module
+    from edgedepth.core import depth as depth_module
+    from edgedepth.eval.zeroshot_metrics import score_zero_shot
 
     rng = np.random.default_rng(5)
     depth = rng.uniform(0.5, 20.0, (60, 80))
     prediction = 1.0 / depth * rng.uniform(0.7, 1.3, depth.shape)
     valid = rng.random(depth.shape) > 0.2
-    whole = metrics_module.score_zero_shot(prediction, depth, valid, "disparity", 1e-3, 10.0)
-    monkeypatch.setattr(metrics_module, "_CHUNK_PIXELS", 7)
-    chunked = metrics_module.score_zero_shot(prediction, depth, valid, "disparity", 1e-3, 10.0)
+    whole = score_zero_shot(prediction, depth, valid, "disparity", 1e-3, 10.0)
+    monkeypatch.setattr(depth_module, "CHUNK_PIXELS", 7)
+    chunked = score_zero_shot(prediction, depth, valid, "disparity", 1e-3, 10.0)
     for name, value in whole.items():
         assert chunked[name] == pytest.approx(value, rel=1e-12), name
 
 
 def test_the_disparity_fit_needs_positive_predictions() -> None:
-    from edgedepth.metrics import zero_shot_fit
+    from edgedepth.eval.zeroshot_metrics import zero_shot_fit
 
     depth = np.full((2, 3), 2.0)
     prediction = np.array([[-1.0, -2.0, 0.0], [-0.5, 0.3, -4.0]])  # one positive pixel
@@ -364,7 +358,7 @@ def test_delta_ties_at_the_clipped_range_count_as_the_evaluators_float32_counts_
     positive pixels (scale 1/2, shift 2/3, as in tests/test_zeroshot.py), the first pixel's disparity is below 1e-3,
     so 1000 m, clipped to 10 m. 10 / 6.4 is 1.5625 = 1.25² exactly in float32 (Marigold's and ZipDepth's division),
     a hair below it in float64: the pixel is not within δ2, as their evaluators say."""
-    from edgedepth.metrics import score_zero_shot
+    from edgedepth.eval.zeroshot_metrics import score_zero_shot
 
     depth = np.array([[6.4, 1.0, 0.5, 0.5]], np.float32)
     assert np.float32(10.0) / depth[0, 0] == np.float32(1.5625) and 10.0 / float(depth[0, 0]) < 1.5625

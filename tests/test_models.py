@@ -22,7 +22,7 @@ import torchvision
 from safetensors.torch import save_file
 from torch import nn
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.models import (
     create_model,
     is_model,

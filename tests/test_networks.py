@@ -18,13 +18,13 @@ import torch
 from foreign import draw_weights, layout, reference_input, summarize, weights_for
 from torch import nn
 
-from edgedepth.bench import cpu_isa, read_cpuinfo
+from edgedepth.bench.run import cpu_isa, read_cpuinfo
 from edgedepth.cli import main
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
 from edgedepth.models import create_model, list_models, load_model, model_info, prepare_for_inference, save_weights
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.zipdepth import GlobalContextBlock
-from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD
 from edgedepth.runtime import TorchPredictor, load_predictor
 from edgedepth.runtime.export import export_model
 
@@ -271,8 +271,8 @@ def test_zipdepth_int8_correlates_with_fp32(tmp_path: Path) -> None:
     while the RepVGG identity was folded into the kernels); a broken quantisation or a lost layer is near 0.
     On a CPU with AMX-INT8 the export refuses the file (its correlation falls under the bar): a known defect,
     expected to fail there until it is mended (strict: a pass there would say it is)."""
+    from edgedepth.core.processing import preprocess
     from edgedepth.data.synthetic import render_scene
-    from edgedepth.processing import preprocess
 
     model = load_model(_converted(tmp_path, "zipdepth_base"))
     size = (128, 96)
@@ -355,9 +355,9 @@ def test_midas_small_teacher_is_the_registry_network(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["zipdepth_small", "midas_v21_small", "depth_anything_v2_small"])
 def test_predict_and_eval_take_each_network(name: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from edgedepth.core.imageio import write_png
     from edgedepth.data.nyu import write_labeled_mat, write_splits_mat
     from edgedepth.data.synthetic import render_scene
-    from edgedepth.imageio import write_png
 
     weights = save_weights(_calm(name), tmp_path / f"{name}.safetensors")
     scene = render_scene(9, (128, 96))
@@ -410,8 +410,8 @@ def test_serve_answers_with_an_exported_network(tmp_path: Path) -> None:
     import threading
     import urllib.request
 
+    from edgedepth.core.imageio import encode_png
     from edgedepth.data.synthetic import render_scene
-    from edgedepth.imageio import encode_png
     from edgedepth.serve import make_server
 
     export_model(_calm("zipdepth_small"), tmp_path / "z.xml", "openvino", (128, 96))
@@ -452,8 +452,8 @@ def test_same_padding_is_made_static_for_a_fixed_size_export() -> None:
 def test_midas_small_int8_exports_with_both_quantisers(fmt: str, tmp_path: Path) -> None:
     """ONNX Runtime's quantiser failed on the run-time padding of the "same" convolutions (a QLinearAdd of maps of
     two sizes); with the padding made static both quantisers give a file that follows FP32."""
+    from edgedepth.core.processing import preprocess
     from edgedepth.data.synthetic import render_scene
-    from edgedepth.processing import preprocess
 
     model = _calm("midas_v21_small")
     size = (128, 96)

@@ -10,8 +10,8 @@ import pytest
 import scipy.io
 from scipy.io.matlab._miobase import matfile_version
 
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.data.nyu import NYU_CROPS, NyuLabeled, read_splits, write_labeled_mat, write_splits_mat
-from edgedepth.errors import EdgedepthError
 
 
 def _frames(count: int = 3, height: int = 6, width: int = 8, seed: int = 0) -> tuple[np.ndarray, ...]:

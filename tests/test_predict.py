@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from edgedepth.cli import main
-from edgedepth.imageio import read_rgb
+from edgedepth.core.imageio import read_rgb
+from edgedepth.core.processing import preprocess, upsample_prediction
 from edgedepth.models import load_model
-from edgedepth.processing import preprocess, upsample_prediction
 
 NYU_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fastdepth_nyu_sample"
 
@@ -77,7 +77,7 @@ def test_single_image_outputs_at_full_resolution(tmp_path: Path, weights: Path, 
 
 
 def test_color_map_is_bright_where_near(tmp_path: Path) -> None:
-    from edgedepth.viz import colorize
+    from edgedepth.core.viz import colorize
 
     ramp = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (8, 1))  # inverse depth grows to the right
     luminance = cv2.cvtColor(colorize(ramp), cv2.COLOR_RGB2GRAY).astype(int)
@@ -224,7 +224,7 @@ def test_size_must_be_one_the_network_takes(weights: Path, tmp_path: Path, capsy
 
 
 def test_threads_apply_to_pytorch_too(weights: Path) -> None:
-    from edgedepth.errors import EdgedepthError
+    from edgedepth.core.errors import EdgedepthError
     from edgedepth.runtime.predictor import load_predictor
 
     before = torch.get_num_threads()
@@ -264,7 +264,7 @@ def _write_bilevel_png(path: Path, width: int, height: int) -> None:
 def test_pixel_limit_is_exact_and_per_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
 
-    from edgedepth.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLargeError
+    from edgedepth.core.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLargeError
 
     pillow_limit = Image.MAX_IMAGE_PIXELS
     bomb, warned = tmp_path / "bomb.png", tmp_path / "warned.png"
@@ -325,7 +325,7 @@ def test_summary_times_the_images_not_the_start_up(
     """Model loading and the runtime's first call (set-up) are reported apart from the per-image rate."""
     from types import SimpleNamespace
 
-    from edgedepth import predict
+    from edgedepth.predict import images as predict
 
     clock = SimpleNamespace(now=100.0)
 
@@ -363,7 +363,7 @@ def _exif_jpeg(path: Path, stored: np.ndarray, orientation: int) -> None:
 
 
 def test_exif_rotated_jpeg_is_read_as_displayed(tmp_path: Path, weights: Path) -> None:
-    from edgedepth.imageio import decode_rgb
+    from edgedepth.core.imageio import decode_rgb
 
     rng = np.random.default_rng(9)
     upright = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (80, 60), interpolation=cv2.INTER_LINEAR)
@@ -421,7 +421,7 @@ def test_unusual_images_read_as_their_8bit_rgb_equivalent(tmp_path: Path) -> Non
 
 
 def test_unusual_images_predict_as_their_8bit_rgb_equivalent(tmp_path: Path, weights: Path) -> None:
-    from edgedepth.predict import collect_inputs
+    from edgedepth.predict.images import collect_inputs
 
     chosen = ("one.png", "gray16.pgm", "rgb16.png", "rgba.png", "cmyk.tif", "dark16.pgm")  # the end to end share
     expected = {name: rgb for name, rgb in _equivalents(tmp_path / "all").items() if name in chosen}

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from edgedepth.core.processing import aspect_size, letterbox_box, preprocess
 from edgedepth.data.synthetic import Camera, SceneDescription, random_scene, render
-from edgedepth.geometry import Intrinsics
 from edgedepth.models import create_model, save_weights
 from edgedepth.models.registry import ModelCard
-from edgedepth.processing import aspect_size, letterbox_box, preprocess
+from edgedepth.robot.geometry import Intrinsics
 from edgedepth.runtime.predictor import Predictor, TorchPredictor, load_predictor
 
 PORTRAIT = (240, 320)  # width, height: a 3:4 portrait photo
@@ -121,8 +121,8 @@ def test_preprocess_without_a_box_is_the_seeds_stretch() -> None:
 def test_final_upsample_by_opencv_is_the_decoders_own(mode: str) -> None:
     """The x2 upsampling and ReLU an export leaves to the Predictor equal the decoder's within 1e-6 of the peak:
     odd sizes (the clamped borders), negative values (the ReLU after the upsampling, not before)."""
+    from edgedepth.core.processing import final_upsample
     from edgedepth.models.decoder import NNConv5Decoder
-    from edgedepth.processing import final_upsample
 
     decoder = NNConv5Decoder((16, 24, 40, 960), (2, 4, 8, 32), upsample=mode).eval()
     generator = torch.Generator().manual_seed(0)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgedepth import prune
 from edgedepth.cli import main
 from edgedepth.models import create_model, load_model, save_weights
 from edgedepth.models.complexity import count_macs
+from edgedepth.prune import netadapt as prune
 
 SIZE = (64, 64)
 TIMED = (256, 192)
@@ -27,9 +27,11 @@ TIMED = (256, 192)
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Label shards (3 shards of 4 scenes) and a fastdepth_v3 trained 24 steps on them: ``(labels, weights)``."""
-    from edgedepth import label, train
-    from edgedepth.config import TrainConfig, load_config
+    from edgedepth.core.config import load_config
     from edgedepth.data import synthetic
+    from edgedepth.label import job as label
+    from edgedepth.train import loop as train
+    from edgedepth.train.config import TrainConfig
 
     root = tmp_path_factory.mktemp("prune")
     synthetic.write_folder(root / "scenes", 12, (80, 80), seed=3, progress=False)
@@ -229,9 +231,10 @@ def test_other_students_are_refused(setup: tuple[Path, Path], tmp_path: Path,
 
 def test_train_refuses_init_weights_of_another_shape(setup: tuple[Path, Path], tmp_path: Path) -> None:
     """``model.init_weights`` (the entry point prune fine-tunes through) must fit the model the config names."""
-    from edgedepth import train
-    from edgedepth.config import TrainConfig, load_config
-    from edgedepth.errors import EdgedepthError
+    from edgedepth.core.config import load_config
+    from edgedepth.core.errors import EdgedepthError
+    from edgedepth.train import loop as train
+    from edgedepth.train.config import TrainConfig
 
     model = load_model(setup[1])
     group = next(g for g in prune.layer_groups(model) if g.name == "stage2")
@@ -263,8 +266,9 @@ MNV4_BLOCKS = ("0.0", "1.0", "2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "3.0", "3
 @pytest.fixture(scope="module")
 def mnv4_weights(setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The MobileNetV4 student trained 24 steps on ``setup``'s label shards, as ``setup`` trains fastdepth_v3."""
-    from edgedepth import train
-    from edgedepth.config import TrainConfig, load_config
+    from edgedepth.core.config import load_config
+    from edgedepth.train import loop as train
+    from edgedepth.train.config import TrainConfig
 
     root = tmp_path_factory.mktemp("prune_mnv4")
     cfg = load_config(TrainConfig, None, [
@@ -350,7 +354,7 @@ def test_timm_se_and_edge_residual_blocks_rebuild_exactly(tmp_path: Path, encode
 
 
 def test_unprunable_students_and_widths_are_refused() -> None:
-    from edgedepth.errors import EdgedepthError
+    from edgedepth.core.errors import EdgedepthError
 
     with pytest.raises(EdgedepthError, match=r"prune takes fastdepth_v3 and fastdepth_<timm encoder>"):
         prune.layer_groups(create_model("fastdepth_resnet18"))  # timm, but no expanding block

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 
 from edgedepth.cli import main
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.imageio import encode_png
+from edgedepth.core.viz import colorize, to_uint16
 from edgedepth.data.synthetic import render_scene
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import encode_png
 from edgedepth.runtime.predictor import load_predictor
 from edgedepth.serve import DepthServer, make_server
-from edgedepth.viz import colorize, to_uint16
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -22,11 +22,11 @@ import cv2
 import numpy as np
 import pytest
 
+from edgedepth.core.imageio import encode_png
+from edgedepth.core.viz import colorize
 from edgedepth.data.synthetic import render_scene
-from edgedepth.imageio import encode_png
 from edgedepth.runtime.predictor import load_predictor
 from edgedepth.serve import DepthServer, make_server
-from edgedepth.viz import colorize
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--disable-quic", "--window-size=1280,900", "--remote-debugging-port=0",

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.imageio import decode_rgb, read_rgb
 from edgedepth.data.shards import ShardWriter, iter_tar_samples
 from edgedepth.data.sources import make_keys, open_source, split_member_name
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import decode_rgb, read_rgb
 
 
 def _jpeg(path: Path, image: np.ndarray, exif: Image.Exif | None = None) -> bytes:

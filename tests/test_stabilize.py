@@ -10,10 +10,10 @@ import pytest
 
 from edgedepth.cli import main
 from edgedepth.data import synthetic
-from edgedepth.metrics import frame_flicker, score_prediction, valid_mask
+from edgedepth.eval.metrics import frame_flicker, score_prediction, valid_mask
+from edgedepth.predict.video import run_loop
+from edgedepth.robot.stabilize import Stabilizer
 from edgedepth.runtime.predictor import load_predictor
-from edgedepth.runtime.stabilize import Stabilizer
-from edgedepth.runtime.video import run_loop
 
 FRAMES, SIZE = 12, (96, 72)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edgedepth.cli import main
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.data import synthetic
 from edgedepth.data.nyu import NyuLabeled, read_splits
 from edgedepth.data.pairs import read_png_target
@@ -29,8 +30,7 @@ from edgedepth.data.synthetic import (
     scene_seed,
     write_folder,
 )
-from edgedepth.errors import EdgedepthError
-from edgedepth.metrics import valid_mask
+from edgedepth.eval.metrics import valid_mask
 
 SMALL = (160, 120)
 GREY = Material("plain", (0.5, 0.5, 0.5))
@@ -389,7 +389,7 @@ def test_cli_synth_refuses_a_file_as_output(tmp_path: Path, capsys: pytest.Captu
 
 def _floor_matches(depth: np.ndarray, camera: dict, size: tuple[int, int]) -> int:
     """How many pixels the recorded camera's floor plane predicts exactly; asserts none is seen below the floor."""
-    from edgedepth.geometry import Intrinsics, floor_inverse_depth
+    from edgedepth.robot.geometry import Intrinsics, floor_inverse_depth
 
     floor = floor_inverse_depth(Intrinsics(**camera["intrinsics"]), size, camera["camera_height"],
                                 camera["pitch_deg"], camera["roll_deg"])

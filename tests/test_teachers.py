@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD, preprocess, upsample_prediction
 from edgedepth.models.depth_anything import use_original_position_embeddings
 from edgedepth.models.registry import RELATIVE_INVERSE_DEPTH
-from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, preprocess, upsample_prediction
 from edgedepth.teachers import INVERSE_OF_METRIC_DEPTH, SPEC_FORMS, create_teacher
 from edgedepth.teachers.base import invert_metric_depth
 from edgedepth.teachers.midas import MIDAS_MODELS, midas_input_size

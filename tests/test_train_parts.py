@@ -15,12 +15,15 @@ from safetensors.torch import load_file
 from test_train import DEFAULT_CONFIG, read_log, tiny_config, write_pairs
 from torch import nn
 
-from edgedepth import train
-from edgedepth.config import TrainConfig, load_config
+from edgedepth.core.config import load_config
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.data.nyu import NyuLabeled, write_labeled_mat, write_splits_mat
-from edgedepth.errors import EdgedepthError
 from edgedepth.models import create_model, load_model
 from edgedepth.models.weights import read_metadata
+from edgedepth.train import checkpoint, schedule
+from edgedepth.train import loop as train
+from edgedepth.train.config import TrainConfig
+from edgedepth.train.validation import validate
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def optim_config(*overrides: str) -> TrainConfig:
 def test_the_seed_recipe_is_one_group_of_every_parameter_in_order() -> None:
     model = create_model("fastdepth_v3")
     for overrides in [(), ("optim.name=adamw",)]:
-        (group,) = train.build_optimizer(model, optim_config(*overrides)).param_groups
+        (group,) = schedule.build_optimizer(model, optim_config(*overrides)).param_groups
         assert [id(p) for p in group["params"]] == [id(p) for p in model.parameters()]
         assert (group["lr"], group["weight_decay"]) == (1e-3, 0.0)
 
@@ -43,7 +46,7 @@ def test_the_seed_recipe_is_one_group_of_every_parameter_in_order() -> None:
 def test_weight_decay_spares_norms_and_biases_and_the_encoder_trains_at_its_scale() -> None:
     model = create_model("fastdepth_v3")
     cfg = optim_config("optim.name=adamw", "optim.weight_decay=0.05", "optim.encoder_lr_scale=0.1")
-    optimizer = train.build_optimizer(model, cfg)
+    optimizer = schedule.build_optimizer(model, cfg)
     assert isinstance(optimizer, torch.optim.AdamW)
     encoder = {id(p) for p in model.encoder.parameters()}
     norms = {id(m.weight) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
@@ -64,14 +67,14 @@ def test_weight_decay_spares_norms_and_biases_and_the_encoder_trains_at_its_scal
     # The first group is at the base rate (the rate logged) and decays.
     assert (optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["weight_decay"]) == (1e-3, 0.05)
     # Plain Adam's L2 penalty spares them too.
-    adam = train.build_optimizer(model, optim_config("optim.weight_decay=0.05"))
+    adam = schedule.build_optimizer(model, optim_config("optim.weight_decay=0.05"))
     assert {(g["weight_decay"], p.ndim > 1) for g in adam.param_groups for p in g["params"]} == {(0.05, True), (0.0, False)}
 
 
 def test_an_encoder_rate_for_a_model_without_an_encoder_is_a_clear_error() -> None:
     with pytest.raises(EdgedepthError, match=r"optim.encoder_lr_scale=0.1 needs a model with an encoder; fastdepth_v3 "
                                              r"has no .encoder module"):
-        train.build_optimizer(nn.Sequential(nn.Conv2d(3, 1, 1)), optim_config("optim.encoder_lr_scale=0.1"))
+        schedule.build_optimizer(nn.Sequential(nn.Conv2d(3, 1, 1)), optim_config("optim.encoder_lr_scale=0.1"))
 
 
 def test_groups_are_killed_and_resumed_bit_exactly(pairs: Path, tmp_path: Path) -> None:
@@ -90,7 +93,7 @@ def test_groups_are_killed_and_resumed_bit_exactly(pairs: Path, tmp_path: Path) 
     a, b = load_file(str(reference.weights)), load_file(str(resumed.weights))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # The schedule moves every group: after two epochs, gamma^2 x the start rates, the encoder's a tenth of the rest.
-    groups = train.load_checkpoint(tmp_path / "killed" / train.CHECKPOINT)["optimizer"]["param_groups"]
+    groups = checkpoint.load_checkpoint(tmp_path / "killed" / train.CHECKPOINT)["optimizer"]["param_groups"]
     assert [g["lr"] for g in groups] == pytest.approx([1e-3 * 0.316**2] * 2 + [1e-4 * 0.316**2] * 2)
     assert [g["weight_decay"] for g in groups] == [0.1, 0.0, 0.1, 0.0]
     assert [r["lr"] for r in read_log(tmp_path / "killed")] == pytest.approx([1e-3] * 3 + [3.16e-4] * 3)
@@ -142,12 +145,12 @@ def test_two_processes_validate_their_shares_to_the_metrics_of_one(pairs: Path, 
     model = load_model(tmp_path / "two" / train.BEST_WEIGHTS)
     cfg = tiny_config(pairs, tmp_path / "unused", *validation)
     torch.set_num_threads(1)  # as the two processes ran
-    one = train._validate(model, cfg, torch.device("cpu"))
+    one = validate(model, cfg, torch.device("cpu"))
     assert one is not None and two == pytest.approx(one, rel=1e-6, abs=1e-9)
 
     # The frames differ enough that weighting each process's mean alike would not pass.
-    from edgedepth.evaluate import PROTOCOLS, evaluate_frames
-    from edgedepth.metrics import mean_metrics
+    from edgedepth.eval.metrics import mean_metrics
+    from edgedepth.eval.nyu import PROTOCOLS, evaluate_frames
     from edgedepth.runtime.predictor import TorchPredictor
 
     with NyuLabeled(nyu) as labeled:
@@ -170,13 +173,13 @@ def test_a_resume_accepts_what_the_fields_mark_resumable(pairs: Path, tmp_path: 
                                     "run.checkpoint_every_steps=7", f"validation.nyu_splits_path={tmp_path}"))
     assert resumed.steps == 2
     checkpoint = run_dir / train.CHECKPOINT
-    state = train.load_checkpoint(checkpoint)
+    state = checkpoint.load_checkpoint(checkpoint)
     del state["config"]["optim"]["encoder_lr_scale"]  # as written before the key existed
-    train.save_checkpoint(checkpoint, state)
+    checkpoint.save_checkpoint(checkpoint, state)
     assert train.run(tiny_config(pairs, run_dir, "schedule.max_steps=3")).steps == 3
-    state = train.load_checkpoint(checkpoint)
+    state = checkpoint.load_checkpoint(checkpoint)
     state["config"]["optim"]["lr_encoder"] = state["config"]["optim"].pop("encoder_lr_scale")
-    train.save_checkpoint(checkpoint, state)
+    checkpoint.save_checkpoint(checkpoint, state)
     with pytest.raises(EdgedepthError) as caught:
         train.run(tiny_config(pairs, run_dir, "schedule.max_steps=4"))
     assert str(caught.value) == (

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from edgedepth.cli import main
+from edgedepth.core.viz import colorize
 from edgedepth.data.synthetic import render_scene
+from edgedepth.predict.video import draw_fps
 from edgedepth.runtime.predictor import load_predictor
-from edgedepth.runtime.video import draw_fps
-from edgedepth.viz import colorize
 
 FRAMES, WIDTH, HEIGHT = 6, 320, 240
 
@@ -88,7 +88,7 @@ def _pipeline_threads() -> list[str]:
 
 
 def test_loop_stops_at_limit_and_reports_each_stage(video: Path, weights: Path) -> None:
-    from edgedepth.runtime.video import run_loop
+    from edgedepth.predict.video import run_loop
 
     summary = run_loop(load_predictor(weights), str(video), limit=2)
     assert summary.frames == 2
@@ -99,8 +99,8 @@ def test_loop_stops_at_limit_and_reports_each_stage(video: Path, weights: Path) 
 
 
 def test_an_error_in_a_stage_reaches_the_caller(video: Path, weights: Path) -> None:
-    from edgedepth.errors import EdgedepthError
-    from edgedepth.runtime.video import run_loop
+    from edgedepth.core.errors import EdgedepthError
+    from edgedepth.predict.video import run_loop
 
     predictor = load_predictor(weights)
     calls = []
@@ -120,7 +120,7 @@ def test_an_error_in_a_stage_reaches_the_caller(video: Path, weights: Path) -> N
 def test_a_camera_slot_keeps_only_the_newest_frame() -> None:
     import threading
 
-    from edgedepth.runtime.video import _END, _Slot
+    from edgedepth.predict.video import _END, _Slot
 
     stop = threading.Event()
     live, file = _Slot(stop, latest=True), _Slot(stop)

@@ -17,10 +17,11 @@ import pytest
 import torch
 from zeroshot_sets import DIODE_NEAR_PATCH, VALID_PIXELS, entries, image, oracle_depth, write_oracle, write_set
 
-from edgedepth import evaluate, report, zeroshot
 from edgedepth.cli import main
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.data.marigold import EVAL_SETS, EvalSetWriter, SampleEntry
-from edgedepth.errors import EdgedepthError
+from edgedepth.eval import nyu as evaluate
+from edgedepth.eval import report, zeroshot
 from edgedepth.models import create_model, save_weights
 
 COUNT = 2

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from edgedepth import __version__
-from edgedepth.errors import EdgedepthError, configure_logging
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.logs import configure_logging
 
 if TYPE_CHECKING:
-    from edgedepth.metric_scale import MetricConfig
+    from edgedepth.robot.metric_scale import MetricConfig
 
 C = TypeVar("C")
 
@@ -43,7 +44,7 @@ COMMAND_HELP = {
 
 def _size(text: str) -> tuple[int, int]:
     """``--size WxH``: positive sides; which sides a network takes is its card's rule (checked when it loads)."""
-    from edgedepth.processing import parse_size
+    from edgedepth.core.sizes import parse_size
 
     try:
         return parse_size(text)
@@ -66,7 +67,7 @@ def _default(cls: type, name: str) -> Any:
 
 def _shown(value: Any) -> str:
     """A default as the user would type it."""
-    from edgedepth.processing import format_size
+    from edgedepth.core.sizes import format_size
 
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(side, int) for side in value):
         return format_size(value)  # type: ignore[arg-type]
@@ -105,7 +106,7 @@ def _pixel_limit(text: str) -> int:
 
 
 def _add_pixel_limit(p: argparse.ArgumentParser) -> None:
-    from edgedepth.imageio import DEFAULT_MAX_IMAGE_PIXELS
+    from edgedepth.core.imageio import DEFAULT_MAX_IMAGE_PIXELS
 
     p.add_argument("--max-image-pixels", type=_pixel_limit, default=DEFAULT_MAX_IMAGE_PIXELS, metavar="N",
                    help="refuse images with more pixels (width x height), a guard against decompression bombs; "
@@ -114,8 +115,8 @@ def _add_pixel_limit(p: argparse.ArgumentParser) -> None:
 
 def _metric_config(args: argparse.Namespace) -> MetricConfig:
     """``predict``'s metric flags as one config, checked (a missing flag is named before any model loads)."""
-    from edgedepth.geometry import parse_intrinsics
-    from edgedepth.metric_scale import MetricConfig, check_config
+    from edgedepth.robot.geometry import parse_intrinsics
+    from edgedepth.robot.metric_scale import MetricConfig, check_config
 
     cfg = _from_args(MetricConfig, args,
                      intrinsics=parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None)
@@ -124,7 +125,7 @@ def _metric_config(args: argparse.Namespace) -> MetricConfig:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from edgedepth import predict
+    from edgedepth.predict import images as predict
 
     if args.weights is None:
         raise EdgedepthError(predict.MISSING_WEIGHTS_HINT)
@@ -145,8 +146,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_video(args: argparse.Namespace) -> int:
-    """``predict --video FILE | --camera N``: :func:`edgedepth.runtime.video.run`."""
-    from edgedepth.runtime import video
+    """``predict --video FILE | --camera N``: :func:`edgedepth.predict.video.run`."""
+    from edgedepth.predict import video
 
     if args.source is not None or (args.video is not None and args.camera is not None):
         raise EdgedepthError("pass one source: an input argument, --video FILE or --camera N")
@@ -165,9 +166,9 @@ def _predict_video(args: argparse.Namespace) -> int:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.metric_scale import MetricConfig
-    from edgedepth.predict import PredictConfig
-    from edgedepth.processing import DEFAULT_INPUT_SIZE
+    from edgedepth.core.sizes import DEFAULT_INPUT_SIZE
+    from edgedepth.predict.images import PredictConfig
+    from edgedepth.robot.metric_scale import MetricConfig
 
     p = sub.add_parser("predict", help=COMMAND_HELP["predict"])
     p.add_argument("source", nargs="?", metavar="input",
@@ -236,7 +237,7 @@ _MAT_ONLY = {"--gt": "gt", "--align": "align", "--crop": "crop", "--split": "spl
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from edgedepth import evaluate
+    from edgedepth.eval import nyu as evaluate
 
     if args.suite is not None or any(getattr(args, name) is not None for name in _SUITE_ONLY.values()):
         return _cmd_eval_suite(args)
@@ -276,9 +277,9 @@ def _named_paths(values: list[str] | None, flag: str, datasets: tuple[str, ...])
 
 
 def _cmd_eval_suite(args: argparse.Namespace) -> int:
-    """``eval --suite zero-shot``: :func:`edgedepth.zeroshot.run`."""
-    from edgedepth import zeroshot
+    """``eval --suite zero-shot``: :func:`edgedepth.eval.zeroshot.run`."""
     from edgedepth.data.marigold import EVAL_SETS
+    from edgedepth.eval import zeroshot
 
     given = [flag for flag, name in _MAT_ONLY.items() if getattr(args, name) is not None]
     if given:
@@ -301,10 +302,10 @@ def _cmd_eval_suite(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from edgedepth.core.sizes import DEFAULT_INPUT_SIZE
     from edgedepth.data.nyu import NYU_CROPS
-    from edgedepth.evaluate import EvalConfig
-    from edgedepth.metrics import ALIGNMENTS
-    from edgedepth.processing import DEFAULT_INPUT_SIZE
+    from edgedepth.eval.metrics import ALIGNMENTS
+    from edgedepth.eval.nyu import EvalConfig
 
     p = sub.add_parser("eval", help=COMMAND_HELP["eval"])
     p.add_argument("--data", type=Path, help="nyu_depth_v2_labeled.mat (MATLAB v7.3); with --suite, adds the seed's "
@@ -357,8 +358,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from edgedepth import train
-    from edgedepth.config import TrainConfig, load_config
+    from edgedepth.core.config import load_config
+    from edgedepth.train import loop as train
+    from edgedepth.train.config import TrainConfig
 
     overrides = [*args.overrides, *(["run.resume=true"] if args.resume else [])]
     result = train.run(load_config(TrainConfig, args.config, overrides))
@@ -478,8 +480,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from edgedepth import bench
-    from edgedepth.imageio import check_output_folder
+    from edgedepth.bench import run as bench
+    from edgedepth.core.files import check_output_folder
 
     check_output_folder(args.out or bench.BenchConfig.out)  # now, not after minutes of timing
     size = {} if args.size is None else {"size": None if args.size == "default" else args.size}
@@ -507,7 +509,7 @@ def _counts(text: str) -> tuple[int, ...]:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.bench import BenchConfig
+    from edgedepth.bench.run import BenchConfig
 
     p = sub.add_parser("bench", help=COMMAND_HELP["bench"])
     _option(p, BenchConfig, "models", "--models", type=_names,
@@ -527,7 +529,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
-    from edgedepth import prune
+    from edgedepth.prune import netadapt as prune
 
     result = prune.run(_from_args(prune.PruneConfig, args))
     print(f"{result.message}; wrote {result.weights} and {result.out / prune.TRAJECTORY}")
@@ -535,7 +537,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _add_prune(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.prune import RUNTIMES, PruneConfig
+    from edgedepth.prune.netadapt import RUNTIMES, PruneConfig
 
     p = sub.add_parser("prune", help=COMMAND_HELP["prune"])
     p.add_argument("--weights", type=Path, required=True,
@@ -557,7 +559,7 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
-    from edgedepth import label
+    from edgedepth.label import job as label
 
     cfg = _from_args(label.LabelConfig, args, recipe=_from_args(label.Recipe, args))
     summary = label.run(cfg)
@@ -571,7 +573,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
 
 
 def _add_label(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.label import LabelConfig, Recipe
+    from edgedepth.label.job import LabelConfig, Recipe
 
     p = sub.add_parser("label", help=COMMAND_HELP["label"])
     p.add_argument("source", help="a folder of images (recursive), a text file of paths, or .tar shards (file, folder, glob)")

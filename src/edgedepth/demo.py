@@ -19,14 +19,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgedepth import bench, evaluate, label, train
-from edgedepth.config import TrainConfig, load_config
+from edgedepth.bench import run as bench
+from edgedepth.core.config import load_config
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path
+from edgedepth.core.viz import plot_loss_curve
 from edgedepth.data import nyu, synthetic
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
+from edgedepth.eval import nyu as evaluate
+from edgedepth.label import job as label
 from edgedepth.models import create_model, save_weights
 from edgedepth.runtime import export
-from edgedepth.viz import plot_loss_curve
+from edgedepth.train import loop as train
+from edgedepth.train.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@
 
 Errors are JSON ``{"error": "..."}`` with status 400 (unreadable image, bad query, a body shorter than its
 ``Content-Length``), 404, 408 (the request did not arrive within the timeout), 411, 413 (a body above 50 MB or
-an image above the pixel limit, :data:`edgedepth.imageio.DEFAULT_MAX_IMAGE_PIXELS` unless set), 415 (a body that is
+an image above the pixel limit, :data:`edgedepth.core.imageio.DEFAULT_MAX_IMAGE_PIXELS` unless set), 415 (a body that is
 not an image file, by its ``Content-Type``), 500 (a bug).
 
 Connections are served in threads (the standard library's ``ThreadingHTTPServer``), one request each
@@ -46,11 +46,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLargeError, decode_rgb, encode_png
-from edgedepth.processing import format_size
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLargeError, decode_rgb, encode_png
+from edgedepth.core.sizes import format_size
+from edgedepth.core.viz import colorize, to_uint16
 from edgedepth.runtime.predictor import Predictor
-from edgedepth.viz import colorize, to_uint16
 
 FORMATS = ("npy", "png16", "color")
 #: Content types a posted image may come with (besides none): the body is the file's bytes whatever they say.

@@ -28,11 +28,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path, check_input_file
+from edgedepth.core.imageio import decode_rgb
+from edgedepth.core.sizes import Crop
 from edgedepth.data.nyu import NYU_CROPS
 from edgedepth.data.sources import Blob
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path, check_input_file, decode_rgb
-from edgedepth.metrics import Crop
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path, check_input_file
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path, check_input_file
 
 logger = logging.getLogger(__name__)
 

@@ -24,12 +24,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from edgedepth.config import DataConfig, PngMeaning
+from edgedepth.core.depth import normalize_inverse_depth
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.imageio import read_rgb
+from edgedepth.core.processing import preprocess, resize_image
+from edgedepth.core.sizes import format_size
 from edgedepth.data.shards import IMAGE_EXT, LABEL_EXT, META_EXT, decode_label_sample, read_index
 from edgedepth.data.sources import MM_PER_M, Blob, list_tar_members, split_member_name
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import read_rgb
-from edgedepth.processing import format_size, normalize_inverse_depth, preprocess, resize_image
+from edgedepth.train.config import DataConfig, PngMeaning
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ def make_sample(
 ) -> Sample:
     """Turn an RGB image and its inverse depth (NaN = invalid) into a training sample at ``size``.
 
-    The image goes through :func:`edgedepth.processing.preprocess` (area resize, the student's normalisation);
+    The image goes through :func:`edgedepth.core.processing.preprocess` (area resize, the student's normalisation);
     the target is resized (:func:`resize_target`) and then min-max normalised to [0, 1] over its valid pixels.
     """
     if image.shape[:2] != target.shape[:2]:

@@ -10,7 +10,7 @@ Layout of a label folder (what ``edgedepth label`` writes):
 * ``index.json``: the run's identity (teacher, recipe, source) and the list of shards with their counts.
 
 Tars are written deterministically (fixed member order, mtime 0, no owner), so the same labels give the same
-bytes; a shard exists under its final name only once it is complete (:func:`edgedepth.imageio.atomic_path`).
+bytes; a shard exists under its final name only once it is complete (:func:`edgedepth.core.files.atomic_path`).
 Reading streams each tar front to back (``tarfile`` in ``r|`` mode): nothing is unpacked to disk and only one
 sample is held in memory at a time.
 """
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path
 
 INDEX_NAME = "index.json"
 #: What ``index.json`` says it describes; a folder whose index says otherwise is not a label folder.

@@ -34,8 +34,8 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import IMAGE_SUFFIXES, decode_rgb
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.imageio import IMAGE_SUFFIXES, decode_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class SourceItem:
     depth: Blob | None = None
 
     def load_image(self) -> np.ndarray:
-        """The image as ``H x W x 3`` uint8 RGB (:func:`edgedepth.imageio.decode_rgb`, with its pixel limit); an unreadable one raises EdgedepthError."""
+        """The image as ``H x W x 3`` uint8 RGB (:func:`edgedepth.core.imageio.decode_rgb`, with its pixel limit); an unreadable one raises EdgedepthError."""
         try:
             data = self.image.read()
         except OSError as exc:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from edgedepth.core.sizes import format_size
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.registry import (
     ENCODER_FAMILY_PREFIX,
@@ -20,7 +21,6 @@ from edgedepth.models.registry import (
     model_info,
     prepare_for_inference,
 )
-from edgedepth.processing import format_size
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import check_input_file, check_output_folder
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import check_input_file, check_output_folder
 from edgedepth.models.layouts import LAYOUTS, SourceLayout
 from edgedepth.models.registry import ModelCard, create_model, list_models
 from edgedepth.models.weights import save_weights
@@ -250,7 +250,7 @@ def _from_training_checkpoint(
     state: Mapping[str, Any], config: Mapping[str, Any], model_name: str | None, what: str
 ) -> nn.Module:
     """The student a training checkpoint trained, with the card its ``final.safetensors`` would have."""
-    from edgedepth.processing import SIZE_DIVISOR, parse_size
+    from edgedepth.core.sizes import SIZE_MULTIPLE, parse_size
 
     section = config["model"]
     name, args = section.get("name"), section.get("args") or {}
@@ -263,7 +263,7 @@ def _from_training_checkpoint(
         )
     size = (config.get("data") or {}).get("input_size")
     try:
-        card = {"input_size": parse_size(str(size), SIZE_DIVISOR)} if size is not None else None
+        card = {"input_size": parse_size(str(size), SIZE_MULTIPLE)} if size is not None else None
     except EdgedepthError as exc:
         raise EdgedepthError(f"{what}: saved config data.input_size: {exc}") from exc
     model = create_model(name, card=card, **args)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
 
 Upsample = Literal["bilinear", "nearest"]
 
@@ -120,7 +120,7 @@ class NNConv5Decoder(nn.Module):
         each pixel's channels alone, and the x2 upsampling on each channel alone with weights summing to 1, so the
         two commute; only the ReLU must come last. Upsampling one channel instead of the last stage's 32 saves a
         fifth of an INT8 CPU run, and an export may end here (the Predictor then upsamples, see
-        :func:`edgedepth.processing.final_upsample`). Training keeps the literal order, since BN's batch
+        :func:`edgedepth.core.processing.final_upsample`). Training keeps the literal order, since BN's batch
         statistics would be taken over other pixels.
         """
         *linear, _ = self.head

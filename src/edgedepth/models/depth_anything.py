@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
 from edgedepth.models.registry import ModelCard, ModelInfo, register_model
-from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD
 
 PATCH_SIZE = 14
 #: Depth Anything V2's input for a 4:3 frame (shorter side 518, sides multiples of 14).

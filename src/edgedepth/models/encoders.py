@@ -16,8 +16,8 @@ import torchvision
 from torch import nn
 from torchvision.models.mobilenetv3 import InvertedResidual
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
 
 #: The bottleneck's reduction: five x2 decoder stages bring it back to the input size.
 BOTTLENECK_REDUCTION = 32

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
+from edgedepth.core.sizes import DEFAULT_INPUT_SIZE
 from edgedepth.models.decoder import NUM_STAGES, NNConv5Decoder, Upsample
 from edgedepth.models.encoders import (
     BOTTLENECK_REDUCTION,
@@ -29,7 +31,6 @@ from edgedepth.models.registry import (
     register_encoder_family,
     register_model,
 )
-from edgedepth.processing import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 
 #: The seed's input normalisation (MiDaS-style mean = std = 0.5) and input size (width, height).
 SEED_MEAN_STD = (0.5, 0.5, 0.5)
@@ -63,7 +64,7 @@ class FastDepth(nn.Module):
 
     def without_final_upsample(self) -> tuple[nn.Module, Upsample]:
         """What an export runs: inference up to the last x2 upsampling (one channel at half resolution), and that
-        upsampling's mode. The Predictor applies the rest (:func:`edgedepth.processing.final_upsample`)."""
+        upsampling's mode. The Predictor applies the rest (:func:`edgedepth.core.processing.final_upsample`)."""
         return _BeforeFinalUpsample(self), self.decoder.upsample
 
 

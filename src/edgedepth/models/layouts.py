@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
 
 State = Mapping[str, torch.Tensor]
 #: ``(model name, constructor arguments)`` of the network a checkpoint's tensors fit.

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
 from edgedepth.models.registry import ModelCard, ModelInfo, register_model
-from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD
 
 #: timm's EfficientNet-Lite3, and the feature indices MiDaS taps (1/4, 1/8, 1/16, 1/32).
 ENCODER = "tf_efficientnet_lite3"

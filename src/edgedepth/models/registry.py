@@ -14,18 +14,14 @@ from typing import Any, overload
 
 from torch import nn
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.sizes import DEFAULT_INPUT_SIZE, SIZE_MULTIPLE, format_size
 
 #: What every model predicts (see DESIGN.md, "One representation of depth").
 RELATIVE_INVERSE_DEPTH = "relative_inverse_depth"
 
 #: Prefix of the open family of students built on any timm or torchvision encoder.
 ENCODER_FAMILY_PREFIX = "fastdepth_"
-
-#: The CNNs downsample by 32, so by default a network's input sides must be multiples of this.
-DEFAULT_SIZE_MULTIPLE = 32
-
 
 @dataclass(frozen=True)
 class ModelCard:
@@ -42,7 +38,7 @@ class ModelCard:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     output: str = RELATIVE_INVERSE_DEPTH
-    size_multiple: int = DEFAULT_SIZE_MULTIPLE
+    size_multiple: int = SIZE_MULTIPLE
     snap_size: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,7 +53,7 @@ class ModelCard:
             mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
             std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
             output=str(data.get("output", RELATIVE_INVERSE_DEPTH)),
-            size_multiple=int(data.get("size_multiple", DEFAULT_SIZE_MULTIPLE)),
+            size_multiple=int(data.get("size_multiple", SIZE_MULTIPLE)),
             snap_size=bool(data.get("snap_size", False)),
         )
 

@@ -17,8 +17,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path, check_input_file
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path, check_input_file
 from edgedepth.models.registry import ModelCard, create_model, is_fused
 
 FORMAT = "edgedepth.weights/1"

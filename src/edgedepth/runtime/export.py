@@ -1,7 +1,7 @@
 """``edgedepth export``: a student to ONNX, OpenVINO IR or TorchScript, FP32 or INT8, checked against PyTorch.
 
 The exported network takes the NORMALISED ``N x 3 x H x W`` batch at one fixed size and returns
-``N x 1 x H x W`` relative inverse depth: pre- and post-processing stay in :mod:`edgedepth.processing`,
+``N x 1 x H x W`` relative inverse depth: pre- and post-processing stay in :mod:`edgedepth.core.processing`,
 shared by every runtime. A FastDepth's ONNX and OpenVINO graphs stop before its last x2 upsampling, which the
 Predictor applies (:func:`_graph`). Every file carries the model card (:mod:`.metadata`).
 
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path
 from edgedepth.models.registry import ModelCard, prepare_for_inference
 from edgedepth.runtime.metadata import ExportInfo, ExportMetadata
 from edgedepth.runtime.quantize import (
@@ -176,7 +176,7 @@ def _graph(model: nn.Module, fmt: Format) -> tuple[nn.Module, str | None]:
 
     A FastDepth's graph ends before its last x2 upsampling of one channel (``without_final_upsample``): OpenVINO
     runs it in a 16-channel blocked layout, a tenth of an INT8 run, which OpenCV does in microseconds. The
-    Predictor applies it (:func:`edgedepth.processing.final_upsample`), so the file's outputs, the export's check
+    Predictor applies it (:func:`edgedepth.core.processing.final_upsample`), so the file's outputs, the export's check
     and every timing are of the whole network. TorchScript keeps the whole network (a libtorch user runs it alone).
     """
     split = getattr(model, "without_final_upsample", None)

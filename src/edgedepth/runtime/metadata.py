@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.models.decoder import Upsample
 from edgedepth.models.registry import ModelCard
 
@@ -33,7 +33,7 @@ class ExportInfo:
     was chosen by speed, ``quantizer_latency_ms`` holds each candidate's measured median latency.
     ``final_upsample`` (``bilinear`` or ``nearest``; ``None``: the graph is the whole network) says that the graph
     ends before a FastDepth's last x2 upsampling and ReLU, which the Predictor then applies
-    (:func:`edgedepth.processing.final_upsample`).
+    (:func:`edgedepth.core.processing.final_upsample`).
     """
 
     runtime: str

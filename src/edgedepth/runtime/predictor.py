@@ -1,6 +1,6 @@
 """One Predictor: RGB images in, relative inverse depth at each image's own resolution out.
 
-Pre- and post-processing come from :mod:`edgedepth.processing`; a runtime only supplies ``infer``,
+Pre- and post-processing come from :mod:`edgedepth.core.processing`; a runtime only supplies ``infer``,
 the network on a normalised batch. So every runtime gives the same numbers on the same image.
 
 Runtimes, chosen by the model file's suffix in :func:`load_predictor`:
@@ -12,7 +12,7 @@ Runtimes, chosen by the model file's suffix in :func:`load_predictor`:
 
 Exported files have a fixed input size (their card's ``input_size``); asking for another is an error.
 
-How an image meets the network (``fit``, :data:`edgedepth.processing.Fit`): by default it is stretched to the input
+How an image meets the network (``fit``, :data:`edgedepth.core.processing.Fit`): by default it is stretched to the input
 size, the seed's rule, which the evaluation protocols keep. ``load_predictor(..., keep_aspect=True)`` (predict, serve,
 the video loop) keeps its shape instead: PyTorch takes the image resized to its aspect, sides multiples of the
 network's, near the input size's pixel count; fixed-size exports letterbox it (pad, then crop the padding off the
@@ -33,21 +33,20 @@ import cv2
 import numpy as np
 import torch
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import check_input_file
-from edgedepth.models.registry import ModelCard
-from edgedepth.processing import (
-    Box,
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import check_input_file
+from edgedepth.core.processing import (
     Fit,
     Interpolation,
     aspect_size,
     crop_box,
     final_upsample,
-    format_size,
     letterbox_box,
     preprocess,
     upsample_prediction,
 )
+from edgedepth.core.sizes import Box, format_size
+from edgedepth.models.registry import ModelCard
 from edgedepth.runtime.metadata import KEYS, ExportInfo, ExportMetadata
 
 #: The TorchScript archive entry that holds our metadata (JSON of the four string entries).

@@ -17,7 +17,7 @@ with the Q/DQ graph computed in float). A file runs wherever it is deployed, so 
 
 Which is faster depends on the runtime and the CPU, so ``edgedepth export`` builds both and keeps the
 faster (:mod:`edgedepth.runtime.export`). Calibration images come from any source ``edgedepth label``
-reads and are normalised by the one pre-processing (:func:`edgedepth.processing.preprocess`) with the
+reads and are normalised by the one pre-processing (:func:`edgedepth.core.processing.preprocess`) with the
 model card's mean and std, so the ranges are those the network sees at inference.
 """
 
@@ -33,10 +33,10 @@ from typing import Literal
 
 import numpy as np
 
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.processing import preprocess
 from edgedepth.data.sources import open_source
-from edgedepth.errors import EdgedepthError
 from edgedepth.models.registry import ModelCard
-from edgedepth.processing import preprocess
 
 Quantizer = Literal["onnxruntime", "nncf"]
 QUANTIZERS: tuple[Quantizer, ...] = ("onnxruntime", "nncf")

@@ -4,7 +4,7 @@ A teacher answers ``predict_batch(images)`` exactly as a student's
 :class:`edgedepth.runtime.predictor.Predictor` does (same name, same meaning, ``.name`` and ``.size``),
 so evaluation code can take a teacher or a student alike. A backend supplies only ``_infer``: its network
 on the batch, returning inverse depth at whatever resolution the network works at; bringing it back to
-the images' size (bicubic, :func:`edgedepth.processing.upsample_prediction`) happens here, once.
+the images' size (bicubic, :func:`edgedepth.core.processing.upsample_prediction`) happens here, once.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgedepth.core.processing import upsample_prediction
 from edgedepth.models.registry import RELATIVE_INVERSE_DEPTH
-from edgedepth.processing import upsample_prediction
 
 #: What a teacher built on a metric-depth model returns: ``1 / max(depth, METRIC_DEPTH_FLOOR)``.
 INVERSE_OF_METRIC_DEPTH = "inverse_of_metric_depth"

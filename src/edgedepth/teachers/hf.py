@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.models.depth_anything import use_original_position_embeddings
 from edgedepth.models.registry import RELATIVE_INVERSE_DEPTH
 from edgedepth.teachers.base import INVERSE_OF_METRIC_DEPTH, Teacher, invert_metric_depth

@@ -31,8 +31,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, preprocess
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD, preprocess
 from edgedepth.teachers.base import Teacher
 
 logger = logging.getLogger(__name__)

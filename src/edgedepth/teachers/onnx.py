@@ -4,7 +4,7 @@ The model takes one ``N x 3 x H x W`` float32 input, an RGB image in [0, 1] norm
 ``(x - mean) / std`` (ImageNet's mean and std unless the spec gives others), and its first output is
 inverse depth, ``N x 1 x h x w`` or ``N x h x w``. Its input size is read from the model's static input
 shape; a model with dynamic height and width needs ``size=WxH`` in the spec. Images are resized bicubically
-(:func:`edgedepth.processing.preprocess`), aspect not kept, and the output is brought back to each image.
+(:func:`edgedepth.core.processing.preprocess`), aspect not kept, and the output is brought back to each image.
 A model with a static batch of 1 is run one image at a time.
 """
 
@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import check_input_file
-from edgedepth.processing import IMAGENET_MEAN, IMAGENET_STD, format_size, parse_size, preprocess
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import check_input_file
+from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD, preprocess
+from edgedepth.core.sizes import format_size, parse_size
 from edgedepth.teachers.base import Teacher
 
 #: What may follow ``?`` in an ONNX teacher spec.

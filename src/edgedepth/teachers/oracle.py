@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.teachers.base import Teacher, invert_ground_truth
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
 from edgedepth.runtime.predictor import resolve_device
 from edgedepth.teachers.base import Teacher
 from edgedepth.teachers.hf import HF_ALIASES, HFTeacher

@@ -22,7 +22,7 @@ students (MobileNetV4, EfficientNet, ... blocks):
   and 20% on ONNX Runtime INT8 in the README's runs: graph fusion and layout choices need not add up layer by
   layer); ``trajectory.json`` keeps each estimate beside its measurement, so that can be checked run by run;
 - each proposal is fine-tuned briefly by ``edgedepth train`` (``model.init_weights``) on the training label shards
-  and scored on held-out ones (aligned AbsRel through :mod:`edgedepth.metrics`); the best score among the proposals
+  and scored on held-out ones (aligned AbsRel through :mod:`edgedepth.eval.metrics`); the best score among the proposals
   whose measured cut reaches half the step is kept (the largest cut where none does, see :func:`_choose`). Once
   the target is met, a long fine-tune follows.
 
@@ -59,8 +59,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path, check_output_folder
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path, check_output_folder
 
 RUNTIMES = ("openvino-int8", "onnx-int8", "openvino", "onnx", "torch")
 #: The students whose widths the registry rebuilds from their cards (``expansions``, ``decoder_widths``).
@@ -410,15 +410,16 @@ def split_labels(labels: Path, folder: Path) -> Splits:
 def score(model: nn.Module, held_out: Path, size: tuple[int, int]) -> dict[str, float]:
     """Mean aligned metrics on the held-out label shards: the labels' inverse depth is the disparity to align to
     (least squares, the seed's protocol), pixels beyond ``MAX_DEPTH`` unscored. AbsRel is the score."""
+    from edgedepth.core.depth import UnscorableImage, inverse_to_depth_clamped
     from edgedepth.data.shards import LabelShards
-    from edgedepth.metrics import UnscorableImage, disparity_to_depth, mean_metrics, score_prediction
+    from edgedepth.eval.metrics import mean_metrics, score_prediction
     from edgedepth.runtime.predictor import TorchPredictor
 
     predictor = TorchPredictor(model, size)
     per_image = []
     for _, image, inverse_depth, _ in LabelShards(held_out):
         prediction = predictor.predict_batch([image])[0, 0].numpy()
-        depth = disparity_to_depth(inverse_depth, MAX_DEPTH)
+        depth = inverse_to_depth_clamped(inverse_depth, MAX_DEPTH)
         try:
             per_image.append(score_prediction(prediction, depth, depth < MAX_DEPTH, max_depth=MAX_DEPTH)[0])
         except UnscorableImage:
@@ -433,8 +434,9 @@ def fine_tune(weights: Path, run_dir: Path, splits: Splits, steps: int, cfg: Pru
     BatchNorm stays frozen (``model.freeze_bn``): the sliced layers keep the running statistics they were trained
     with; a few small batches would otherwise replace them (measured: 24 steps of batch 4 from a trained
     fastdepth_v3 turned its output constant, every held-out image unscorable)."""
-    from edgedepth import train
-    from edgedepth.config import (
+    from edgedepth.models import load_model, read_card, save_weights
+    from edgedepth.train import loop as train
+    from edgedepth.train.config import (
         DataConfig,
         LoggingConfig,
         ModelConfig,
@@ -443,7 +445,6 @@ def fine_tune(weights: Path, run_dir: Path, splits: Splits, steps: int, cfg: Pru
         ScheduleConfig,
         TrainConfig,
     )
-    from edgedepth.models import load_model, read_card, save_weights
 
     card = read_card(weights)
     batch = min(cfg.batch_size, splits.train_count)

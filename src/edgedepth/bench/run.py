@@ -52,10 +52,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedepth.cores import available_cores
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
-from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size
+from edgedepth.core.cores import available_cores
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path
+from edgedepth.core.sizes import DEFAULT_INPUT_SIZE, format_size
 
 logger = logging.getLogger(__name__)
 
@@ -234,8 +234,8 @@ def build_network(name: str, size: tuple[int, int] | None) -> nn.Module:
 
 def _calibration(card: Any) -> list[np.ndarray]:
     """Normalised synthetic scenes at the card's size: realistic activation ranges for the INT8 cells."""
+    from edgedepth.core.processing import preprocess
     from edgedepth.data.synthetic import render_scene
-    from edgedepth.processing import preprocess
 
     width, height = card.input_size
     scenes = [render_scene(1000 + k, (width * 5 // 4, height * 5 // 4)).image for k in range(CALIBRATION_SCENES)]

@@ -38,7 +38,12 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from edgedepth.cores import WorkerInit, loader_workers, set_compute_threads
+from edgedepth.core.cores import WorkerInit, loader_workers, set_compute_threads
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path, make_folder
+from edgedepth.core.processing import resize_image
+from edgedepth.core.sizes import DEFAULT_INPUT_SIZE, format_size
+from edgedepth.core.viz import to_uint16
 from edgedepth.data.shards import (
     FORMAT,
     FORMAT_VERSION,
@@ -51,11 +56,7 @@ from edgedepth.data.shards import (
     shard_record_path,
 )
 from edgedepth.data.sources import Source, SourceItem, open_source
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path, make_folder
-from edgedepth.processing import DEFAULT_INPUT_SIZE, format_size, resize_image
 from edgedepth.teachers import Teacher, create_teacher
-from edgedepth.viz import to_uint16
 
 logger = logging.getLogger(__name__)
 

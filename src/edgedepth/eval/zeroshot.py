@@ -4,7 +4,7 @@ Five evaluation sets (NYUv2, KITTI, ETH3D, ScanNet, DIODE; :mod:`edgedepth.data.
 Marigold publishes, in place, one sample at a time. Every row of the table is a model that eval can open (a
 student, an exported FP32 / INT8 file, a teacher spec, the ramp baseline) or a folder of predictions saved in
 Marigold's layout by anyone. Each prediction is aligned to the ground truth and scored as the protocol's own
-evaluator does (:data:`PROTOCOLS`; the maths is :func:`edgedepth.metrics.score_zero_shot`), and the report is
+evaluator does (:data:`PROTOCOLS`; the maths is :func:`edgedepth.eval.zeroshot_metrics.score_zero_shot`), and the report is
 written into the output folder only once everything has been computed:
 
 * ``table.md``: rows are models, columns each set's AbsRel and δ1, as papers print them;
@@ -31,7 +31,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edgedepth import __version__, evaluate, report
+from edgedepth import __version__
+from edgedepth.core.depth import UnscorableImage
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import check_output_folder, write_npy
+from edgedepth.core.sizes import Crop
 from edgedepth.data.marigold import (
     EVAL_SETS,
     EvalArchive,
@@ -45,18 +49,15 @@ from edgedepth.data.marigold import (
     read_sample_list,
 )
 from edgedepth.data.nyu import NyuLabeled, read_splits
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import check_output_folder, write_npy
-from edgedepth.metrics import (
+from edgedepth.eval import nyu as evaluate
+from edgedepth.eval import report
+from edgedepth.eval.metrics import mean_metrics, valid_mask
+from edgedepth.eval.zeroshot_metrics import (
     ALIGNMENT_SPACES,
     ZERO_SHOT_METRIC_NAMES,
     AlignmentSpace,
-    Crop,
     Evaluator,
-    UnscorableImage,
-    mean_metrics,
     score_zero_shot,
-    valid_mask,
     zero_shot_depth,
     zero_shot_fit,
 )
@@ -87,7 +88,7 @@ class ZeroShotProtocol:
         crop_after_inference: KITTI's benchmark crop of the prediction of the whole image, instead of the input.
         alignment_max_res: per set, the ``--alignment-max-res`` its published scripts pass.
         evaluator: whose evaluator's details to follow (the fit's subsampling, the float32 of its δ ratios;
-            :data:`edgedepth.metrics.Evaluator`).
+            :data:`edgedepth.eval.zeroshot_metrics.Evaluator`).
         min_pixels: fewest valid pixels of a frame that is scored.
     """
 
@@ -199,7 +200,7 @@ class Row(ABC):
 
 
 class ModelRow(Row):
-    """A model eval opens (:func:`edgedepth.evaluate.open_model`): relative inverse depth, aligned in disparity."""
+    """A model eval opens (:func:`edgedepth.eval.nyu.open_model`): relative inverse depth, aligned in disparity."""
 
     kind: AlignmentSpace = "disparity"
 
@@ -523,7 +524,7 @@ def _open_nyu_mat(cfg: ZeroShotConfig) -> tuple[NyuLabeled, np.ndarray] | None:
 
 
 def _score_nyu_mat(opened: tuple[NyuLabeled, np.ndarray], rows: list[Row], cfg: ZeroShotConfig) -> dict[int, dict]:
-    """Each model row's means under the seed's protocol (:mod:`edgedepth.evaluate`), on the ``.mat`` test split."""
+    """Each model row's means under the seed's protocol (:mod:`edgedepth.eval.nyu`), on the ``.mat`` test split."""
     labeled, indices = opened
     scores = {}
     with labeled:

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from edgedepth.imageio import atomic_path
+from edgedepth.core.files import atomic_path
 
 #: The seed's column order (its RMSE and RMSE-log headers are swapped in the paper; ours are labelled right).
 TABLE_COLUMNS = ("AbsRel", "SqRel", "RMSE log", "RMSE", "δ1", "δ2", "δ3")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path
 
 #: How far the principal point may lie from the image's centre, as a fraction of the image's width (for ``cx``) and
 #: height (``cy``). Real cameras keep it within a few per cent; intrinsics of another resolution put it far off.

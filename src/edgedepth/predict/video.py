@@ -15,7 +15,7 @@ instead of falling behind. OpenCV, NumPy and the runtimes release the GIL while 
 The summary reports the end-to-end rate and each stage's own busy time per frame, so what everything
 around the network costs is visible, overlapped or not.
 
-With ``stabilize``, the third stage first runs :class:`~edgedepth.runtime.stabilize.Stabilizer` on the network's
+With ``stabilize``, the third stage first runs :class:`~edgedepth.robot.stabilize.Stabilizer` on the network's
 output, before upsampling it: no extra network run, and its own time is reported (``stabilize_seconds``).
 """
 
@@ -34,12 +34,13 @@ import cv2
 import numpy as np
 import torch
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import atomic_path
-from edgedepth.processing import Box, crop_box, upsample_prediction
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path
+from edgedepth.core.processing import crop_box, upsample_prediction
+from edgedepth.core.sizes import Box
+from edgedepth.core.viz import colorize
+from edgedepth.robot.stabilize import Stabilizer
 from edgedepth.runtime.predictor import Predictor
-from edgedepth.runtime.stabilize import Stabilizer
-from edgedepth.viz import colorize
 
 WINDOW = "edgedepth"
 #: What a stage puts in its queue after its last item.

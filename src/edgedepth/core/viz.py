@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedepth.processing import normalize_inverse_depth
+from edgedepth.core.depth import normalize_inverse_depth
 
 #: Magma as a 256-entry lookup table (``256 x 1 x 3``), RGB and BGR: index 0 is the farthest, 255 the nearest.
 _MAGMA_BGR = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_MAGMA)
@@ -18,7 +18,7 @@ _MAGMA_RGB = np.ascontiguousarray(_MAGMA_BGR[:, :, ::-1])
 def colorize(inverse_depth: np.ndarray, bgr: bool = False) -> np.ndarray:
     """Map a relative inverse depth ``H x W`` to a uint8 colour image with magma; larger (nearer) is brighter.
 
-    The map is min-max normalised to [0, 255] as :func:`edgedepth.processing.normalize_inverse_depth` defines
+    The map is min-max normalised to [0, 255] as :func:`edgedepth.core.depth.normalize_inverse_depth` defines
     (non-finite values count as farthest); RGB by default, BGR (OpenCV's order, for video) with ``bgr=True``.
     A finite map, the usual case, takes one OpenCV pass per step: this runs on every frame of the video loop.
     """
@@ -42,7 +42,7 @@ def plot_loss_curve(log_jsonl: Path, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgedepth.imageio import atomic_path
+    from edgedepth.core.files import atomic_path
 
     records = [json.loads(line) for line in Path(log_jsonl).read_text().splitlines() if line.strip()]
     figure, axes = plt.subplots(figsize=(7, 3.5), dpi=100)

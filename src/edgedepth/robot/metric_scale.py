@@ -1,7 +1,7 @@
 """``edgedepth predict --metric FROM``: where a frame's scale and shift to metres come from, and the metric outputs.
 
 A prediction is relative inverse depth; per frame, a scale and shift fitted in inverse depth make it metric
-(the fits are :mod:`edgedepth.metrics`', the one place where depth becomes metric). The reference is one of:
+(the fits are :mod:`edgedepth.eval.metrics`', the one place where depth becomes metric). The reference is one of:
 
 * ``points.json``: two or more pixels with known depth, ``[{"x": 320, "y": 400, "depth": 1.5}, ...]`` (or
   ``{"points": [...]}``): ``x`` the column and ``y`` the row at the image's resolution, ``depth`` metres along the
@@ -10,7 +10,7 @@ A prediction is relative inverse depth; per frame, a scale and shift fitted in i
 * ``sparse.npy`` (metres) or ``sparse.png`` (16-bit millimetres): a sparse depth map at the image's size, 0 where
   missing (a LiDAR scan, a depth sensor). Robust least squares: a few wrong returns do not move the fit.
 * ``ground``: the floor under a camera at a known height (``--camera-height``), attitude (``--pitch``, ``--roll``)
-  and intrinsics: :func:`edgedepth.metrics.fit_to_floor`.
+  and intrinsics: :func:`edgedepth.robot.fits.fit_to_floor`.
 
 Each metric frame writes ``NAME.metric.png`` (uint16 millimetres), ``NAME.metric.npy`` (float32 metres), both 0
 where there is no depth (past ``--max-depth``), ``NAME.metric.json`` (the fit: scale, shift, residual, points used)
@@ -28,16 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedepth.errors import EdgedepthError
-from edgedepth.geometry import Intrinsics, check_intrinsics, floor_inverse_depth, ray_lengths, write_ply
-from edgedepth.imageio import atomic_path, check_input_file, write_npy, write_png
-from edgedepth.metrics import (
-    UnscorableImage,
-    depth_from_inverse,
-    fit_scale_shift,
-    fit_scale_shift_robust,
-    fit_to_floor,
-)
+from edgedepth.core.depth import UnscorableImage, fit_scale_shift, inverse_to_depth_or_zero
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path, check_input_file, write_npy
+from edgedepth.core.imageio import write_png
+from edgedepth.robot.fits import fit_scale_shift_robust, fit_to_floor
+from edgedepth.robot.geometry import Intrinsics, check_intrinsics, floor_inverse_depth, ray_lengths, write_ply
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +311,7 @@ def write_outputs(
     camera: Intrinsics | None,
 ) -> None:
     """Write one frame's metric outputs beside ``base`` (``base.metric.png``, ``.npy``, ``.json``, ``base.ply``)."""
-    depth = depth_from_inverse(found.scale * np.asarray(prediction, np.float64) + found.shift, cfg.max_depth)
+    depth = inverse_to_depth_or_zero(found.scale * np.asarray(prediction, np.float64) + found.shift, cfg.max_depth)
     stem = base.name
     millimetres = np.round(depth * 1000.0)
     write_png(base.with_name(stem + ".metric.png"),

@@ -7,7 +7,6 @@ it predicts relative inverse depth at that size, which is brought back to the im
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -15,15 +14,13 @@ import cv2
 import numpy as np
 import torch
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.sizes import Box
 
 Interpolation = Literal["cubic", "area", "linear", "nearest"]
 #: How an image meets the network: ``stretch`` to the input size (the seed's; its evaluation protocol),
 #: ``aspect`` resized keeping its shape to sides the network takes, near the input's pixel count (PyTorch),
 #: ``letterbox`` fitted inside a fixed input and padded, the padding cropped off the output (fixed-size exports).
 Fit = Literal["stretch", "aspect", "letterbox"]
-#: ``(x, y, width, height)`` of an image inside a letterboxed network input.
-Box = tuple[int, int, int, int]
 
 _CV2_INTERPOLATION = {
     "cubic": cv2.INTER_CUBIC,
@@ -35,34 +32,6 @@ _CV2_INTERPOLATION = {
 #: ImageNet's per-channel mean and std of RGB in [0, 1]: ImageNet encoders', MiDaS v2.1's and ONNX teachers' default.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: Every student downsamples by 32, so its input sides must be multiples of this.
-SIZE_DIVISOR = 32
-
-#: The network input ``(width, height)`` wherever none is chosen: the seed's, NYU's 4:3 at 0.4x (its pixel count is
-#: what aspect-kept resizing aims at). The one definition: cards, configs, bench, label and the CLI read it here.
-DEFAULT_INPUT_SIZE: tuple[int, int] = (256, 192)
-
-
-def parse_size(text: str, divisor: int = 1) -> tuple[int, int]:
-    """Parse ``"WIDTHxHEIGHT"`` (e.g. ``"256x192"``) into ``(width, height)``.
-
-    Raises :class:`EdgedepthError` on malformed text or sides not divisible by ``divisor``.
-    """
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match:
-        raise EdgedepthError(f"size {text!r} is not of the form WIDTHxHEIGHT, e.g. 256x192")
-    width, height = int(match.group(1)), int(match.group(2))
-    if width <= 0 or height <= 0:
-        raise EdgedepthError(f"size {text!r} must be positive")
-    if width % divisor or height % divisor:
-        raise EdgedepthError(f"size {text!r}: width and height must be multiples of {divisor}")
-    return width, height
-
-
-def format_size(size: tuple[int, int]) -> str:
-    """``(width, height)`` as ``"WIDTHxHEIGHT"``."""
-    return f"{size[0]}x{size[1]}"
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int], interpolation: Interpolation = "cubic") -> np.ndarray:
@@ -175,17 +144,3 @@ def final_upsample(output: torch.Tensor, mode: str) -> torch.Tensor:
     return torch.from_numpy(np.maximum(resized, 0.0, out=resized))
 
 
-def normalize_inverse_depth(inverse_depth: np.ndarray) -> np.ndarray:
-    """Min-max normalise a relative inverse depth map to [0, 1] (near = 1); non-finite values become 0.
-
-    A constant map becomes all zeros. Used for display and for 16-bit PNGs; nothing metric is implied.
-    """
-    values = np.asarray(inverse_depth, dtype=np.float32)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return np.zeros_like(values)
-    low, high = float(values[finite].min()), float(values[finite].max())
-    if high - low <= 0:
-        return np.zeros_like(values)
-    normalized = (values - low) / (high - low)
-    return np.where(finite, np.clip(normalized, 0.0, 1.0), 0.0).astype(np.float32)

@@ -3,7 +3,7 @@
 The job reads ``nyu_depth_v2_labeled.mat`` lazily, a few frames at a time, predicts relative inverse depth
 through a Predictor (the one pre- and post-processing: RGB / 255, bicubic resize to the model input,
 normalisation, bicubic upsampling back to 640 x 480), aligns and scores every frame with
-:mod:`edgedepth.metrics`, and writes ``table.md``, ``metrics.json``, ``per_image.csv`` and ``grid.png``
+:mod:`edgedepth.eval.metrics`, and writes ``table.md``, ``metrics.json``, ``per_image.csv`` and ``grid.png``
 into the output folder only once everything has been computed.
 
 Anything with ``name``, ``size`` and ``predict_batch(images) -> N x 1 x H x W`` inverse depth at the image
@@ -25,21 +25,15 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from edgedepth import __version__, report
-from edgedepth.cores import compute_threads
+from edgedepth import __version__
+from edgedepth.core.cores import compute_threads
+from edgedepth.core.depth import UnscorableImage
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import check_input_file, check_output_folder
+from edgedepth.core.sizes import SIZE_MULTIPLE, format_size, parse_size
 from edgedepth.data.nyu import NYU_CROPS, GroundTruth, NyuLabeled, read_splits
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import check_input_file, check_output_folder
-from edgedepth.metrics import (
-    ALIGNMENTS,
-    METRIC_NAMES,
-    Alignment,
-    UnscorableImage,
-    mean_metrics,
-    score_prediction,
-    valid_mask,
-)
-from edgedepth.processing import SIZE_DIVISOR, format_size, parse_size
+from edgedepth.eval import report
+from edgedepth.eval.metrics import ALIGNMENTS, METRIC_NAMES, Alignment, mean_metrics, score_prediction, valid_mask
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +200,7 @@ def apply_seed_config(cfg: EvalConfig) -> tuple[EvalConfig, list[str]]:
             updates[name] = Path(str(values[key])).expanduser()
     if cfg.size is None and ("width" in values or "height" in values):
         try:
-            updates["size"] = parse_size(f"{values.get('width')}x{values.get('height')}", SIZE_DIVISOR)
+            updates["size"] = parse_size(f"{values.get('width')}x{values.get('height')}", SIZE_MULTIPLE)
         except EdgedepthError as exc:
             raise EdgedepthError(f"{path}: width/height: {exc}") from exc
     if cfg.teacher is not None:

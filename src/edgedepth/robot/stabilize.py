@@ -4,7 +4,7 @@ A per-frame network gives each frame its own scale and shift (relative inverse d
 video flickers. :class:`Stabilizer` removes both without extra network runs:
 
 1. the new frame's prediction ``p`` is aligned to the running estimate ``S`` by a robust scale and shift
-   (:func:`edgedepth.metrics.fit_scale_shift_robust`, on a grid of pixels): global flicker goes;
+   (:func:`edgedepth.robot.fits.fit_scale_shift_robust`, on a grid of pixels): global flicker goes;
 2. each pixel moves towards the aligned value by ``blend`` where the two agree within the fit's noise, and
    all the way where they differ by well more (``motion`` noise levels: something moved), so noise averages out
    and motion does not smear.
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgedepth.metrics import UnscorableImage, fit_scale_shift_robust
+from edgedepth.core.depth import UnscorableImage
+from edgedepth.robot.fits import fit_scale_shift_robust
 
 
 @dataclass

@@ -6,8 +6,8 @@ Video frames go to ``<video name>/<frame number>.*``. An image above the pixel l
 unreadable one (skipped with a warning in a folder or glob, an error on its own).
 
 With ``metric`` (``--metric``) each frame is also brought to metres, and with ``pointcloud`` to a PLY
-(:mod:`edgedepth.metric_scale`); a frame whose fit fails is refused like an unreadable image. With ``stabilize``
-the frames of a video are stabilised in time (:class:`edgedepth.runtime.stabilize.Stabilizer`).
+(:mod:`edgedepth.robot.metric_scale`); a frame whose fit fails is refused like an unreadable image. With ``stabilize``
+the frames of a video are stabilised in time (:class:`edgedepth.robot.stabilize.Stabilizer`).
 """
 
 from __future__ import annotations
@@ -23,23 +23,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgedepth import metric_scale
-from edgedepth.errors import EdgedepthError
-from edgedepth.imageio import (
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import check_output_folder, write_npy
+from edgedepth.core.imageio import (
     DEFAULT_MAX_IMAGE_PIXELS,
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
-    check_output_folder,
     iter_video_frames,
     read_rgb,
     video_info,
-    write_npy,
     write_png,
 )
-from edgedepth.processing import upsample_prediction
+from edgedepth.core.processing import upsample_prediction
+from edgedepth.core.viz import colorize, to_uint16
+from edgedepth.robot import metric_scale
+from edgedepth.robot.stabilize import Stabilizer
 from edgedepth.runtime.predictor import Predictor, load_predictor
-from edgedepth.runtime.stabilize import Stabilizer
-from edgedepth.viz import colorize, to_uint16
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class PredictConfig:
     size: tuple[int, int] | None = None
     device: str = "cpu"
     save_npy: bool = False
-    #: Images with more pixels are refused (None or 0: no limit): :data:`~edgedepth.imageio.DEFAULT_MAX_IMAGE_PIXELS`.
+    #: Images with more pixels are refused (None or 0: no limit): :data:`~edgedepth.core.imageio.DEFAULT_MAX_IMAGE_PIXELS`.
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     #: ``--metric``, its camera, ``--pointcloud`` and ``--max-depth``.
     metric: metric_scale.MetricConfig = field(default_factory=metric_scale.MetricConfig)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from edgedepth.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError
 
 LossParts = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], LossParts]

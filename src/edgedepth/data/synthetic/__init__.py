@@ -40,12 +40,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.files import atomic_path, make_folder
+from edgedepth.core.imageio import write_png
+from edgedepth.core.sizes import format_size
 from edgedepth.data import nyu
 from edgedepth.data.marigold import EVAL_SETS, EvalSetWriter, read_sample_list
-from edgedepth.errors import EdgedepthError
-from edgedepth.geometry import Intrinsics
-from edgedepth.imageio import atomic_path, make_folder, write_png
-from edgedepth.processing import format_size
+from edgedepth.robot.geometry import Intrinsics
 
 #: Bumped whenever a seed would render a different scene; recorded in each folder's ``index.json``.
 GENERATOR_VERSION = 1
@@ -108,7 +109,7 @@ class Camera:
     def metadata(self, floor_z: float = 0.0) -> dict[str, object]:
         """What ``predict --metric ground`` needs to know of this camera over the floor at height ``floor_z``.
 
-        ``camera_height`` in metres, ``pitch_deg`` and ``roll_deg`` as :mod:`edgedepth.geometry` defines them
+        ``camera_height`` in metres, ``pitch_deg`` and ``roll_deg`` as :mod:`edgedepth.robot.geometry` defines them
         (recovered from the rotation: gravity in the camera frame is ``-rotation[2]``), and the intrinsics.
         """
         gravity = -self.rotation[2]
