@@ -36,7 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedepth.bench.run import BenchConfig, Cell, run
+from edgedepth.bench.cells import Cell
+from edgedepth.bench.config import BenchConfig
+from edgedepth.bench.run import run
 from edgedepth.core.depth import UnscorableImage
 from edgedepth.core.processing import preprocess
 from edgedepth.data.synthetic import render_scene

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from students_pareto import held_out_scores, oracle_labels
 
-from edgedepth.bench.run import cpu_isa, read_cpuinfo
+from edgedepth.bench.machine import cpu_isa, read_cpuinfo
 from edgedepth.core.config import load_config
 from edgedepth.core.sizes import format_size, parse_size
 from edgedepth.models import create_model, load_model

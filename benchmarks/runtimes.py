@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from edgedepth.bench.run import BELOW_FLOOR_MARK, BenchConfig, Cell, below_floor, flop_floor_ms, run
+from edgedepth.bench.cells import Cell
+from edgedepth.bench.config import BenchConfig
+from edgedepth.bench.report import BELOW_FLOOR_MARK, below_floor, flop_floor_ms
+from edgedepth.bench.run import run
 from edgedepth.core.processing import preprocess
 from edgedepth.core.sizes import parse_size
 from edgedepth.data.synthetic import render_scene

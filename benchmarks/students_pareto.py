@@ -22,7 +22,7 @@ import matplotlib
 import numpy as np
 import torch
 
-from edgedepth.bench.run import cpu_isa
+from edgedepth.bench.machine import cpu_isa
 from edgedepth.core.config import load_config
 from edgedepth.core.depth import UnscorableImage
 from edgedepth.core.sizes import format_size, parse_size

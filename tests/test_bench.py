@@ -10,20 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgedepth.bench import run as bench
-from edgedepth.bench.run import (
-    BenchConfig,
-    Cell,
-    Machine,
-    best_peak,
-    build_network,
-    cpu_isa,
-    flop_floor_ms,
-    format_duration,
-    format_table,
-    int8_summary,
-    time_left,
-)
+from edgedepth.bench import config as bench_config
+from edgedepth.bench.cells import Cell, build_network
+from edgedepth.bench.config import BenchConfig
+from edgedepth.bench.machine import Machine, best_peak, cpu_isa
+from edgedepth.bench.report import flop_floor_ms, format_table, int8_summary
+from edgedepth.bench.rounds import format_duration, time_left
 from edgedepth.cli import main
 from edgedepth.models.complexity import count_macs
 
@@ -139,14 +131,13 @@ def test_time_left_and_durations() -> None:
 
 
 def test_bench_networks_are_registry_networks_run_as_predict_runs_them() -> None:
-    """No replica lives in bench.py: a cell's network is the registry's, with its card, fused as for inference."""
+    """No replica lives in bench/: a cell's network is the registry's, with its card, fused as for inference."""
     from dataclasses import replace
 
     from edgedepth.models import create_model
 
     network = build_network("zipdepth_small", (128, 96))
     assert network.fused and network.card == replace(create_model("zipdepth_small").card, input_size=(128, 96))
-    assert not hasattr(bench, "MidasSmallReplica") and not hasattr(bench, "DepthAnythingV2SmallReplica")
     assert set(BenchConfig().models) >= {"zipdepth_base", "midas_v21_small", "depth_anything_v2_small"}
 
 
@@ -212,7 +203,7 @@ def test_bad_bench_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_default_thread_counts_stay_within_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench, "available_cores", lambda: 1)
-    assert bench.BenchConfig().threads == (1,)
-    monkeypatch.setattr(bench, "available_cores", lambda: 8)
-    assert bench.BenchConfig().threads == (1, 2)
+    monkeypatch.setattr(bench_config, "available_cores", lambda: 1)
+    assert BenchConfig().threads == (1,)
+    monkeypatch.setattr(bench_config, "available_cores", lambda: 8)
+    assert BenchConfig().threads == (1, 2)

@@ -18,7 +18,7 @@ import torch
 from foreign import draw_weights, layout, reference_input, summarize, weights_for
 from torch import nn
 
-from edgedepth.bench.run import cpu_isa, read_cpuinfo
+from edgedepth.bench.machine import cpu_isa, read_cpuinfo
 from edgedepth.cli import main
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD

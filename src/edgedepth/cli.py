@@ -42,6 +42,7 @@ COMMAND_HELP = {
     "prune": "NetAdapt: prune fastdepth_v3 or a fastdepth_<timm encoder> to a latency measured on a runtime (resumable)",
 }
 
+
 def _size(text: str) -> tuple[int, int]:
     """``--size WxH``: positive sides; which sides a network takes is its card's rule (checked when it loads)."""
     from edgedepth.core.sizes import parse_size
@@ -480,13 +481,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from edgedepth.bench import run as bench
+    from edgedepth.bench.config import BenchConfig
+    from edgedepth.bench.run import run
     from edgedepth.core.files import check_output_folder
 
-    check_output_folder(args.out or bench.BenchConfig.out)  # now, not after minutes of timing
+    check_output_folder(args.out or BenchConfig.out)  # now, not after minutes of timing
     size = {} if args.size is None else {"size": None if args.size == "default" else args.size}
-    cfg = _from_args(bench.BenchConfig, args, **size)
-    result = bench.run(cfg)
+    cfg = _from_args(BenchConfig, args, **size)
+    result = run(cfg)
     print(result.table, end="")
     print(f"wrote {cfg.out / 'bench.md'} and {cfg.out / 'bench.json'}")
     return 0
@@ -509,7 +511,7 @@ def _counts(text: str) -> tuple[int, ...]:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.bench.run import BenchConfig
+    from edgedepth.bench.config import BenchConfig
 
     p = sub.add_parser("bench", help=COMMAND_HELP["bench"])
     _option(p, BenchConfig, "models", "--models", type=_names,

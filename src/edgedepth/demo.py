@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgedepth.bench import run as bench
+from edgedepth.bench.config import BenchConfig
 from edgedepth.core.config import load_config
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
@@ -153,7 +154,7 @@ def run(cfg: DemoConfig) -> Path:
         if not onnx_path.exists():
             export.run(export.ExportConfig(weights=trained, fmt="onnx", out=onnx_path))
     with step("bench", "bench fastdepth_v3: PyTorch vs ONNX Runtime, one thread"):
-        bench.run(bench.BenchConfig(models=("fastdepth_v3",), runtimes=("torch", "onnx"), threads=(1,),
+        bench.run(BenchConfig(models=("fastdepth_v3",), runtimes=("torch", "onnx"), threads=(1,),
                                     size=cfg.train_size, runs=cfg.bench_runs, out=out / "bench", chart=True))
     return write_report(out, metrics, timings)
 

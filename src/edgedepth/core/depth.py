@@ -63,7 +63,6 @@ def fit_scale_shift(
     return scale, t_mean - scale * p_mean
 
 
-
 def inverse_to_depth_clamped(inverse_depth: np.ndarray, max_depth: float) -> np.ndarray:
     """Metric inverse depth (1 / m) to depth in metres for scoring: the inverse depth clamped below at
     ``1 / max_depth`` as the seed does, so every pixel has a depth in ``(0, max_depth]``.
@@ -73,7 +72,6 @@ def inverse_to_depth_clamped(inverse_depth: np.ndarray, max_depth: float) -> np.
     return 1.0 / np.maximum(np.asarray(inverse_depth, dtype=np.float64), 1.0 / max_depth)
 
 
-
 def inverse_to_depth_or_zero(inverse_depth: np.ndarray, max_depth: float) -> np.ndarray:
     """Metric inverse depth (1 / m) to depth in metres for outputs, 0 where there is none: at or beyond ``max_depth``, or where
     the inverse depth is not positive (past the horizon of the fit) or not finite. Float32, for outputs."""
@@ -81,7 +79,6 @@ def inverse_to_depth_or_zero(inverse_depth: np.ndarray, max_depth: float) -> np.
     with np.errstate(divide="ignore", invalid="ignore"):
         depth = 1.0 / disparity
         return np.where(np.isfinite(depth) & (disparity > 1.0 / max_depth), depth, 0.0).astype(np.float32)
-
 
 
 def normalize_inverse_depth(inverse_depth: np.ndarray) -> np.ndarray:

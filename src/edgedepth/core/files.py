@@ -25,6 +25,7 @@ def _current_umask() -> int:
     os.umask(mask)
     return mask
 
+
 def check_input_file(path: str | Path, what: str, missing: str = "no such file") -> Path:
     """``path``, if it is a file with something in it; else an EdgedepthError naming it and what is wrong.
 
@@ -39,6 +40,7 @@ def check_input_file(path: str | Path, what: str, missing: str = "no such file")
     if path.stat().st_size == 0:
         raise EdgedepthError(f"{path}: empty file (0 bytes), not {what}; copy or download it again")
     return path
+
 
 def check_output_folder(path: str | Path) -> Path:
     """``path``, if it is a folder or could be made one; else an EdgedepthError naming the file in the way.
@@ -58,6 +60,7 @@ def check_output_folder(path: str | Path) -> Path:
             )
     return path
 
+
 def make_folder(path: str | Path) -> Path:
     """Create the folder ``path`` (and its parents) if need be; a file in the way is an EdgedepthError naming it."""
     path = check_output_folder(path)
@@ -66,6 +69,7 @@ def make_folder(path: str | Path) -> Path:
     except OSError as exc:
         raise EdgedepthError(f"{path}: cannot make the folder ({exc.strerror or exc})") from exc
     return path
+
 
 @contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
@@ -87,6 +91,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, final)
     finally:
         tmp_path.unlink(missing_ok=True)
+
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
     """Write a NumPy array atomically."""

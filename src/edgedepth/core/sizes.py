@@ -39,6 +39,7 @@ def parse_size(text: str, divisor: int = 1) -> tuple[int, int]:
         raise EdgedepthError(f"size {text!r}: width and height must be multiples of {divisor}")
     return width, height
 
+
 def format_size(size: tuple[int, int]) -> str:
     """``(width, height)`` as ``"WIDTHxHEIGHT"``."""
     return f"{size[0]}x{size[1]}"

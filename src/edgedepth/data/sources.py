@@ -46,7 +46,6 @@ DEPTH_PARTNER_SUFFIXES = frozenset({".jpg", ".jpeg"})
 MM_PER_M = 1000.0
 
 
-
 @dataclass(frozen=True, slots=True)
 class Blob:
     """The bytes of one file: a whole file (``size == -1``) or ``size`` bytes at ``offset`` (a tar member)."""

@@ -53,6 +53,7 @@ def valid_mask(
         mask &= inside
     return mask
 
+
 def align(
     prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray, alignment: Alignment = "lsq-disparity"
 ) -> np.ndarray:
@@ -77,6 +78,7 @@ def align(
         return prediction / scale
     raise ValueError(f"unknown alignment {alignment!r}; use one of {', '.join(ALIGNMENTS)}")
 
+
 def depth_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
     """The standard NYU metrics of a metric ``prediction`` against ``depth`` on the pixels of ``mask`` (None: all).
 
@@ -85,6 +87,7 @@ def depth_metrics(prediction: np.ndarray, depth: np.ndarray, mask: np.ndarray | 
     RMSE log = sqrt(mean((ln p - ln g)²)), log10 = mean(|log10 p - log10 g|), and the δ thresholds (strict <).
     """
     return masked_metrics(prediction, depth, mask, METRIC_NAMES)
+
 
 def masked_metrics(
     prediction: np.ndarray,
@@ -113,6 +116,7 @@ def masked_metrics(
 #: The per-pixel errors whose sums the metrics are made of, in the order :func:`error_sums` returns them.
 ERROR_SUMS = ("abs_rel", "sq_rel", "sq", "log_sq", "log10", "delta1", "delta2", "delta3", "inverse_sq", "log")
 
+
 def error_sums(p: np.ndarray, g: np.ndarray, p_ratio: np.ndarray, g_ratio: np.ndarray) -> np.ndarray:
     """The sums over pixels (positive float64 vectors) named by :data:`ERROR_SUMS`; the δ entries count pixels whose
     ``max(p / g, g / p)`` is below each threshold, of ``p_ratio`` and ``g_ratio`` in their own dtype."""
@@ -125,6 +129,7 @@ def error_sums(p: np.ndarray, g: np.ndarray, p_ratio: np.ndarray, g_ratio: np.nd
         np.count_nonzero(ratio < 1.25**2), np.count_nonzero(ratio < 1.25**3), np.sum((1.0 / p - 1.0 / g) ** 2),
         np.sum(log_diff),
     ])
+
 
 def metrics_from_sums(sums: np.ndarray, count: int, names: tuple[str, ...]) -> dict[str, float]:
     mean = dict(zip(ERROR_SUMS, sums / count))
@@ -143,6 +148,7 @@ def metrics_from_sums(sums: np.ndarray, count: int, names: tuple[str, ...]) -> d
         "silog_rmse": 100.0 * np.sqrt(max(mean["log_sq"] - mean["log"] ** 2, 0.0)),
     }
     return {name: float(metrics[name]) for name in names}
+
 
 def score_prediction(
     prediction: np.ndarray,
@@ -164,12 +170,14 @@ def score_prediction(
     predicted_depth = inverse_to_depth_clamped(align(prediction, depth, mask, alignment), max_depth)
     return depth_metrics(predicted_depth, depth, mask), predicted_depth
 
+
 def mean_metrics(per_image: list[dict[str, float]], names: tuple[str, ...] = METRIC_NAMES) -> dict[str, float]:
     """Average each metric over images (every image weighs the same, as in the seed's MetricAggregator and
     Marigold's MetricTracker); ``names``: which, e.g. :data:`ZERO_SHOT_METRIC_NAMES`."""
     if not per_image:
         raise ValueError("no image to average")
     return {name: float(np.mean([metrics[name] for metrics in per_image])) for name in names}
+
 
 def frame_flicker(
     previous: np.ndarray,

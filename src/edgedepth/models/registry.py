@@ -23,6 +23,7 @@ RELATIVE_INVERSE_DEPTH = "relative_inverse_depth"
 #: Prefix of the open family of students built on any timm or torchvision encoder.
 ENCODER_FAMILY_PREFIX = "fastdepth_"
 
+
 @dataclass(frozen=True)
 class ModelCard:
     """A model's metadata, kept in one place and saved with its weights.

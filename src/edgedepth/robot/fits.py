@@ -75,8 +75,6 @@ def fit_scale_shift_robust(
     return ScaleShiftFit(scale, shift, full, _robust_sigma((scale * pm + shift - tm)[used]))
 
 
-
-
 #: The floor fit's defaults: floor pixels lie within this relative error of the floor plane's inverse depth, a
 #: pixel below the plane (impossible: nothing is seen through the floor) costs this many outliers, and this many
 #: two-pixel hypotheses are drawn (deterministically) on at most this many pixels.

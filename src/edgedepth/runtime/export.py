@@ -38,21 +38,14 @@ from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
 from edgedepth.models.registry import ModelCard, prepare_for_inference
 from edgedepth.runtime.metadata import ExportInfo, ExportMetadata
-from edgedepth.runtime.quantize import (
-    DEFAULT_CALIBRATION_LIMIT,
-    QUANTIZERS,
-    Quantizer,
-    calibration_batches,
-    quantize,
-)
+from edgedepth.runtime.quantize import DEFAULT_CALIBRATION_LIMIT, calibration_batches, quantize
+from edgedepth.runtime.runtimes import EXPORT_FORMATS, QUANTIZERS, SUFFIXES, ExportFormat, Quantizer, Runtime
+from edgedepth.runtime.timing import LocalTimer, interleaved, median_ms
 
-Format = Literal["onnx", "openvino", "torchscript"]
-FORMATS: tuple[Format, ...] = ("onnx", "openvino", "torchscript")
-SUFFIXES: dict[str, str] = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".pt"}
 #: How the INT8 quantiser is chosen: ``auto`` builds both and keeps the one whose file runs faster here.
-QuantizerChoice = Literal["auto", "onnxruntime", "nncf"]
-#: Timed runs (after warm-up) per INT8 candidate under ``auto``, batch 1, on :data:`TIMING_THREADS` thread.
-TIMING_RUNS, TIMING_WARMUP, TIMING_THREADS = 30, 5, 1
+QuantizerChoice = Literal["auto", Quantizer]
+#: Under ``auto``, each INT8 candidate is timed on this many threads (batch 1): the edge case.
+TIMING_THREADS = 1
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "inverse_depth"
@@ -62,13 +55,6 @@ INPUT_NAME, OUTPUT_NAME = "input", "inverse_depth"
 FP32_TOLERANCE = 1e-3
 #: INT8 vs FP32: the smallest Pearson correlation of their outputs on the check batch.
 INT8_MIN_CORRELATION = 0.9
-
-
-def runtime_format(runtime: str) -> tuple[Format, bool]:
-    """``(format, int8)`` of a runtime name as ``bench`` and ``prune`` take them: ``onnx``, ``onnx-int8``,
-    ``openvino``, ``openvino-default`` (OpenVINO's own precision choice, an FP32 file) or ``openvino-int8``."""
-    fmt: Format = "onnx" if runtime.startswith("onnx") else "openvino"
-    return fmt, runtime.endswith("-int8")
 
 
 @dataclass(frozen=True)
@@ -84,7 +70,7 @@ class ExportResult:
 def export_model(
     model: nn.Module,
     out: str | Path,
-    fmt: Format,
+    fmt: ExportFormat,
     size: tuple[int, int] | None = None,
     provenance: dict | None = None,
     source: str = "",
@@ -104,8 +90,8 @@ def export_model(
     ``quantizer="auto"`` quantises with both tools and keeps the file that runs faster in the format's runtime
     on this machine (batch 1, one thread: the edge case); the metadata records both latencies.
     """
-    if fmt not in FORMATS:
-        raise EdgedepthError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise EdgedepthError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
     out = Path(out)
     if out.suffix.lower() != SUFFIXES[fmt]:
         raise EdgedepthError(f"--out {out}: a {fmt} export must end in {SUFFIXES[fmt]}")
@@ -171,7 +157,7 @@ def export_model(
     return ExportResult(out, metadata, max_abs_diff, correlation)
 
 
-def _graph(model: nn.Module, fmt: Format) -> tuple[nn.Module, str | None]:
+def _graph(model: nn.Module, fmt: ExportFormat) -> tuple[nn.Module, str | None]:
     """The module an ONNX or OpenVINO file holds, and the final upsampling its Predictor adds (``None``: none).
 
     A FastDepth's graph ends before its last x2 upsampling of one channel (``without_final_upsample``): OpenVINO
@@ -188,7 +174,7 @@ def _graph(model: nn.Module, fmt: Format) -> tuple[nn.Module, str | None]:
 def _quantize(
     onnx_path: Path,
     work: Path,
-    fmt: Format,
+    fmt: ExportFormat,
     choice: QuantizerChoice,
     calibration: Sequence[np.ndarray],
     metadata: ExportMetadata,
@@ -209,9 +195,8 @@ def _quantize(
         _write_metadata(path, fmt, candidate)  # the Predictor that times it reads its card
     # Each timing predictor lives for one statement: an OpenVINO model kept open while another IR was
     # read, rewritten or compiled corrupted memory later in the process (OpenVINO 2026.4, seen in the tests).
-    batch = torch.from_numpy(calibration[0])
     latencies = {
-        name: round(load_predictor(path, threads=TIMING_THREADS).median_latency_ms(batch, TIMING_WARMUP, TIMING_RUNS), 3)
+        name: round(median_ms(interleaved([LocalTimer(load_predictor(path, threads=TIMING_THREADS))])[0]), 3)
         for name, (path, _) in built.items()
     }
     best = min(latencies, key=latencies.__getitem__)
@@ -346,7 +331,7 @@ def _quiet_transformers_properties() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _write_metadata(path: Path, fmt: Format, metadata: ExportMetadata) -> None:
+def _write_metadata(path: Path, fmt: ExportFormat, metadata: ExportMetadata) -> None:
     """Store the four metadata entries in the ONNX file or the OpenVINO IR (rewriting it in place)."""
     values = metadata.to_strings()
     if fmt == "onnx":
@@ -407,12 +392,31 @@ def _move_into_place(built: Path, out: Path) -> None:
         shutil.copyfile(built, tmp)
 
 
+def runtime_file(
+    model: nn.Module, runtime: Runtime, stem: Path, calibration: Sequence[np.ndarray] | None
+) -> tuple[Path, float | None]:
+    """The file ``runtime`` runs for ``model`` (at its card's input size), named ``runtime.file_name(stem.name)``
+    beside ``stem``: our weights for ``torch``, else an export, INT8 by the runtime's own quantiser, calibrated on
+    ``calibration``. For timing (bench, prune): the accuracy checks are left out, since a random-weight network
+    can output a near-constant map; returns the INT8 output's correlation with FP32 (``None`` for other files, and
+    where it is undefined)."""
+    from edgedepth.models.weights import save_weights
+
+    path = stem.with_name(runtime.file_name(stem.name))
+    if runtime.fmt == "safetensors":
+        return save_weights(model, path), None
+    result = export_model(model, path, runtime.fmt, source="timing", calibration=calibration if runtime.int8 else None,
+                          min_correlation=None, fp32_tolerance=None, quantizer=runtime.quantizer or "auto")
+    correlation = result.correlation if runtime.int8 and not math.isnan(result.correlation) else None
+    return path, correlation
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """What ``edgedepth export`` was asked to do."""
 
     weights: Path
-    fmt: Format
+    fmt: ExportFormat
     out: Path
     size: tuple[int, int] | None = None
     int8: bool = False

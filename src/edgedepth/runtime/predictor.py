@@ -3,7 +3,8 @@
 Pre- and post-processing come from :mod:`edgedepth.core.processing`; a runtime only supplies ``infer``,
 the network on a normalised batch. So every runtime gives the same numbers on the same image.
 
-Runtimes, chosen by the model file's suffix in :func:`load_predictor`:
+Runtimes, chosen by the model file's suffix in :func:`load_predictor` (or named, from
+:data:`edgedepth.runtime.runtimes.RUNTIMES`):
 
 - ``.safetensors``: our weights, run by PyTorch eager (:class:`TorchPredictor`);
 - ``.onnx``: an ``edgedepth export`` (FP32 or INT8), run by ONNX Runtime (:class:`OnnxPredictor`);
@@ -21,7 +22,6 @@ output). Either way the output comes back at the image's full resolution.
 
 from __future__ import annotations
 
-import time
 import warnings
 import zipfile
 from abc import ABC, abstractmethod
@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import torch
 
+from edgedepth.core.devices import resolve_device
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import check_input_file
 from edgedepth.core.processing import (
@@ -48,6 +49,7 @@ from edgedepth.core.processing import (
 from edgedepth.core.sizes import Box, format_size
 from edgedepth.models.registry import ModelCard
 from edgedepth.runtime.metadata import KEYS, ExportInfo, ExportMetadata
+from edgedepth.runtime.runtimes import get_runtime, runtime_of_file
 
 #: The TorchScript archive entry that holds our metadata (JSON of the four string entries).
 TORCHSCRIPT_METADATA = "edgedepth.json"
@@ -85,17 +87,6 @@ class Predictor(ABC):
     @abstractmethod
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         """Run the network on a normalised ``N x 3 x H x W`` batch; return ``N x 1 x H x W`` inverse depth."""
-
-    def median_latency_ms(self, batch: torch.Tensor, warmup: int = 5, runs: int = 30) -> float:
-        """Median wall time of :meth:`infer` on ``batch`` over ``runs`` calls after ``warmup`` untimed ones, in ms."""
-        for _ in range(warmup):
-            self.infer(batch)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            self.infer(batch)
-            times.append(time.perf_counter() - start)
-        return float(np.median(times)) * 1e3
 
     def input_size_for(self, image_size: tuple[int, int]) -> tuple[tuple[int, int], Box | None]:
         """The network input ``(width, height)`` for an image of ``image_size``, and its letterbox (or None)."""
@@ -346,15 +337,6 @@ def _check_input_shape(path: Path, shape: Sequence[object], size: tuple[int, int
         raise EdgedepthError(f"{path}: network input {list(shape)} does not match its card's {format_size(size)}")
 
 
-def resolve_device(device: str) -> str:
-    """Validate a ``--device`` value; CUDA on a machine without it is a clear error."""
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise EdgedepthError(f"unknown device {device!r}; use cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EdgedepthError(f"device {device!r} requested but CUDA is not available on this machine; use --device cpu")
-    return device
-
-
 def load_predictor(
     weights: str | Path,
     size: tuple[int, int] | None = None,
@@ -362,22 +344,25 @@ def load_predictor(
     interpolation: Interpolation = "cubic",
     threads: int | None = None,
     keep_aspect: bool = False,
+    runtime: str | None = None,
 ) -> Predictor:
-    """Open a model file with the runtime its suffix names (see the module docstring).
+    """Open a model file with the Predictor of ``runtime`` (a name of :data:`edgedepth.runtime.runtimes.RUNTIMES`),
+    by default the runtime its suffix names (see the module docstring).
 
     ``threads`` sets the network's intra-op threads (``None``: the runtime's default, all cores); for PyTorch
     (``.safetensors``, ``.pt``) that is ``torch.set_num_threads``, and OpenCV's (post-processing) follows, both
-    process-wide settings. ``keep_aspect``: images
-    keep their shape (PyTorch: aspect-kept input; exports of a fixed size: letterboxed), else they are stretched.
+    process-wide settings. ``keep_aspect``: images keep their shape (PyTorch: aspect-kept input; exports of a fixed
+    size: letterboxed), else they are stretched.
     """
-    predictor = _open_predictor(weights, size, device, interpolation, threads)
+    predictor = _open_predictor(Path(weights), size, device, interpolation, threads, runtime)
     if keep_aspect:
         predictor.fit = "aspect" if isinstance(predictor, TorchPredictor) else "letterbox"
     return predictor
 
 
 def _open_predictor(
-    weights: str | Path, size: tuple[int, int] | None, device: str, interpolation: Interpolation, threads: int | None
+    path: Path, size: tuple[int, int] | None, device: str, interpolation: Interpolation, threads: int | None,
+    runtime_name: str | None,
 ) -> Predictor:
     from edgedepth.models.weights import load_model, read_metadata
 
@@ -385,18 +370,18 @@ def _open_predictor(
         raise EdgedepthError(f"--threads {threads}: the network needs at least one thread")
     if threads is not None:  # OpenCV's post-processing (an export's final upsampling) runs on as many
         cv2.setNumThreads(threads)
-    path = Path(weights)
-    device = resolve_device(device)
-    suffix = path.suffix.lower()
-    if suffix in (".onnx", ".xml") and device != "cpu":
-        raise EdgedepthError(f"{path}: ONNX and OpenVINO models run on the CPU here; use --device cpu")
-    if suffix == ".onnx":
-        return OnnxPredictor(path, size, interpolation, threads)
-    if suffix == ".xml":
-        return OpenVinoPredictor(path, size, interpolation, threads)
+    resolved = resolve_device(device)
+    runtime = get_runtime(runtime_name) if runtime_name is not None else runtime_of_file(path)
+    if runtime is not None and path.suffix.lower() != runtime.suffix:
+        raise EdgedepthError(f"{path}: the {runtime.name} runtime runs {runtime.suffix} files")
+    if runtime is not None and runtime.package != "torch":
+        if resolved.type != "cpu":
+            raise EdgedepthError(f"{path}: ONNX and OpenVINO models run on the CPU here; use --device cpu")
+        opener = {"OnnxPredictor": OnnxPredictor, "OpenVinoPredictor": OpenVinoPredictor}[runtime.predictor]
+        return opener(path, size, interpolation, threads, **runtime.options)
     if threads is not None:
         torch.set_num_threads(threads)
-    if suffix == ".pt" and path.is_file() and zipfile.is_zipfile(path):
-        return TorchScriptPredictor(path, size, device, interpolation)
+    if path.suffix.lower() == ".pt" and path.is_file() and zipfile.is_zipfile(path):
+        return TorchScriptPredictor(path, size, str(resolved), interpolation)
     _, provenance = read_metadata(path)  # clear errors for missing, pickled (.pth) or foreign files first
-    return TorchPredictor(load_model(path), size, device, interpolation, provenance)
+    return TorchPredictor(load_model(path), size, str(resolved), interpolation, provenance)

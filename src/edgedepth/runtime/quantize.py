@@ -29,7 +29,6 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -37,9 +36,7 @@ from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import preprocess
 from edgedepth.data.sources import open_source
 from edgedepth.models.registry import ModelCard
-
-Quantizer = Literal["onnxruntime", "nncf"]
-QUANTIZERS: tuple[Quantizer, ...] = ("onnxruntime", "nncf")
+from edgedepth.runtime.runtimes import Quantizer
 
 #: Calibration images used at most: a few hundred fix the ranges; more only costs time.
 DEFAULT_CALIBRATION_LIMIT = 300

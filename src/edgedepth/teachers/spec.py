@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from edgedepth.core.devices import resolve_device
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.runtime.predictor import resolve_device
 from edgedepth.teachers.base import Teacher
 from edgedepth.teachers.hf import HF_ALIASES, HFTeacher
 from edgedepth.teachers.midas import MidasTeacher
@@ -29,7 +29,7 @@ def create_teacher(spec: str, device: str = "cpu") -> Teacher:
     A spec that does not parse raises :class:`EdgedepthError` listing these forms.
     """
     spec = spec.strip()
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     kind, _, rest = spec.partition(":")
     if spec == "oracle":
         return OracleTeacher()

@@ -20,10 +20,12 @@ from edgedepth.train.config import TrainConfig
 #: What a checkpoint holds; loading one with other keys is an error (it is not ours, or from another version).
 CHECKPOINT_KEYS = frozenset({"model", "optimizer", "scheduler", "scaler", "rng", "position", "config"})
 
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write a checkpoint atomically: a crash mid-write leaves the previous one intact."""
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint (tensors and plain data only: ``weights_only=True``) and check its keys."""
@@ -36,6 +38,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise EdgedepthError(f"{path}: not an edgedepth training checkpoint (keys {keys})")
     return state
 
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
@@ -44,6 +47,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[prefix + key] = value
     return flat
+
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """A run may only continue with the config it started with, up to the fields marked resumable in
@@ -64,6 +68,7 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) 
             f"{path}: a run started with another config ({details}); resume with the same settings or use another "
             "run.dir"
         )
+
 
 def truncate_log(path: Path, last_step: int) -> None:
     """Keep the log lines up to ``last_step`` (those after the checkpoint are trained again)."""

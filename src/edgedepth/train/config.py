@@ -17,6 +17,7 @@ from edgedepth.core.sizes import DEFAULT_INPUT_SIZE
 #: depth in millimetres with 0 = invalid (synthetic scenes, sensors), inverted before normalisation.
 PngMeaning = Literal["inverse_depth", "depth_mm"]
 
+
 @dataclass
 class ModelConfig:
     """The student: a registered name, its constructor options, and how its BatchNorm layers train."""
@@ -35,6 +36,7 @@ class ModelConfig:
     #: Synchronise BatchNorm statistics over processes under DDP (CUDA only).
     sync_bn: bool = False
 
+
 @dataclass
 class DataConfig:
     """The training pairs and how they are read."""
@@ -47,6 +49,7 @@ class DataConfig:
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     num_workers: int = field(default=4, metadata=NON_NEGATIVE | RESUMABLE)
     prefetch_factor: int = field(default=2, metadata=POSITIVE | RESUMABLE)
+
 
 @dataclass
 class OptimConfig:
@@ -61,6 +64,7 @@ class OptimConfig:
     #: The global batch, split evenly over the processes.
     batch_size: int = field(default=128, metadata=POSITIVE)
     loss: Literal["seed", "ssi", "ssi_trim"] = "seed"
+
 
 @dataclass
 class ScheduleConfig:
@@ -77,6 +81,7 @@ class ScheduleConfig:
     #: Stop (with a checkpoint) after this many steps in all; the schedule still spans all epochs.
     max_steps: int | None = field(default=None, metadata=POSITIVE | RESUMABLE)
 
+
 @dataclass
 class LoggingConfig:
     """What is logged, how often."""
@@ -84,6 +89,7 @@ class LoggingConfig:
     every_steps: int = field(default=10, metadata=POSITIVE)
     progress_bar: bool = True
     tensorboard: bool = True
+
 
 @dataclass
 class RunConfig:
@@ -100,12 +106,14 @@ class RunConfig:
     channels_last: bool = True
     seed: int = 0
 
+
 @dataclass
 class ValidationConfig:
     """Validation on NYU Depth v2 (through the evaluation code) at each epoch end, when a path is set."""
 
     nyu_data_path: str | None = None
     nyu_splits_path: str | None = None
+
 
 @dataclass
 class TrainConfig:

@@ -15,6 +15,7 @@ from edgedepth.train.config import TrainConfig
 #: Prefix of the validation metrics in a ``log.jsonl`` record (flat numbers, as every other record holds).
 VAL_PREFIX = "val_"
 
+
 def _report_validation(
     log_path: Path, step: int, epoch: int, epochs: int, metrics: dict[str, float], best: bool
 ) -> str:
@@ -28,6 +29,7 @@ def _report_validation(
         f"rmse {metrics['rmse']:.3f}" + (" (best)" if best else "")
     )
 
+
 def _tensorboard(cfg: TrainConfig, run_dir: Path) -> Any:
     """A SummaryWriter when asked for and tensorboard is installed, else None."""
     if not cfg.logging.tensorboard:
@@ -37,6 +39,7 @@ def _tensorboard(cfg: TrainConfig, run_dir: Path) -> Any:
     except ImportError:
         return None
     return SummaryWriter(str(run_dir / "tensorboard"))
+
 
 class Reporter:
     """Rank 0's three sinks: ``log.jsonl`` in ``run_dir``, TensorBoard (when asked for and installed) and the
@@ -79,6 +82,7 @@ class Reporter:
         self.bar.close()
         if self.writer is not None:
             self.writer.close()
+
 
 class ThroughputMeter:
     """Training images per second (all processes together) and the share of step time spent waiting for data.

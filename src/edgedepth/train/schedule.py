@@ -27,11 +27,13 @@ def lr_factor(step: int, cfg: ScheduleConfig, steps_per_epoch: int) -> float:
         factor *= (step + 1) / cfg.warmup_steps
     return factor
 
+
 #: Warn when the exponential schedule ends below this fraction of ``optim.lr`` (``gamma ** epochs``).
 MIN_FINAL_LR_FACTOR = 1e-3
 
 #: Where the suggested ``schedule.gamma`` ends the run instead.
 SUGGESTED_FINAL_LR_FACTOR = 1e-2
+
 
 def schedule_warning(cfg: TrainConfig) -> str | None:
     """Why the exponential schedule starves the end of the run, and what to set instead; None when it does not.
@@ -58,6 +60,7 @@ def schedule_warning(cfg: TrainConfig) -> str | None:
         f"images); set schedule.gamma={suggested:.3f} (ends at {SUGGESTED_FINAL_LR_FACTOR:g} x optim.lr) or "
         "schedule.name=cosine"
     )
+
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """``optim.name`` over the model's parameters, in up to four groups (those with parameters).

@@ -33,6 +33,7 @@ def build_student(cfg: TrainConfig, device: torch.device, distributed: bool) -> 
         model = model.to(memory_format=torch.channels_last)
     return model
 
+
 def _load_init_weights(model: nn.Module, path: Path) -> None:
     """Load ``model.init_weights`` into the freshly built student; weights of another shape are a clear error."""
     state = load_model(path).state_dict()
@@ -44,6 +45,7 @@ def _load_init_weights(model: nn.Module, path: Path) -> None:
         )
     model.load_state_dict(state)
 
+
 def _as_config_hint(message: str) -> str:
     """A model builder's advice in Python terms (``pretrained=False``) in the terms of a training config."""
     message = re.sub(
@@ -52,6 +54,7 @@ def _as_config_hint(message: str) -> str:
         message,
     )
     return message.replace("pretrained=False", "model.pretrained=false")
+
 
 def train_mode(model: nn.Module, freeze_bn: bool) -> None:
     """Training mode; with ``freeze_bn`` the BatchNorm layers normalise with (and keep) their running statistics."""

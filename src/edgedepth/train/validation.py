@@ -14,6 +14,7 @@ from edgedepth.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
+
 def check_validation_files(cfg: TrainConfig) -> None:
     """Open the NYU files validation will read, so that a missing, corrupt or swapped one (or a split index out of
     range) fails before training, not at the end of the first epoch."""
@@ -25,6 +26,7 @@ def check_validation_files(cfg: TrainConfig) -> None:
 
     with NyuLabeled(Path(cfg.validation.nyu_data_path)) as labeled:
         read_splits(Path(cfg.validation.nyu_splits_path), len(labeled))
+
 
 def validate(
     model: nn.Module, cfg: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1

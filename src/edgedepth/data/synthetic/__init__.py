@@ -1013,7 +1013,6 @@ def _write_json(path: Path, value: dict) -> None:
         tmp.write_text(json.dumps(value, indent=2) + "\n")
 
 
-
 def _describe(identity: dict) -> str:
     """``seed S, size WxH, generator vN`` of a folder's identity, whatever a foreign index.json holds."""
     size = identity.get("size")

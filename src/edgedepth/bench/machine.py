@@ -1,0 +1,100 @@
+"""The machine a benchmark runs on: its CPU, the instruction sets that decide CNN speed, its load, the runtimes'
+versions, and its single-thread FP32 matrix-multiply peak (the FLOP floor's rate)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+#: Instruction sets that decide CNN speed, as /proc/cpuinfo names them (x86 ``flags``, ARM ``Features``).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+             "asimd", "asimddp", "i8mm", "sve")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The CPU, its instruction sets and its measured single-thread FP32 matmul peak.
+
+    ``sgemm_gflops`` is the best of ``sgemm_samples``, the measurements taken through the run (:func:`best_peak`).
+    """
+
+    cpu: str
+    isa: tuple[str, ...]
+    sgemm_gflops: float
+    load_average: tuple[float, float, float]
+    versions: dict[str, str]
+    sgemm_samples: tuple[float, ...] = ()
+
+
+def read_cpuinfo() -> str:
+    """This machine's ``/proc/cpuinfo`` text, empty where there is none (not Linux)."""
+    path = Path("/proc/cpuinfo")
+    return path.read_text() if path.exists() else ""
+
+
+def cpu_isa(cpuinfo: str) -> tuple[str, ...]:
+    """The :data:`ISA_FLAGS` present in a ``/proc/cpuinfo`` text (x86 ``flags`` or ARM ``Features`` line)."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            present = set(value.split())
+            return tuple(flag for flag in ISA_FLAGS if flag in present)
+    return ()
+
+
+def _cpu_name(cpuinfo: str) -> str:
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "CPU part"):
+            return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def sgemm_peak_gflops(size: int = 1024, repeats: int = 5) -> float:
+    """Single-thread FP32 matrix-multiply throughput: the best of ``repeats`` ``size``-cubed products."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        a, b = torch.randn(size, size, generator=generator), torch.randn(size, size, generator=generator)
+        torch.mm(a, b)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    return 2 * size**3 / best / 1e9
+
+
+def best_peak(samples: Sequence[float]) -> float:
+    """The single-thread peak from sgemm measurements spread over a run: the fastest of them.
+
+    Other work on the machine only ever slows sgemm down, never speeds it up, so the fastest measurement is the
+    one closest to what the CPU can do; a mean or a median would carry the load of the moments it was taken in.
+    """
+    if not samples:
+        raise ValueError("no sgemm measurement")
+    return max(samples)
+
+
+def describe_machine() -> Machine:
+    """The machine, with one sgemm measurement (:func:`run` adds one after every round)."""
+    import onnxruntime
+    import openvino
+
+    cpuinfo = read_cpuinfo()
+    versions = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__}
+    sgemm = sgemm_peak_gflops()
+    return Machine(_cpu_name(cpuinfo), cpu_isa(cpuinfo), sgemm, _load_average(), versions, (sgemm,))
+
+
+def _load_average() -> tuple[float, float, float]:
+    return tuple(round(value, 2) for value in os.getloadavg())  # type: ignore[return-value]
