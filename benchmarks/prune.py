@@ -31,6 +31,11 @@ from edgedepth.core.sizes import format_size, parse_size
 from edgedepth.models import create_model, load_model
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.prune import netadapt as prune
+from edgedepth.prune.tune import calibration, fine_tune, split_labels
+from edgedepth.prune.widths import layer_groups
+from edgedepth.runtime.export import runtime_file
+from edgedepth.runtime.runtimes import RUNTIMES
+from edgedepth.runtime.timing import time_files
 from edgedepth.train import loop as train
 from edgedepth.train.config import TrainConfig
 
@@ -47,7 +52,7 @@ SMALL_GROUPS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--runtime", default="openvino-int8", choices=prune.RUNTIMES)
+    parser.add_argument("--runtime", default="openvino-int8", choices=list(RUNTIMES))
     parser.add_argument("--size", type=parse_size, default=(256, 192), help="timed input (default 256x192)")
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--model", default="fastdepth_v3", help="the student to train and prune (default fastdepth_v3)")
@@ -82,18 +87,18 @@ def main() -> None:
                                   max_iterations=args.max_iterations)
     result = prune.run(prune_cfg)
     pruned_at = time.perf_counter()
-    splits = prune.split_labels(labels, out / "prune" / "labels")
+    splits = split_labels(labels, out / "prune" / "labels")
     baseline_steps = result.iterations * short + long
-    baseline = prune.fine_tune(trained, out / "baseline", splits, baseline_steps, prune_cfg, "seed")
+    baseline = fine_tune(trained, out / "baseline", splits, baseline_steps, prune_cfg.batch_size, prune_cfg.lr, "seed")
 
     models = {"unpruned (fine-tuned)": load_model(baseline), "pruned": load_model(result.weights)}
     for model in models.values():
         model.card = dataclasses.replace(model.card, input_size=args.size)
     latency: dict[tuple[str, str], float] = {}
     for runtime in ("openvino-int8", "onnx-int8"):
-        batches = prune.calibration(labels, models["pruned"])
-        files = [prune.runtime_file(m, runtime, out / f"{runtime}_{i}", batches) for i, m in enumerate(models.values())]
-        for name, ms in zip(models, prune.time_files(files, 1, 50), strict=True):
+        batches = calibration(labels, models["pruned"])
+        files = [runtime_file(m, RUNTIMES[runtime], out / f"{runtime}_{i}", batches)[0] for i, m in enumerate(models.values())]
+        for name, ms in zip(models, time_files(files, runtime, 1, 50), strict=True):
             latency[(name, runtime)] = ms
     test_seeds = range(50_000, 50_000 + (24 if small else 200))
     rows = []
@@ -125,7 +130,7 @@ def small_groups(model: str) -> tuple[str, ...]:
     """``--small``'s groups for ``model``: ``SMALL_GROUPS``, else those that touch the decoder."""
     if model in SMALL_GROUPS:
         return SMALL_GROUPS[model]
-    return tuple(g.name for g in prune.layer_groups(create_model(model)) if g.stage is not None)
+    return tuple(g.name for g in layer_groups(create_model(model)) if g.stage is not None)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,11 @@ from edgedepth.eval.metrics import score_prediction
 from edgedepth.label import job as label
 from edgedepth.models import load_model
 from edgedepth.models.complexity import count_macs, count_parameters
-from edgedepth.prune import netadapt as prune
+from edgedepth.prune.tune import calibration
+from edgedepth.runtime.export import runtime_file
 from edgedepth.runtime.predictor import TorchPredictor
+from edgedepth.runtime.runtimes import get_runtime
+from edgedepth.runtime.timing import time_files
 from edgedepth.train import loop as train
 from edgedepth.train.config import TrainConfig
 
@@ -114,9 +117,9 @@ def main() -> None:
         for name, model in models.items():
             timed = load_model(out / "runs" / name / train.FINAL_WEIGHTS)
             timed.card = dataclasses.replace(timed.card, input_size=args.size)
-            files.append(prune.runtime_file(timed, runtime, out / "files" / f"{name}_{runtime}",
-                                            prune.calibration(labels, timed)))
-        for row, ms in zip(rows, prune.time_files(files, 1, args.runs), strict=True):
+            files.append(runtime_file(timed, get_runtime(runtime), out / "files" / f"{name}_{runtime}",
+                                      calibration(labels, timed))[0])
+        for row, ms in zip(rows, time_files(files, runtime, 1, args.runs), strict=True):
             row[f"{runtime}_ms"] = ms
     isa = cpu_isa(Path("/proc/cpuinfo").read_text())
     print(f"# students: {args.steps} steps at {format_size(args.train_size)} on {args.scenes} oracle-labelled synthetic "

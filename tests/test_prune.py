@@ -19,6 +19,10 @@ from edgedepth.cli import main
 from edgedepth.models import create_model, load_model, save_weights
 from edgedepth.models.complexity import count_macs
 from edgedepth.prune import netadapt as prune
+from edgedepth.prune import widths
+from edgedepth.runtime.export import runtime_file
+from edgedepth.runtime.runtimes import get_runtime
+from edgedepth.runtime.timing import time_files
 
 SIZE = (64, 64)
 TIMED = (256, 192)
@@ -63,8 +67,8 @@ def assert_faster_when_timed_again(start: torch.nn.Module, pruned: torch.nn.Modu
     machine's noise.)"""
     for model in (start, pruned):
         model.card = replace(model.card, input_size=TIMED)
-    files = [prune.runtime_file(m, "onnx", tmp_path / name, None) for name, m in (("a", start), ("b", pruned))]
-    before, after = prune.time_files(files, 1, 40)
+    files = [runtime_file(m, get_runtime("onnx"), tmp_path / name, None)[0] for name, m in (("a", start), ("b", pruned))]
+    before, after = time_files(files, "onnx", 1, 40)
     assert after < before, (before, after)
 
 
@@ -74,43 +78,43 @@ def assert_card_rebuilds(pruned: torch.nn.Module, tmp_path: Path) -> None:
     x = torch.randn(2, 3, *SIZE)
     with torch.no_grad():
         assert torch.equal(loaded(x), pruned(x))
-    assert prune.widths_of(loaded) == prune.widths_of(pruned)
+    assert widths.widths_of(loaded) == widths.widths_of(pruned)
 
 
 def test_tied_widths_stay_tied_and_se_follows() -> None:
     torch.manual_seed(0)
     model = create_model("fastdepth_v3").eval()
-    groups = {g.name: g for g in prune.layer_groups(model)}
+    groups = {g.name: g for g in widths.layer_groups(model)}
     assert {"block2+stage3", "block7+stage1", "block11+stage0", "stage2", "stage4"} <= set(groups)
     assert "block1" not in groups  # no expansion convolution
-    pruned = prune.prune_group(model, groups["block7+stage1"], 100)
-    pruned = prune.prune_group(pruned, groups["block12"], 300)
-    expansions, decoder_widths = prune.widths_of(pruned)
+    pruned = widths.prune_group(model, groups["block7+stage1"], 100)
+    pruned = widths.prune_group(pruned, groups["block12"], 300)
+    expansions, decoder_widths = widths.widths_of(pruned)
     assert expansions[6] == decoder_widths[1] == pruned.encoder.feature_channels[1] == 100
     assert pruned.encoder.features[12].block[2].fc1.out_channels == 72  # torchvision: _make_divisible(300 // 4, 8)
     assert pruned.card.model_args == {"expansions": expansions, "decoder_widths": decoder_widths}
     assert pruned(torch.zeros(1, 3, *SIZE)).shape == (1, 1, *SIZE)
     assert count_macs(pruned, SIZE) < count_macs(model, SIZE)
     # A block's expansion never becomes its input width (torchvision would drop the convolution).
-    assert prune.widths_of(prune.prune_group(model, groups["block2+stage3"], 16))[0][1] == 15
+    assert widths.widths_of(widths.prune_group(model, groups["block2+stage3"], 16))[0][1] == 15
 
 
 def test_pruned_card_rebuilds_the_network_exactly(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = create_model("fastdepth_v3").eval()
-    groups = {g.name: g for g in prune.layer_groups(model)}
-    pruned = prune.prune_group(prune.prune_group(model, groups["block11+stage0"], 200), groups["stage2"], 50)
+    groups = {g.name: g for g in widths.layer_groups(model)}
+    pruned = widths.prune_group(widths.prune_group(model, groups["block11+stage0"], 200), groups["stage2"], 50)
     assert_card_rebuilds(pruned, tmp_path)
 
 
 def test_kept_filters_are_the_largest_l1_ones() -> None:
     torch.manual_seed(0)
     model = create_model("fastdepth_v3").eval()
-    group = next(g for g in prune.layer_groups(model) if g.name == "stage4")
+    group = next(g for g in widths.layer_groups(model) if g.name == "stage4")
     weight = model.decoder.stages[4][1][0].weight
     norms = weight.detach().abs().flatten(1).sum(1)
     kept = torch.sort(torch.topk(norms, 10).indices).values
-    pruned = prune.prune_group(model, group, 10)
+    pruned = widths.prune_group(model, group, 10)
     assert torch.equal(pruned.decoder.stages[4][1][0].weight, weight[kept])
     assert torch.equal(pruned.decoder.head[0].weight, model.decoder.head[0].weight[:, kept])
 
@@ -129,7 +133,7 @@ def test_prune_reduces_measured_latency_and_macs(setup: tuple[Path, Path], tmp_p
     assert (tmp_path / "out" / "trajectory.png").stat().st_size > 0
     pruned = load_model(result.weights)
     assert_faster_when_timed_again(load_model(setup[1]), pruned, tmp_path)
-    expansions, decoder_widths = prune.widths_of(pruned)
+    expansions, decoder_widths = widths.widths_of(pruned)
     assert expansions[1] == decoder_widths[3]  # block 2 and decoder stage 3 stay tied
 
 
@@ -154,9 +158,9 @@ def test_killed_prune_resumes_at_its_last_iteration(setup: tuple[Path, Path], tm
     timed: list[str] = []
     real_time_files = prune.time_files
 
-    def recording(paths: list[Path], threads: int, runs: int) -> list[float]:
-        timed.extend(Path(p).stem for p in paths)
-        return real_time_files(paths, threads, runs)
+    def recording(paths: list[Path], runtime: str, threads: int, runs: int) -> list[float]:
+        timed.extend(Path(p).name.split(".")[0] for p in paths)
+        return real_time_files(paths, runtime, threads, runs)
 
     monkeypatch.setattr(prune, "time_files", recording)
     capsys.readouterr()
@@ -167,8 +171,8 @@ def test_killed_prune_resumes_at_its_last_iteration(setup: tuple[Path, Path], tm
     # Iteration 2 reuses each slope measured faster in iteration 1 (read back from the resumed state), probes the rest.
     first_records = json.loads((tmp_path / "out" / prune.TRAJECTORY).read_text())["trajectory"][1]["proposals"]
     after_first = load_model(tmp_path / "out" / "iterations" / "001.safetensors")
-    prunable = {g.name for g in prune.layer_groups(after_first)
-                if g.name in cfg.groups and prune.group_width(after_first, g) > cfg.min_width}  # type: ignore[operator]
+    prunable = {g.name for g in widths.layer_groups(after_first)
+                if g.name in cfg.groups and widths.group_width(after_first, g) > cfg.min_width}  # type: ignore[operator]
     measured_faster = {r["group"] for r in first_records if r["slope_ms"] > 0}
     assert probed == prunable - measured_faster and prunable
     assert (tmp_path / "out" / "iterations" / "001.safetensors").read_bytes() == first
@@ -189,7 +193,7 @@ def test_a_prune_with_no_faster_proposal_stops_and_says_so(setup: tuple[Path, Pa
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Every proposal timed no faster than the current network: the run stops with the best model, and its reason
     is that measurement, not that the groups are at their narrowest (they are not)."""
-    monkeypatch.setattr(prune, "time_files", lambda paths, threads, runs: [10.0] * len(paths))
+    monkeypatch.setattr(prune, "time_files", lambda paths, runtime, threads, runs: [10.0] * len(paths))
     result = prune.run(config(setup, tmp_path / "out", runtime="torch", long_steps=0))
     assert not result.target_met and result.iterations == 0
     assert ("no layer group can be pruned further to a lower measured latency (no proposal of iteration 1 was "
@@ -237,8 +241,8 @@ def test_train_refuses_init_weights_of_another_shape(setup: tuple[Path, Path], t
     from edgedepth.train.config import TrainConfig
 
     model = load_model(setup[1])
-    group = next(g for g in prune.layer_groups(model) if g.name == "stage2")
-    pruned = save_weights(prune.prune_group(model, group, 40), tmp_path / "p.safetensors")
+    group = next(g for g in widths.layer_groups(model) if g.name == "stage2")
+    pruned = save_weights(widths.prune_group(model, group, 40), tmp_path / "p.safetensors")
     cfg = load_config(TrainConfig, None, [f"data.path={setup[0]}", "data.format=shards", "data.input_size=64x64",
                                           f"run.dir={tmp_path / 'run'}", "model.pretrained=false", "run.device=cpu",
                                           f"model.init_weights={pruned}"])
@@ -287,17 +291,17 @@ def _mnv4() -> torch.nn.Module:
 
 def test_mnv4_groups_are_its_expanding_blocks_and_free_stages() -> None:
     model = _mnv4()
-    groups = prune.layer_groups(model)
+    groups = widths.layer_groups(model)
     assert [g.name for g in groups] == [f"block{b}" for b in MNV4_BLOCKS] + ["stage2", "stage4"]
     # Skips are stage outputs (32, 64, 96 channels): the stages receiving them (0, 1, 3) are in no group.
     assert model.decoder.skip_after_stage == [2, 1, -1, 0, -1]
-    expansions, decoder_widths = prune.widths_of(model)
+    expansions, decoder_widths = widths.widths_of(model)
     assert expansions == [32, 96, 192, 192, 192, 192, 192, 384, 576, 512, 512, 384, 512, 512]
-    assert [prune.group_width(model, g) for g in groups] == [*expansions, decoder_widths[2], decoder_widths[4]]
+    assert [widths.group_width(model, g) for g in groups] == [*expansions, decoder_widths[2], decoder_widths[4]]
     # The fused-expansion pair: blocks.0.0's 3x3 output is blocks.0.1's 1x1 input; a UIR's pw_exp feeds dw_mid.
-    slices = dict(prune._slices(model, groups[0]))
+    slices = dict(widths._slices(model, groups[0]))
     assert slices["encoder.body.blocks.0.0.conv.weight"] == 0 and slices["encoder.body.blocks.0.1.conv.weight"] == 1
-    slices = dict(prune._slices(model, groups[3]))
+    slices = dict(widths._slices(model, groups[3]))
     assert {key: dim for key, dim in slices.items() if key.endswith("conv.weight")} == {
         "encoder.body.blocks.2.1.pw_exp.conv.weight": 0, "encoder.body.blocks.2.1.dw_mid.conv.weight": 0,
         "encoder.body.blocks.2.1.pw_proj.conv.weight": 1}
@@ -308,9 +312,9 @@ def test_mnv4_groups_are_its_expanding_blocks_and_free_stages() -> None:
 def test_mnv4_pruning_a_group_changes_that_width_and_the_card_rebuilds_it(tmp_path: Path, group: str,
                                                                           keep: int) -> None:
     model = _mnv4()
-    chosen = next(g for g in prune.layer_groups(model) if g.name == group)
-    pruned = prune.prune_group(model, chosen, keep)
-    (before_e, before_d), (after_e, after_d) = prune.widths_of(model), prune.widths_of(pruned)
+    chosen = next(g for g in widths.layer_groups(model) if g.name == group)
+    pruned = widths.prune_group(model, chosen, keep)
+    (before_e, before_d), (after_e, after_d) = widths.widths_of(model), widths.widths_of(pruned)
     changed_e = [i for i, (a, b) in enumerate(zip(before_e, after_e, strict=True)) if a != b]
     changed_d = [i for i, (a, b) in enumerate(zip(before_d, after_d, strict=True)) if a != b]
     if chosen.block is not None:
@@ -328,11 +332,11 @@ def test_mnv4_pruning_a_group_changes_that_width_and_the_card_rebuilds_it(tmp_pa
 
 def test_mnv4_kept_filters_are_the_largest_l1_ones() -> None:
     model = _mnv4()
-    group = next(g for g in prune.layer_groups(model) if g.name == "block2.1")
+    group = next(g for g in widths.layer_groups(model) if g.name == "block2.1")
     block = model.encoder.body.blocks[2][1]
     norms = block.pw_exp.conv.weight.detach().abs().flatten(1).sum(1)
     kept = torch.sort(torch.topk(norms, 70).indices).values
-    pruned = prune.prune_group(model, group, 70).encoder.body.blocks[2][1]
+    pruned = widths.prune_group(model, group, 70).encoder.body.blocks[2][1]
     assert torch.equal(pruned.pw_exp.conv.weight, block.pw_exp.conv.weight[kept])
     assert torch.equal(pruned.dw_mid.conv.weight, block.dw_mid.conv.weight[kept])
     assert torch.equal(pruned.dw_mid.bn.running_var, block.dw_mid.bn.running_var[kept])
@@ -345,10 +349,10 @@ def test_timm_se_and_edge_residual_blocks_rebuild_exactly(tmp_path: Path, encode
     """Other timm block kinds: InvertedResidual with SE (its squeeze width stays) and EdgeResidual (fused MBConv)."""
     torch.manual_seed(0)
     model = create_model(f"fastdepth_{encoder}").eval()
-    groups = prune.layer_groups(model)
+    groups = widths.layer_groups(model)
     pruned = model
     for group in groups[:2] + groups[-4:-2]:  # the first blocks (EdgeResidual in efficientnetv2) and deep SE ones
-        pruned = prune.prune_group(pruned, group, prune.group_width(pruned, group) // 2)
+        pruned = widths.prune_group(pruned, group, widths.group_width(pruned, group) // 2)
     assert count_macs(pruned, SIZE) < count_macs(model, SIZE)
     assert_card_rebuilds(pruned, tmp_path)
 
@@ -357,7 +361,7 @@ def test_unprunable_students_and_widths_are_refused() -> None:
     from edgedepth.core.errors import EdgedepthError
 
     with pytest.raises(EdgedepthError, match=r"prune takes fastdepth_v3 and fastdepth_<timm encoder>"):
-        prune.layer_groups(create_model("fastdepth_resnet18"))  # timm, but no expanding block
+        widths.layer_groups(create_model("fastdepth_resnet18"))  # timm, but no expanding block
     with pytest.raises(EdgedepthError, match="only timm encoders take expansion widths"):
         create_model("fastdepth_mobilenet_v2", expansions=[16])
     with pytest.raises(EdgedepthError, match=r"14 positive widths for mobilenetv4_conv_small's expanding blocks"):
@@ -383,25 +387,26 @@ def test_each_round_is_put_on_the_start_networks_scale(monkeypatch: pytest.Monke
     """A round on a machine running twice as slow reports the same latencies: the start network, timed in every
     round, sets the scale; the current network is the one of the same round."""
     rounds = iter([[20.0, 16.0, 12.0, 18.0], [10.0, 8.0, 6.0, 9.0]])  # start, current, two candidates
-    monkeypatch.setattr(prune, "time_files", lambda paths, threads, runs: next(rounds))
+    monkeypatch.setattr(prune, "time_files", lambda paths, runtime, threads, runs: next(rounds))
     reference = prune.Reference(tmp_path / "start.onnx", start_ms=10.0)
     cfg = prune.PruneConfig(weights=tmp_path / "w", data=tmp_path / "d", runtime="onnx", out=tmp_path / "o",
                             target_ratio=0.5)
+    setting = prune.Setting(cfg, get_runtime("onnx"), reference, 1.0, None, "ssi", None)  # type: ignore[arg-type]
     files = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
-    assert prune._timed(reference, tmp_path / "current.onnx", files, cfg) == (8.0, [6.0, 9.0])
-    assert prune._timed(reference, tmp_path / "current.onnx", files, cfg) == (8.0, [6.0, 9.0])
+    assert prune._timed(setting, tmp_path / "current.onnx", files) == prune.Round(8.0, [6.0, 9.0])
+    assert prune._timed(setting, tmp_path / "current.onnx", files) == prune.Round(8.0, [6.0, 9.0])
 
 
 def test_the_kept_proposal_cuts_at_least_half_the_step() -> None:
     """The best score among proposals whose measured cut reaches half the step; without one, the largest cut."""
-    def proposal(group: str, latency: float, abs_rel: float | None) -> dict:
-        return {"group": group, "latency_ms": latency, "current_ms": 8.0, "abs_rel": abs_rel}
+    def proposal(group: str, latency: float, abs_rel: float | None) -> prune.Proposal:
+        return prune.Proposal(group, 1, latency, 8.0, None, "probe", 8.0 - latency, abs_rel)
 
     near_free, good, big, slower = (proposal("a", 7.98, 0.30), proposal("b", 7.4, 0.32), proposal("c", 6.5, 0.35),
                                     proposal("d", 8.1, None))
-    assert prune._choose([near_free, good, big, slower], step=1.0) == good
-    assert prune._choose([near_free, proposal("e", 7.7, 0.31), slower], step=1.0)["group"] == "e"  # largest cut
-    assert prune._choose([slower], step=1.0) is None
+    assert prune._choose([near_free, good, big, slower], 1.0) == good
+    assert prune._choose([near_free, proposal("e", 7.7, 0.31), slower], 1.0).group == "e"  # largest cut
+    assert prune._choose([slower], 1.0) is None
 
 
 def test_a_lucky_round_does_not_end_the_prune(setup: tuple[Path, Path], tmp_path: Path,
@@ -409,11 +414,11 @@ def test_a_lucky_round_does_not_end_the_prune(setup: tuple[Path, Path], tmp_path
     """A proposal measured under the target is timed again on its own; measured at 10 ms there, pruning goes on."""
     calls = []
 
-    def lucky(cfg: prune.PruneConfig, current: torch.nn.Module, *args: object) -> object:
+    def lucky(setting: prune.Setting, current: torch.nn.Module, *args: object) -> prune.Kept:
         calls.append(args[-1])
-        return current, 4.0, {"abs_rel": 0.3, "delta1": 0.5}, []
+        return prune.Kept(current, 4.0, {"abs_rel": 0.3, "delta1": 0.5}, [])
 
-    monkeypatch.setattr(prune, "time_files", lambda paths, threads, runs: [10.0] * len(paths))
+    monkeypatch.setattr(prune, "time_files", lambda paths, runtime, threads, runs: [10.0] * len(paths))
     monkeypatch.setattr(prune, "_iterate", lucky)
     result = prune.run(config(setup, tmp_path / "out", target_ratio=0.5, max_iterations=2, long_steps=0))
     assert calls == [1, 2] and not result.target_met and result.final_ms == 10.0

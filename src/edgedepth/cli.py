@@ -539,13 +539,14 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _add_prune(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.prune.netadapt import RUNTIMES, PruneConfig
+    from edgedepth.prune.netadapt import PruneConfig
+    from edgedepth.runtime.runtimes import RUNTIMES
 
     p = sub.add_parser("prune", help=COMMAND_HELP["prune"])
     p.add_argument("--weights", type=Path, required=True,
                    help="student weights (.safetensors): fastdepth_v3 or a fastdepth_<timm encoder>")
     p.add_argument("--data", type=Path, required=True, help="label shards (edgedepth label); the last are held out")
-    p.add_argument("--runtime", required=True, choices=RUNTIMES, help="the runtime the latency is measured on")
+    p.add_argument("--runtime", required=True, choices=list(RUNTIMES), help="the runtime the latency is measured on")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-ms", type=float, help="latency to reach, in ms")
     target.add_argument("--target-ratio", type=float, help="latency to reach, as a share of the start (0.5: 2x faster)")

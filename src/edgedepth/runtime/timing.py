@@ -216,3 +216,18 @@ def _serve(connection: Connection, networks: list[Network]) -> None:
     except Exception as exc:  # noqa: BLE001  (reported to the parent, which marks the networks failed and goes on)
         message = str(exc).splitlines()[0][:200] if str(exc) else ""
         connection.send(("error", f"{type(exc).__name__}: {message}"))
+
+
+def time_files(
+    paths: Sequence[Path], runtime: str, threads: int, runs: int = TIMING_RUNS, warmup: int = TIMING_WARMUP
+) -> list[float]:
+    """Median latency (ms) of each file on ``runtime`` at ``threads`` threads, timed interleaved in one spawned
+    process (:func:`interleaved` over a :class:`TimingProcess`)."""
+    process = TimingProcess([Network(str(path), runtime, threads) for path in paths])
+    try:
+        times = interleaved([process.timer(index) for index in range(len(paths))], runs, warmup)
+    finally:
+        process.finish()
+    if process.error is not None:
+        raise RuntimeError(f"timing {len(paths)} {runtime} file(s) failed: {process.error}")
+    return [median_ms(kept) for kept in times]
