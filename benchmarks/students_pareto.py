@@ -29,6 +29,7 @@ from edgedepth.core.sizes import format_size, parse_size
 from edgedepth.data import synthetic
 from edgedepth.eval.metrics import score_prediction
 from edgedepth.label import job as label
+from edgedepth.label import recipe
 from edgedepth.models import load_model
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.prune.tune import calibration
@@ -65,7 +66,7 @@ def oracle_labels(out: Path, scenes: int, train_size: tuple[int, int]) -> Path:
     synthetic.write_folder(out / "scenes", scenes, (160, 120), seed=0, progress=False)
     labels = out / "labels"
     label.run(label.LabelConfig(source=str(out / "scenes"), out=labels, teacher="oracle",
-                                recipe=label.Recipe(crop=(160, 120), size=train_size), shard_size=max(scenes // 8, 1),
+                                recipe=recipe.Recipe(crop=(160, 120), size=train_size), shard_size=max(scenes // 8, 1),
                                 workers=0, progress=False))
     return labels
 

@@ -10,6 +10,7 @@ import pytest
 from edgedepth.cli import build_parser, main
 from edgedepth.eval import nyu as evaluate
 from edgedepth.label import job as label
+from edgedepth.label import recipe
 
 
 def test_label_without_flags_is_the_configs_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -18,7 +19,7 @@ def test_label_without_flags_is_the_configs_defaults(monkeypatch: pytest.MonkeyP
     assert main(["label", "images", "out", "--teacher", "oracle"]) == 0
     assert seen == [label.LabelConfig(source="images", out=Path("out"), teacher="oracle")]
     assert main(["label", "images", "out", "--teacher", "oracle", "--size", "128x96", "--batch", "2"]) == 0
-    assert (seen[1].recipe.size, seen[1].batch_size, seen[1].recipe.crop) == ((128, 96), 2, label.Recipe().crop)
+    assert (seen[1].recipe.size, seen[1].batch_size, seen[1].recipe.crop) == ((128, 96), 2, recipe.Recipe().crop)
 
 
 def test_eval_without_flags_is_the_configs_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

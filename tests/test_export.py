@@ -207,11 +207,12 @@ def test_calibration_reads_label_shards(tmp_path: Path, calm_student: nn.Module)
     from edgedepth.data import synthetic
     from edgedepth.data.sources import open_source
     from edgedepth.label import job as label
+    from edgedepth.label import recipe
 
     synthetic.write_folder(tmp_path / "scenes", 5, (160, 120), seed=3, progress=False)
     labels = tmp_path / "labels"
     label.run(label.LabelConfig(source=str(tmp_path / "scenes"), out=labels, teacher="oracle",
-                                recipe=label.Recipe(crop=(128, 96), size=(64, 48)), batch_size=4, shard_size=2,
+                                recipe=recipe.Recipe(crop=(128, 96), size=(64, 48)), batch_size=4, shard_size=2,
                                 workers=0, progress=False))
     card = calm_student.card
     from_shards = calibration_batches(labels, card, (64, 64), limit=3)

@@ -25,12 +25,13 @@ from edgedepth.core.processing import resize_image
 from edgedepth.data.shards import LabelShards, ShardWriter, iter_tar_samples, read_index
 from edgedepth.data.synthetic import write_folder
 from edgedepth.label import job as label
+from edgedepth.label import recipe
 from edgedepth.teachers.oracle import OracleTeacher
 from edgedepth.teachers.tiny import save_tiny_dpt
 
 SCENE_SIZE = (160, 120)
 # A square crop of a 4:3 scene: the covering image is 128x96, so the crop's x offset is drawn from 0..32.
-RECIPE = label.Recipe(crop=(96, 96), size=(48, 48), seed=5)
+RECIPE = recipe.Recipe(crop=(96, 96), size=(48, 48), seed=5)
 COUNT = 7
 
 
@@ -76,16 +77,16 @@ def reference(scenes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cover_size_and_crop_origin() -> None:
-    assert label.cover_size((640, 480), (512, 384)) == (512, 384)
-    assert label.cover_size((500, 250), (512, 384)) == (768, 384)  # enlarged: the height binds
-    assert label.cover_size((160, 120), (96, 96)) == (128, 96)
-    origins = {label.crop_origin(5, f"{k:06d}", (128, 96), (96, 96)) for k in range(50)}
+    assert recipe.cover_size((640, 480), (512, 384)) == (512, 384)
+    assert recipe.cover_size((500, 250), (512, 384)) == (768, 384)  # enlarged: the height binds
+    assert recipe.cover_size((160, 120), (96, 96)) == (128, 96)
+    origins = {recipe.crop_origin(5, f"{k:06d}", (128, 96), (96, 96)) for k in range(50)}
     assert {y for _, y in origins} == {0} and min(x for x, _ in origins) >= 0 and max(x for x, _ in origins) <= 32
     assert len(origins) > 15  # spread over the 33 possible offsets
-    assert label.crop_origin(5, "a", (128, 96), (96, 96)) == label.crop_origin(5, "a", (128, 96), (96, 96))
-    assert label.cover_interpolation((160, 120), (128, 96)) == "linear"
-    assert label.cover_interpolation((1600, 1200), (512, 384)) == "area"
-    assert label.crop_box_in_source((10, 0), (96, 96), (128, 96), (160, 120)) == [12.5, 0.0, 132.5, 120.0]
+    assert recipe.crop_origin(5, "a", (128, 96), (96, 96)) == recipe.crop_origin(5, "a", (128, 96), (96, 96))
+    assert recipe.cover_interpolation((160, 120), (128, 96)) == "linear"
+    assert recipe.cover_interpolation((1600, 1200), (512, 384)) == "area"
+    assert recipe.crop_box_in_source((10, 0), (96, 96), (128, 96), (160, 120)) == [12.5, 0.0, 132.5, 120.0]
 
 
 def test_labels_are_the_area_resized_inverse_depth_of_the_crop(scenes: Path, reference: Path) -> None:
@@ -97,7 +98,7 @@ def test_labels_are_the_area_resized_inverse_depth_of_the_crop(scenes: Path, ref
     x_offsets = set()
     for key, (image, normalised, meta) in found.items():
         depth_mm = cv2.imread(str(scenes / f"{key}.png"), cv2.IMREAD_UNCHANGED)
-        x, y = label.crop_origin(5, key, (128, 96), (96, 96))
+        x, y = recipe.crop_origin(5, key, (128, 96), (96, 96))
         x_offsets.add(x)
         assert meta["crop_box"] == pytest.approx([x * 1.25, 0.0, (x + 96) * 1.25, 120.0])
         assert meta["source"] == str(scenes / f"{key}.jpg") and meta["teacher"] == "oracle"
@@ -292,7 +293,7 @@ def test_transformers_teacher_on_a_tar_of_photos(tmp_path: Path, monkeypatch: py
     tar = _photo_tar(tmp_path)
     teacher = f"hf:{save_tiny_dpt(tmp_path / 'dpt')}"
     out = tmp_path / "labels"
-    summary = label.run(config(tar, out, teacher=teacher, recipe=label.Recipe((64, 48), (32, 24), 0)))
+    summary = label.run(config(tar, out, teacher=teacher, recipe=recipe.Recipe((64, 48), (32, 24), 0)))
     assert (summary.processed, summary.skipped) == (3, 0)
     found = samples(out)
     assert sorted(found) == ["photos-000/img0", "photos-000/img1", "photos-000/img2"]

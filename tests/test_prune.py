@@ -34,6 +34,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from edgedepth.core.config import load_config
     from edgedepth.data import synthetic
     from edgedepth.label import job as label
+    from edgedepth.label import recipe
     from edgedepth.train import loop as train
     from edgedepth.train.config import TrainConfig
 
@@ -41,7 +42,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     synthetic.write_folder(root / "scenes", 12, (80, 80), seed=3, progress=False)
     labels = root / "labels"
     label.run(label.LabelConfig(source=str(root / "scenes"), out=labels, teacher="oracle",
-                                recipe=label.Recipe(crop=(64, 64), size=SIZE), batch_size=4, shard_size=4, workers=0,
+                                recipe=recipe.Recipe(crop=(64, 64), size=SIZE), batch_size=4, shard_size=4, workers=0,
                                 progress=False))
     cfg = load_config(TrainConfig, None, [
         f"data.path={labels}", f"run.dir={root / 'run'}", "data.format=shards", "data.input_size=64x64",

@@ -459,11 +459,12 @@ def test_trains_from_label_shards_and_refuses_another_size(tmp_path: Path) -> No
     from edgedepth.data import synthetic
     from edgedepth.data.pairs import ShardPairs
     from edgedepth.label import job as label
+    from edgedepth.label import recipe
 
     synthetic.write_folder(tmp_path / "scenes", 8, (160, 120), seed=3, progress=False)
     labels = tmp_path / "labels"
     label.run(label.LabelConfig(source=str(tmp_path / "scenes"), out=labels, teacher="oracle",
-                                recipe=label.Recipe(crop=(128, 96), size=(64, 64)), batch_size=4, shard_size=3,
+                                recipe=recipe.Recipe(crop=(128, 96), size=(64, 64)), batch_size=4, shard_size=3,
                                 workers=0, progress=False))
     dataset = ShardPairs(labels, (64, 64), (0.5,) * 3, (0.5,) * 3)
     assert len(dataset) == 8 and dataset.key(0) < dataset.key(7)

@@ -563,8 +563,9 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_label(args: argparse.Namespace) -> int:
     from edgedepth.label import job as label
+    from edgedepth.label.recipe import Recipe
 
-    cfg = _from_args(label.LabelConfig, args, recipe=_from_args(label.Recipe, args))
+    cfg = _from_args(label.LabelConfig, args, recipe=_from_args(Recipe, args))
     summary = label.run(cfg)
     if summary.main:  # rank 0 only under torchrun
         print(
@@ -576,7 +577,8 @@ def _cmd_label(args: argparse.Namespace) -> int:
 
 
 def _add_label(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.label.job import LabelConfig, Recipe
+    from edgedepth.label.job import LabelConfig
+    from edgedepth.label.recipe import Recipe
 
     p = sub.add_parser("label", help=COMMAND_HELP["label"])
     p.add_argument("source", help="a folder of images (recursive), a text file of paths, or .tar shards (file, folder, glob)")

@@ -28,6 +28,8 @@ from edgedepth.core.viz import plot_loss_curve
 from edgedepth.data import nyu, synthetic
 from edgedepth.eval import nyu as evaluate
 from edgedepth.label import job as label
+from edgedepth.label import recipe
+from edgedepth.label.recipe import SEED_CROP
 from edgedepth.models import create_model, save_weights
 from edgedepth.runtime import export
 from edgedepth.train import loop as train
@@ -46,8 +48,8 @@ class DemoConfig:
     out: Path = Path("demo_out")
     train_scenes: int = 1600
     test_scenes: int = 200  # NYU-layout set: the test split is its last 654/1449
-    scene_size: tuple[int, int] = (512, 384)  # rendered at the seed's crop size, so the crop is the whole scene
-    crop: tuple[int, int] = (512, 384)
+    scene_size: tuple[int, int] = SEED_CROP  # rendered at the seed's crop size, so the crop is the whole scene
+    crop: tuple[int, int] = SEED_CROP
     train_size: tuple[int, int] = (128, 96)
     epochs: int = 8
     batch_size: int = 16
@@ -134,7 +136,7 @@ def run(cfg: DemoConfig) -> Path:
                                progress=cfg.progress)
     with step("label", "label them with the oracle teacher (label shards)"):
         label.run(label.LabelConfig(source=str(train_scenes), out=labels, teacher="oracle",
-                                    recipe=label.Recipe(crop=cfg.crop, size=cfg.train_size, seed=cfg.seed),
+                                    recipe=recipe.Recipe(crop=cfg.crop, size=cfg.train_size, seed=cfg.seed),
                                     workers=1, progress=cfg.progress))
     steps = cfg.epochs * (cfg.train_scenes // cfg.batch_size)
     size = f"{cfg.train_size[0]}x{cfg.train_size[1]}"

@@ -2,7 +2,7 @@
 
 ``torchrun`` starts one process per GPU (or per CPU share) and tells each its place through the environment
 (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``); a plain run is a job of one. :func:`process_group` joins the group for
-the job's length: NCCL when the process computes on a GPU, gloo otherwise. Nothing else coordinates processes.
+the job's length (NCCL for tensors on GPUs, gloo for the CPU's). Nothing else coordinates processes.
 """
 
 from __future__ import annotations
@@ -45,14 +45,20 @@ def under_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ
 
 
+def backend_for(device: torch.device) -> str:
+    """The collective backend for tensors on ``device``: NCCL on GPUs, gloo on the CPU."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
 @contextmanager
-def process_group(here: Place, device: torch.device) -> Iterator[None]:
-    """Join the job's process group for the block (nothing for a job of one, or where a group already exists)."""
+def process_group(here: Place, backend: str, device: torch.device | None = None) -> Iterator[None]:
+    """Join the job's process group with ``backend`` for the block, on ``device`` where it is a GPU (nothing for a
+    job of one, or where this process already is in a group)."""
     joined = here.distributed and not dist.is_initialized()
     if joined:
-        if device.type == "cuda":
+        if device is not None and device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend)
     try:
         yield
     finally:

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from edgedepth.core.config import check_values, dump_config, save_config, to_dict
 from edgedepth.core.cores import WorkerInit, available_cores, loader_workers, set_compute_threads
 from edgedepth.core.devices import resolve_device
-from edgedepth.core.distributed import Place, place, process_group
+from edgedepth.core.distributed import Place, backend_for, place, process_group
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import check_output_folder
 from edgedepth.data.pairs import Sample, build_dataset
@@ -130,7 +130,7 @@ def run(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> Train
     here = place()
     check_config(cfg, here.world_size)
     device = resolve_device(cfg.run.device, here.local_rank, setting="run.device")
-    with process_group(here, device):
+    with process_group(here, backend_for(device), device):
         return _train(cfg, device, here, on_step)
 
 
