@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: A student that builds in milliseconds (timm's test EfficientNet under our decoder): what the model is does not
 #: matter here, only that its file is ours and its output depends on the image.
 TINY = "fastdepth_test_efficientnet"
-COMMANDS = ("predict", "eval", "eval --suite zero-shot", "label", "train", "export", "bench", "serve", "convert", "synth",
+COMMANDS = ("predict", "eval nyu", "eval zeroshot", "label", "train", "export", "bench", "serve", "convert", "synth",
             "demo")
 #: The table's rows: every class of bad input, in the README's order.
 INPUT_CLASSES = (
@@ -143,7 +143,7 @@ class Shared:
     splits: Path
     out_of_range: Path  # a splits.mat whose test split names frame 9 of 3
     pairs: Path  # 4 training pairs in the seed's layout
-    suite: Path  # Marigold's base data folder with 2 NYU samples (eval --suite zero-shot)
+    suite: Path  # Marigold's base data folder with 2 NYU samples (eval zeroshot)
 
 
 @pytest.fixture(autouse=True)
@@ -235,7 +235,7 @@ def _predict_alone(tmp: Path, s: Shared, name: str, write_bad: Callable[[Path], 
 
 def _eval(tmp: Path, s: Shared, *, data: Path | None = None, splits: Path | None = None,
           weights: Path | None = None, more: tuple[str, ...] = ()) -> list[str]:
-    return ["eval", "--data", str(data or s.nyu), "--splits", str(splits or s.splits), "--weights",
+    return ["eval", "nyu", "--data", str(data or s.nyu), "--splits", str(splits or s.splits), "--weights",
             str(weights or s.weights), "--crop", "none", "--out", str(tmp / "out"), *more]
 
 
@@ -329,9 +329,9 @@ def _convert(tmp: Path, source: Path | str, out: Path | None = None, *more: str)
 
 def _suite(tmp: Path, s: Shared, *more: str, tar: Path | None = None,
            model: tuple[str, ...] = ("--baseline", "ramp")) -> list[str]:
-    """``eval --suite zero-shot`` on two NYU samples: the shared data root's, or those of ``tar``."""
+    """``eval zeroshot`` on two NYU samples: the shared data root's, or those of ``tar``."""
     sets = ["--tar", f"nyu={tar}"] if tar is not None else ["--data-root", str(s.suite)]
-    return ["eval", "--suite", "zero-shot", *sets, "--datasets", "nyu", "--limit", "2", *model, "--out",
+    return ["eval", "zeroshot", *sets, "--datasets", "nyu", "--limit", "2", *model, "--out",
             str(tmp / "out"), *more]
 
 
@@ -486,11 +486,11 @@ CASES: list[Case] = [
     C("predict", "missing file", ERROR, lambda t, s: Run(_predict(t, _png(t / "a.png"), t / "nope.safetensors"),
                                                          str(t / "nope.safetensors"), "no such weights file"),
       "weights"),
-    C("eval", "missing file", ERROR, lambda t, s: Run(_eval(t, s, data=t / "nope.mat"), str(t / "nope.mat"),
+    C("eval nyu", "missing file", ERROR, lambda t, s: Run(_eval(t, s, data=t / "nope.mat"), str(t / "nope.mat"),
                                                       "no such file (labeled data)"), "data"),
-    C("eval", "missing file", ERROR, lambda t, s: Run(_eval(t, s, splits=t / "nope.mat"), str(t / "nope.mat"),
+    C("eval nyu", "missing file", ERROR, lambda t, s: Run(_eval(t, s, splits=t / "nope.mat"), str(t / "nope.mat"),
                                                       "no such file (splits)"), "splits"),
-    C("eval", "missing file", ERROR, lambda t, s: Run(_eval(t, s, weights=t / "nope.onnx"), str(t / "nope.onnx"),
+    C("eval nyu", "missing file", ERROR, lambda t, s: Run(_eval(t, s, weights=t / "nope.onnx"), str(t / "nope.onnx"),
                                                       "no such model file"), "weights"),
     C("label", "missing file", ERROR, lambda t, s: Run(_label(t, t / "nope"), str(t / "nope"),
                                                        "no such file or folder"), "source"),
@@ -521,11 +521,11 @@ CASES: list[Case] = [
                                                                     _write(b"")(t / "w.safetensors")),
                                                            str(t / "w.safetensors"), "empty file (0 bytes)"),
       "weights"),
-    C("eval", "zero-byte file", ERROR, lambda t, s: Run(_eval(t, s, data=_write(b"")(t / "nyu.mat")),
+    C("eval nyu", "zero-byte file", ERROR, lambda t, s: Run(_eval(t, s, data=_write(b"")(t / "nyu.mat")),
                                                         str(t / "nyu.mat"), "empty file (0 bytes)"), "data"),
-    C("eval", "zero-byte file", ERROR, lambda t, s: Run(_eval(t, s, splits=_write(b"")(t / "splits.mat")),
+    C("eval nyu", "zero-byte file", ERROR, lambda t, s: Run(_eval(t, s, splits=_write(b"")(t / "splits.mat")),
                                                         str(t / "splits.mat"), "empty file (0 bytes)"), "splits"),
-    C("eval", "zero-byte file", ERROR, lambda t, s: Run(_eval(t, s, weights=_write(b"")(t / "w.xml")),
+    C("eval nyu", "zero-byte file", ERROR, lambda t, s: Run(_eval(t, s, weights=_write(b"")(t / "w.xml")),
                                                         str(t / "w.xml"), "empty file (0 bytes)"), "weights"),
     C("label", "zero-byte file", SKIP, lambda t, s: _label_folder(t, s, _write(b""), "empty file (0 bytes)"),
       "image in folder"),
@@ -583,22 +583,22 @@ CASES: list[Case] = [
     C("serve", "image above the pixel limit (20000x20000)", HTTP_413,
       _post(lambda t: _bomb(t / "huge.png").read_bytes(), 413, "above the pixel limit"), "posted image"),
     # ------------------------------------------------------------------------------ truncated or corrupt .mat
-    C("eval", "truncated or corrupt `.mat`", ERROR, lambda t, s: Run(_eval(t, s, data=_half(s.nyu)(t / "nyu.mat")),
+    C("eval nyu", "truncated or corrupt `.mat`", ERROR, lambda t, s: Run(_eval(t, s, data=_half(s.nyu)(t / "nyu.mat")),
                                                                      str(t / "nyu.mat"), "truncated or corrupt"),
       "data"),
-    C("eval", "truncated or corrupt `.mat`", ERROR,
+    C("eval nyu", "truncated or corrupt `.mat`", ERROR,
       lambda t, s: Run(_eval(t, s, splits=_half(s.splits)(t / "splits.mat")), str(t / "splits.mat"),
                        "not a readable MATLAB splits file"), "splits"),
     C("train", "truncated or corrupt `.mat`", ERROR,
       lambda t, s: Run(_train_validation(t, s, _half(s.nyu)(t / "nyu.mat"), s.splits), str(t / "nyu.mat"),
                        "truncated or corrupt"), "validation data"),
     # --------------------------------------------------------------------------------- swapped .mat files
-    C("eval", "swapped `.mat` files (`--data` and `--splits`)", ERROR,
+    C("eval nyu", "swapped `.mat` files (`--data` and `--splits`)", ERROR,
       lambda t, s: Run(_eval(t, s, data=s.splits, splits=s.nyu), str(s.splits), "swapped"), "data and splits"),
     C("train", "swapped `.mat` files (`--data` and `--splits`)", ERROR,
       lambda t, s: Run(_train_validation(t, s, s.splits, s.nyu), str(s.splits), "swapped"), "validation files"),
     # ----------------------------------------------------------------------------- out-of-range split indices
-    C("eval", "out-of-range split indices", ERROR,
+    C("eval nyu", "out-of-range split indices", ERROR,
       lambda t, s: Run(_eval(t, s, splits=s.out_of_range), str(s.out_of_range), "index 9 out of range (1..3"),
       "splits"),
     C("train", "out-of-range split indices", ERROR,
@@ -608,7 +608,7 @@ CASES: list[Case] = [
     C("predict", "truncated or corrupt `.safetensors`", ERROR,
       lambda t, s: Run(_predict(t, _png(t / "a.png"), _half(s.weights)(t / "w.safetensors")),
                        str(t / "w.safetensors"), "not a readable .safetensors weights file"), "weights"),
-    C("eval", "truncated or corrupt `.safetensors`", ERROR,
+    C("eval nyu", "truncated or corrupt `.safetensors`", ERROR,
       lambda t, s: Run(_eval(t, s, weights=_write(b"\x00garbage" * 9)(t / "w.safetensors")),
                        str(t / "w.safetensors"), "not a readable .safetensors weights file"), "weights"),
     C("export", "truncated or corrupt `.safetensors`", ERROR,
@@ -623,7 +623,7 @@ CASES: list[Case] = [
     C("predict", "truncated or corrupt `.onnx`", ERROR,
       lambda t, s: Run(_predict(t, _png(t / "a.png"), _half(s.onnx)(t / "w.onnx")), str(t / "w.onnx"),
                        "not a readable ONNX model"), "weights"),
-    C("eval", "truncated or corrupt `.onnx`", ERROR,
+    C("eval nyu", "truncated or corrupt `.onnx`", ERROR,
       lambda t, s: Run(_eval(t, s, weights=_half(s.onnx)(t / "w.onnx")), str(t / "w.onnx"),
                        "not a readable ONNX model"), "weights"),
     C("label", "truncated or corrupt `.onnx`", ERROR,
@@ -635,7 +635,7 @@ CASES: list[Case] = [
     C("predict", "truncated or corrupt OpenVINO `.xml`", ERROR,
       lambda t, s: Run(_predict(t, _png(t / "a.png"), _write(b'<?xml version="1.0"?>\n<net name="m" ver')(
           t / "w.xml")), str(t / "w.xml"), "not a readable OpenVINO IR"), "weights"),
-    C("eval", "truncated or corrupt OpenVINO `.xml`", ERROR,
+    C("eval nyu", "truncated or corrupt OpenVINO `.xml`", ERROR,
       lambda t, s: Run(_eval(t, s, weights=_write(b"<net><layers>")(t / "w.xml")), str(t / "w.xml"),
                        "not a readable OpenVINO IR"), "weights"),
     C("serve", "truncated or corrupt OpenVINO `.xml`", ERROR,
@@ -644,7 +644,7 @@ CASES: list[Case] = [
     C("predict", "truncated or corrupt `.pth` / `.pt`", ERROR,
       lambda t, s: Run(_predict(t, _png(t / "a.png"), _half(s.state_dict)(t / "w.pt")), str(t / "w.pt"),
                        "a PyTorch checkpoint, not edgedepth weights"), "weights"),
-    C("eval", "truncated or corrupt `.pth` / `.pt`", ERROR,
+    C("eval nyu", "truncated or corrupt `.pth` / `.pt`", ERROR,
       lambda t, s: Run(_eval(t, s, weights=_half(s.state_dict)(t / "w.pt")), str(t / "w.pt"),
                        "a PyTorch checkpoint, not edgedepth weights"), "weights"),
     C("serve", "truncated or corrupt `.pth` / `.pt`", ERROR,
@@ -681,7 +681,7 @@ CASES: list[Case] = [
     # ---------------------------------------------------------------------------- weights of another model
     C("predict", "weights of another model", ERROR,
       lambda t, s: Run(_predict(t, _png(t / "a.png"), s.other_model), str(s.other_model), OTHER), "weights"),
-    C("eval", "weights of another model", ERROR,
+    C("eval nyu", "weights of another model", ERROR,
       lambda t, s: Run(_eval(t, s, weights=s.other_model), str(s.other_model), OTHER), "weights"),
     C("export", "weights of another model", ERROR,
       lambda t, s: Run(_export(t, s.other_model), str(s.other_model), OTHER), "weights"),
@@ -694,16 +694,16 @@ CASES: list[Case] = [
     # ------------------------------------------------------------------------------ config of a wrong type
     C("train", "config value of a wrong type", ERROR, _train_config("optim:\n  lr: fast\n", "optim.lr"), "yaml"),
     C("train", "config value of a wrong type", ERROR, _train_config("- a list\n- of things\n", "mapping"), "list"),
-    C("eval", "config value of a wrong type", ERROR, _seed_config("width: wide\nheight: 192\n"), "seed config"),
+    C("eval nyu", "config value of a wrong type", ERROR, _seed_config("width: wide\nheight: 192\n"), "seed config"),
     # --------------------------------------------------------------------------------------- port in use
     C("serve", "port in use", ERROR, _port_in_use, "port"),
     # ------------------------------------------------------------------------ folder where a file is expected
     C("predict", "a folder where a file is expected", ERROR,
       lambda t, s: Run(_predict(t, _png(t / "a.png"), _folder(t / "w.safetensors")), str(t / "w.safetensors"),
                        "a folder, not a file"), "weights"),
-    C("eval", "a folder where a file is expected", ERROR,
+    C("eval nyu", "a folder where a file is expected", ERROR,
       lambda t, s: Run(_eval(t, s, data=_folder(t / "nyu.mat")), str(t / "nyu.mat"), "a folder, not a file"), "data"),
-    C("eval", "a folder where a file is expected", ERROR,
+    C("eval nyu", "a folder where a file is expected", ERROR,
       lambda t, s: Run(_eval(t, s, weights=_folder(t / "w.onnx")), str(t / "w.onnx"), "a folder, not a file"),
       "weights"),
     C("label", "a folder where a file is expected", ERROR,
@@ -735,7 +735,7 @@ CASES: list[Case] = [
     C("predict", "a file where a folder is expected", ERROR,
       lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights), str(_file(t / "out")), "a file, not a folder"),
       "out"),
-    C("eval", "a file where a folder is expected", ERROR,
+    C("eval nyu", "a file where a folder is expected", ERROR,
       lambda t, s: Run(_eval(t, s), str(_file(t / "out")), "a file, not a folder"), "out"),
     C("label", "a file where a folder is expected", ERROR,
       lambda t, s: Run(_label(t, s.pairs), str(_file(t / "out")), "not a label folder"), "out"),
@@ -792,70 +792,70 @@ CASES: list[Case] = [
       lambda t, s: Run(_predict(t, _png(t / "a.png"), s.weights, "--metric", "ground", "--camera-height", "1",
                                 "--intrinsics", "525,525,319.5,239.5"), str(t / "a.png"),
                        "intrinsics 525,525,319.5,239.5 do not match its 64x48 pixels"), "ground"),
-    # ------------------------------------------------------------------------ eval --suite zero-shot (issue 13)
-    C("eval --suite zero-shot", "missing file", ERROR,
+    # ---------------------------------------------------------------------------------- eval zeroshot (issue 13)
+    C("eval zeroshot", "missing file", ERROR,
       lambda t, s: Run(_suite(t, s, tar=t / "nope.tar"), str(t / "nope.tar"), "no such file or folder"), "tar"),
-    C("eval --suite zero-shot", "missing file", ERROR,
+    C("eval zeroshot", "missing file", ERROR,
       lambda t, s: Run(_suite(t, s, "--split-file", str(t / "nope.txt")), str(t / "nope.txt"), "no such sample list"),
       "sample list"),
-    C("eval --suite zero-shot", "missing file", ERROR,
+    C("eval zeroshot", "missing file", ERROR,
       lambda t, s: Run(_suite(t, s, model=("--weights", str(t / "nope.onnx"))), str(t / "nope.onnx"),
                        "no such model file"), "weights"),
-    C("eval --suite zero-shot", "zero-byte file", ERROR,
+    C("eval zeroshot", "zero-byte file", ERROR,
       lambda t, s: Run(_suite(t, s, tar=_write(b"")(t / "nyu.tar")), str(t / "nyu.tar"), "empty file (0 bytes)"),
       "tar"),
-    C("eval --suite zero-shot", "zero-byte file", SKIP,
+    C("eval zeroshot", "zero-byte file", SKIP,
       lambda t, s: _suite_skip(t, s, lambda w, e: w.add_member(e.rgb, b""), "rgb", "empty file (0 bytes)"),
       "member"),
-    C("eval --suite zero-shot", "truncated or corrupt image", SKIP,
+    C("eval zeroshot", "truncated or corrupt image", SKIP,
       lambda t, s: _suite_skip(t, s, lambda w, e: w.add_member(e.rgb, _truncated_png(t / "cut.png").read_bytes()),
                                "rgb", "unreadable image"), "member"),
-    C("eval --suite zero-shot", "image above the pixel limit (20000x20000)", SKIP,
+    C("eval zeroshot", "image above the pixel limit (20000x20000)", SKIP,
       lambda t, s: _suite_skip(t, s, lambda w, e: w.add_member(e.rgb, _bomb(t / "bomb.png").read_bytes()), "rgb",
                                "above the pixel limit"), "member"),
-    C("eval --suite zero-shot", "truncated or corrupt `.safetensors`", ERROR,
+    C("eval zeroshot", "truncated or corrupt `.safetensors`", ERROR,
       lambda t, s: Run(_suite(t, s, model=("--weights", str(_write(b"\x00garbage" * 9)(t / "w.safetensors")))),
                        str(t / "w.safetensors"), "not a readable .safetensors weights file"), "weights"),
-    C("eval --suite zero-shot", "truncated or corrupt `.onnx`", ERROR,
+    C("eval zeroshot", "truncated or corrupt `.onnx`", ERROR,
       lambda t, s: Run(_suite(t, s, model=("--weights", str(_half(s.onnx)(t / "w.onnx")))), str(t / "w.onnx"),
                        "not a readable ONNX model"), "weights"),
-    C("eval --suite zero-shot", "truncated or corrupt tar shard", ERROR,
+    C("eval zeroshot", "truncated or corrupt tar shard", ERROR,
       lambda t, s: Run(_suite(t, s, tar=_write(b"\x00garbage" * 200)(t / "nyu.tar")), str(t / "nyu.tar"),
                        "not a readable uncompressed tar"), "corrupt"),
-    C("eval --suite zero-shot", "truncated or corrupt tar shard", SKIP,
+    C("eval zeroshot", "truncated or corrupt tar shard", SKIP,
       lambda t, s: Run(_suite(t, s, tar=_cut_last_member(_nyu_tar(t / "nyu.tar", lambda w, e: (
           w.add_member(e.rgb, cv2.imencode(".png", image("nyu", 1))[1].tobytes()),
           w.add_member(e.depth, cv2.imencode(".png", np.full((480, 640), 2000, np.uint16))[1].tobytes()))))),
           f"{t / 'nyu.tar'}:{entries('nyu', 2)[1].depth}", "cut short (truncated tar)", made=("out/table.md",)),
       "truncated"),
-    C("eval --suite zero-shot", "truncated or corrupt `.npy`", SKIP,
+    C("eval zeroshot", "truncated or corrupt `.npy`", SKIP,
       lambda t, s: Run(_suite(t, s, model=("--predictions", str(_predictions(t, b"\x93NUMPY garbage")),
                                            "--prediction-kind", "disparity")),
                        str(t / "predictions" / "nyu" / "test" / "kitchen_0004" / "pred_0002.npy"), "unreadable .npy",
                        made=("out/table.md",)), "prediction"),
-    C("eval --suite zero-shot", "member missing from an evaluation tar", SKIP,
+    C("eval zeroshot", "member missing from an evaluation tar", SKIP,
       lambda t, s: _suite_skip(t, s, lambda w, e: None, "rgb", "not in the tar"), "sample"),
-    C("eval --suite zero-shot", "malformed sample list", ERROR,
+    C("eval zeroshot", "malformed sample list", ERROR,
       lambda t, s: Run(_suite(t, s, "--split-file", str(_write(b"test/a/rgb_0001.png\n")(t / "list.txt"))),
                        str(t / "list.txt"), "line 1 has 1 field(s)"), "one field"),
-    C("eval --suite zero-shot", "weights of another model", ERROR,
+    C("eval zeroshot", "weights of another model", ERROR,
       lambda t, s: Run(_suite(t, s, model=("--weights", str(s.other_model))), str(s.other_model), OTHER), "weights"),
-    C("eval --suite zero-shot", "a folder where a file is expected", ERROR,
+    C("eval zeroshot", "a folder where a file is expected", ERROR,
       lambda t, s: Run(_suite(t, s, "--split-file", str(_folder(t / "list.txt"))), str(t / "list.txt"),
                        "a folder, not a file"), "sample list"),
-    C("eval --suite zero-shot", "a folder where a file is expected", ERROR,
+    C("eval zeroshot", "a folder where a file is expected", ERROR,
       lambda t, s: Run(_suite(t, s, model=("--weights", str(_folder(t / "w.onnx")))), str(t / "w.onnx"),
                        "a folder, not a file"), "weights"),
-    C("eval --suite zero-shot", "a file where a folder is expected", ERROR,
+    C("eval zeroshot", "a file where a folder is expected", ERROR,
       lambda t, s: Run(_suite(t, s), str(_file(t / "out")), "a file, not a folder"), "out"),
-    C("eval --suite zero-shot", "a file where a folder is expected", ERROR,
+    C("eval zeroshot", "a file where a folder is expected", ERROR,
       lambda t, s: Run(_suite(t, s, "--save-predictions", str(_file(t / "saved"))), str(t / "saved"),
                        "a file, not a folder"), "save-predictions"),
-    C("eval --suite zero-shot", "a file where a folder is expected", ERROR,
+    C("eval zeroshot", "a file where a folder is expected", ERROR,
       lambda t, s: Run(_suite(t, s, model=("--predictions", str(_file(t / "predictions")), "--prediction-kind",
                                            "depth")), str(t / "predictions"), "a file, not a folder"), "predictions"),
-    C("eval --suite zero-shot", "a file where a folder is expected", ERROR,
-      lambda t, s: Run(["eval", "--suite", "zero-shot", "--data-root", str(_file(t / "root")), "--baseline", "ramp",
+    C("eval zeroshot", "a file where a folder is expected", ERROR,
+      lambda t, s: Run(["eval", "zeroshot", "--data-root", str(_file(t / "root")), "--baseline", "ramp",
                         "--out", str(t / "out")], str(t / "root"), "a file, not a folder"), "data-root"),
 ]
 

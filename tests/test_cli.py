@@ -26,16 +26,17 @@ def test_eval_without_flags_is_the_configs_defaults(monkeypatch: pytest.MonkeyPa
     seen: list[evaluate.EvalConfig] = []
     summary = SimpleNamespace(table="", skipped=0, evaluated=0, seconds=0.0, images_per_second=0.0)
     monkeypatch.setattr(evaluate, "run", lambda cfg: seen.append(cfg) or summary)
-    assert main(["eval", "--baseline", "ramp"]) == 0
+    assert main(["eval", "nyu", "--baseline", "ramp"]) == 0
     assert seen == [evaluate.EvalConfig(baseline="ramp", protocol=evaluate.make_protocol("seed"))]
 
 
 def test_help_shows_the_dataclass_defaults() -> None:
-    text = build_parser()._subparsers._group_actions[0].choices["eval"].format_help()  # type: ignore[union-attr]
+    eval_parser = build_parser("eval")._subparsers._group_actions[0].choices["eval"]  # type: ignore[union-attr]
+    text = eval_parser._subparsers._group_actions[0].choices["nyu"].format_help()  # type: ignore[union-attr]
     assert f"(default: {evaluate.EvalConfig.batch_size})" in text and f"(default: {evaluate.EvalConfig.out})" in text
 
 
-@pytest.mark.parametrize("command", [["predict", "x.png"], ["eval"], ["export", "--weights", "w", "--format", "onnx",
+@pytest.mark.parametrize("command", [["predict", "x.png"], ["eval", "nyu"], ["export", "--weights", "w", "--format", "onnx",
                                                                       "--out", "o.onnx"], ["serve", "--weights", "w"],
                                      ["label", "a", "b", "--teacher", "oracle"], ["bench"], ["synth", "out", "--count", "1"]])
 def test_a_bad_size_is_a_usage_error_at_once(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,7 +44,8 @@ def test_a_bad_size_is_a_usage_error_at_once(command: list[str], capsys: pytest.
         main([*command, "--size", "256by192"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith(f"edgedepth {command[0]}: error: argument --size: size '256by192' is not")
+    prog = "edgedepth eval nyu" if command[0] == "eval" else f"edgedepth {command[0]}"
+    assert len(err) == 1 and err[0].startswith(f"{prog}: error: argument --size: size '256by192' is not")
 
 
 def test_out_predict_out_given_explicitly_counts_as_given(capsys: pytest.CaptureFixture[str]) -> None:

@@ -467,7 +467,7 @@ def test_checkpoints_given_as_weights_name_the_convert_command_that_works(
         if command == "predict":
             args = ["predict", str(image), "--weights", str(weights), "--out", str(tmp_path / "out")]
         else:
-            args = ["eval", "--data", str(nyu), "--splits", str(splits), "--crop", "none", "--weights", str(weights),
+            args = ["eval", "nyu", "--data", str(nyu), "--splits", str(splits), "--crop", "none", "--weights", str(weights),
                     "--out", str(tmp_path / "out")]
         assert main(args) == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]

@@ -85,7 +85,7 @@ class OracleModel:
 
 
 def _use_model(monkeypatch: pytest.MonkeyPatch, model: OracleModel) -> None:
-    monkeypatch.setattr(evaluate, "open_model", lambda cfg: (model, "oracle", "exact depth"))
+    monkeypatch.setattr(evaluate, "open_model", lambda *args, **kwargs: (model, "oracle", "exact depth"))
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -128,7 +128,7 @@ def test_student_through_the_seed_config(
         "height: 192\nwidth: 256\nbatch_size: 16\nlr: 0.001\ntest_flag: true\n"
     )
     out = tmp_path / "report"
-    assert main(["eval", "--config", str(config), "--limit", "3", "--batch-size", "2", "--out", str(out)]) == 0
+    assert main(["eval", "nyu", "--config", str(config), "--limit", "3", "--batch-size", "2", "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "ignoring keys that eval does not use: batch_size, lr, test_flag" in captured.err
     assert "evaluated 3 image(s)" in captured.out and "images/s" in captured.out
@@ -164,7 +164,7 @@ def test_oracle_is_perfect_on_the_seed_protocol(
     _use_model(monkeypatch, OracleModel())
     data, splits = nyu
     out = tmp_path / "out"
-    assert main(["eval", "--data", str(data), "--splits", str(splits), "--weights", "unused", "--out", str(out)]) == 0
+    assert main(["eval", "nyu", "--data", str(data), "--splits", str(splits), "--weights", "unused", "--out", str(out)]) == 0
     # rawDepths inside rows 45:471, cols 41:601 equal the filled depths: exact up to float64 rounding.
     seed = json.loads((out / "metrics.json").read_text())["metrics"]
     assert seed["abs_rel"] < 1e-6 and seed["rmse"] < 1e-5 and seed["delta1"] == 1.0
@@ -181,11 +181,11 @@ def test_repeated_and_shared_split_indices_warn_and_score_each_frame_once(
     write_splits_mat(splits, train_indices=[0, 1], test_indices=[1, 2, 2, 2, 3])
     write_splits_mat(clean, train_indices=[0], test_indices=[1, 2, 3])
     out, out_clean = tmp_path / "out", tmp_path / "out_clean"
-    assert main(["eval", "--data", str(data), "--splits", str(splits), "--weights", "x", "--out", str(out)]) == 0
+    assert main(["eval", "nyu", "--data", str(data), "--splits", str(splits), "--weights", "x", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert f"edgedepth: warning: {splits}: 2 duplicate test indices (e.g. frame 3); each frame counts once" in err
     assert f"edgedepth: warning: {splits}: 1 test index also in the train split (e.g. frame 2)" in err
-    assert main(["eval", "--data", str(data), "--splits", str(clean), "--weights", "x", "--out", str(out_clean)]) == 0
+    assert main(["eval", "nyu", "--data", str(data), "--splits", str(clean), "--weights", "x", "--out", str(out_clean)]) == 0
     assert "warning" not in capsys.readouterr().err
     assert [row["nyu_index"] for row in _read_csv(out / "per_image.csv")] == ["2", "3", "4"]
     metrics, expected = (json.loads((o / "metrics.json").read_text()) for o in (out, out_clean))
@@ -223,7 +223,7 @@ def test_broken_predictions_are_skipped_with_warnings(
     _use_model(monkeypatch, OracleModel(broken={2: "constant", 3: "nan"}))
     data, splits = nyu
     out = tmp_path / "out"
-    assert main(["eval", "--data", str(data), "--splits", str(splits), "--weights", "x", "--out", str(out)]) == 0
+    assert main(["eval", "nyu", "--data", str(data), "--splits", str(splits), "--weights", "x", "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "warning: frame 3: constant prediction" in captured.err
     assert "warning: frame 4: prediction has 100 non-finite value(s)" in captured.err
@@ -243,7 +243,7 @@ def test_nothing_scorable_is_an_error_and_writes_nothing(
     _use_model(monkeypatch, OracleModel(broken={k: "constant" for k in range(COUNT)}))
     data, splits = nyu
     out = tmp_path / "out"
-    assert main(["eval", "--data", str(data), "--splits", str(splits), "--weights", "x", "--out", str(out)]) == 2
+    assert main(["eval", "nyu", "--data", str(data), "--splits", str(splits), "--weights", "x", "--out", str(out)]) == 2
     assert "no frame could be scored (4 skipped" in capsys.readouterr().err
     assert not out.exists()
 
@@ -286,7 +286,7 @@ def test_bad_inputs_give_one_line_and_exit_2(
     _use_model(monkeypatch, OracleModel())
     flags, message = _bad_inputs(tmp_path, *nyu)[case]
     out = tmp_path / "out"
-    assert main(["eval", *flags, "--weights", "x", "--out", str(out)]) == 2
+    assert main(["eval", "nyu", *flags, "--weights", "x", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("edgedepth: error: ") and err.count("\n") == 1 and message in err, err
     assert not out.exists()
@@ -302,7 +302,7 @@ def test_small_frames_evaluate_without_crop(
     write_splits_mat(splits, [0], [1])
     _use_model(monkeypatch, OracleModel(depth_of=lambda k: depths[k]))
     out = tmp_path / "out"
-    assert main(["eval", "--data", str(data), "--splits", str(splits), "--weights", "x", "--crop", "none",
+    assert main(["eval", "nyu", "--data", str(data), "--splits", str(splits), "--weights", "x", "--crop", "none",
                  "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["metrics"]["abs_rel"] < 1e-6
 
@@ -311,7 +311,7 @@ def test_teacher_and_pickled_weights_are_clear_errors(
     tmp_path: Path, nyu: tuple[Path, Path], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data, splits = nyu
-    base = ["eval", "--data", str(data), "--splits", str(splits), "--out", str(tmp_path / "out")]
+    base = ["eval", "nyu", "--data", str(data), "--splits", str(splits), "--out", str(tmp_path / "out")]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main([*base, "--teacher", "depth-anything-v2-small"]) == 2
     err = capsys.readouterr().err
@@ -348,7 +348,7 @@ def test_a_teacher_is_evaluated_like_a_student(
                       input_names=["image"], output_names=["inverse_depth"])
     out = tmp_path / "out"
     spec = f"onnx:{model_path}"
-    assert main(["eval", "--data", str(data), "--splits", str(splits), "--teacher", spec, "--out", str(out)]) == 0
+    assert main(["eval", "nyu", "--data", str(data), "--splits", str(splits), "--teacher", spec, "--out", str(out)]) == 0
     summary = json.loads((out / "metrics.json").read_text())
     assert 0 < summary["metrics"]["abs_rel"] < 10
     table = (out / "table.md").read_text()
@@ -390,6 +390,6 @@ def test_constant_baseline_is_the_ground_truth_median(nyu: tuple[Path, Path], tm
 def test_ramp_baseline_from_the_command_line(nyu: tuple[Path, Path], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     data, splits = nyu
-    assert main(["eval", "--data", str(data), "--splits", str(splits), "--baseline", "ramp",
+    assert main(["eval", "nyu", "--data", str(data), "--splits", str(splits), "--baseline", "ramp",
                  "--out", str(tmp_path / "r")]) == 0  # fmt: skip
     assert "vertical ramp (no image input)" in capsys.readouterr().out

@@ -310,7 +310,7 @@ def test_eval_gives_the_same_table_through_onnx(
     rows = {}
     for path in (weights, onnx_path):
         out = tmp_path / path.suffix.lstrip(".")
-        assert main(["eval", "--data", str(data), "--splits", str(splits), "--weights", str(path), "--out",
+        assert main(["eval", "nyu", "--data", str(data), "--splits", str(splits), "--weights", str(path), "--out",
                      str(out)]) == 0
         table = (out / "table.md").read_text().splitlines()
         rows[path.suffix] = table[2].split("|")  # header, rule, our row

@@ -371,7 +371,7 @@ def test_predict_and_eval_take_each_network(name: str, tmp_path: Path, capsys: p
     depths = np.stack([scene.depth] * 2).astype(np.float32)
     write_labeled_mat(nyu, np.stack([scene.image] * 2), depths, depths)
     write_splits_mat(splits, [0], [1])
-    assert main(["eval", "--data", str(nyu), "--splits", str(splits), "--crop", "none", "--weights", str(weights),
+    assert main(["eval", "nyu", "--data", str(nyu), "--splits", str(splits), "--crop", "none", "--weights", str(weights),
                  "--size", size, "--out", str(tmp_path / "eval")]) == 0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["model"] == name
     capsys.readouterr()

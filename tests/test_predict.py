@@ -237,14 +237,21 @@ def test_threads_apply_to_pytorch_too(weights: Path) -> None:
         load_predictor(weights, threads=0)
 
 
-def test_median_latency_times_each_run_after_the_warm_up(weights: Path) -> None:
+def test_the_timing_loop_keeps_the_timed_runs_after_the_warm_up(weights: Path) -> None:
+    """Each turn is an untimed run then a timed one; the warm-up turns are dropped; networks take turns."""
     from edgedepth.runtime.predictor import load_predictor
+    from edgedepth.runtime.timing import LocalTimer, interleaved
 
-    predictor = load_predictor(weights)
-    calls = []
-    predictor.infer = lambda batch: calls.append(batch)  # type: ignore[method-assign]
-    assert predictor.median_latency_ms(torch.zeros(1, 3, 192, 256), warmup=2, runs=5) >= 0.0
-    assert len(calls) == 7
+    calls: list[str] = []
+    timers = []
+    for name in ("a", "b"):
+        predictor = load_predictor(weights)
+        predictor.infer = lambda batch, name=name: calls.append(name)  # type: ignore[method-assign, misc]
+        timers.append(LocalTimer(predictor))
+    turns: list[int] = []
+    kept = interleaved(timers, runs=5, warmup=2, after_turn=turns.append)
+    assert [len(times) for times in kept] == [5, 5] and all(ms >= 0.0 for times in kept for ms in times)
+    assert calls == ["a", "a", "b", "b"] * 7 and turns == list(range(7))
 
 
 def _write_bilevel_png(path: Path, width: int, height: int) -> None:

@@ -482,7 +482,7 @@ def test_nyu_tar_is_marigolds_layout_and_scores_through_the_suite(tmp_path: Path
     assert main(["synth", str(out), "--count", "2", "--nyu-tar"]) == 0  # done: not written again
     assert json.loads((out / "index.json").read_text())["nyu_tar"] == {"count": 2}
     result = tmp_path / "eval"
-    assert main(["eval", "--data-root", str(out), "--datasets", "nyu", "--limit", "2", "--baseline", "ramp",
+    assert main(["eval", "zeroshot", "--data-root", str(out), "--datasets", "nyu", "--limit", "2", "--baseline", "ramp",
                  "--out", str(result)]) == 0
     assert json.loads((result / "metrics.json").read_text())["datasets"]["nyu"]["results"][
         "vertical ramp (no image input)"]["scored"] == 2

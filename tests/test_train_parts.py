@@ -172,16 +172,16 @@ def test_a_resume_accepts_what_the_fields_mark_resumable(pairs: Path, tmp_path: 
     resumed = train.run(tiny_config(pairs, run_dir, "schedule.max_steps=2", "logging.every_steps=5",
                                     "run.checkpoint_every_steps=7", f"validation.nyu_splits_path={tmp_path}"))
     assert resumed.steps == 2
-    checkpoint = run_dir / train.CHECKPOINT
-    state = checkpoint.load_checkpoint(checkpoint)
+    saved = run_dir / train.CHECKPOINT
+    state = checkpoint.load_checkpoint(saved)
     del state["config"]["optim"]["encoder_lr_scale"]  # as written before the key existed
-    checkpoint.save_checkpoint(checkpoint, state)
+    checkpoint.save_checkpoint(saved, state)
     assert train.run(tiny_config(pairs, run_dir, "schedule.max_steps=3")).steps == 3
-    state = checkpoint.load_checkpoint(checkpoint)
+    state = checkpoint.load_checkpoint(saved)
     state["config"]["optim"]["lr_encoder"] = state["config"]["optim"].pop("encoder_lr_scale")
-    checkpoint.save_checkpoint(checkpoint, state)
+    checkpoint.save_checkpoint(saved, state)
     with pytest.raises(EdgedepthError) as caught:
         train.run(tiny_config(pairs, run_dir, "schedule.max_steps=4"))
     assert str(caught.value) == (
-        f"{checkpoint}: its saved config does not load in this version (unknown config key 'optim.lr_encoder' "
+        f"{saved}: its saved config does not load in this version (unknown config key 'optim.lr_encoder' "
         "(known here: batch_size, encoder_lr_scale, loss, lr, name, weight_decay)); use another run.dir")

@@ -1,4 +1,4 @@
-"""``edgedepth eval --suite zero-shot``: every set's crop and mask, each protocol's alignment by hand, models and saved
+"""``edgedepth eval zeroshot``: every set's crop and mask, each protocol's alignment by hand, models and saved
 predictions alike, the round trip through Marigold's layout, bad samples skipped and counted."""
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def test_kitti_is_cropped_before_inference_for_marigold_after_it_for_zipdepth(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: str, seen: tuple[int, ...]
 ) -> None:
     probe = Probe()
-    monkeypatch.setattr(evaluate, "open_model", lambda cfg: (probe, "probe", "none"))
+    monkeypatch.setattr(zeroshot, "open_model", lambda **kwargs: (probe, "probe", "none"))
     saved = tmp_path / "saved"
     _run(root, tmp_path / "out", weights=(Path("probe.safetensors"),), datasets=("kitti",), protocol=protocol,
          save_predictions=saved)
@@ -282,7 +282,7 @@ def test_bad_samples_are_skipped_with_a_warning_and_counted(tmp_path: Path, caps
         writer.add_member(chosen[9].rgb, cv2.imencode(".png", image("nyu", 9))[1].tobytes())
         writer.add_member(chosen[9].depth, b"\x89PNG\r\n\x1a\n cut short")
     out = tmp_path / "out"
-    assert main(["eval", "--suite", "zero-shot", "--tar", f"nyu={tar}", "--datasets", "nyu", "--baseline", "ramp",
+    assert main(["eval", "zeroshot", "--tar", f"nyu={tar}", "--datasets", "nyu", "--baseline", "ramp",
                  "--out", str(out), "--limit", "14"]) == 0
     captured = capsys.readouterr()
     warnings = [line for line in captured.err.splitlines() if line.startswith("edgedepth: warning: ")]
@@ -304,8 +304,8 @@ def test_a_truncated_tar_scores_the_samples_before_the_cut(root: Path, tmp_path:
         last = archive.getmembers()[-1]
     cut.write_bytes(data[: last.offset_data + last.size // 2])
     out = tmp_path / "out"
-    assert main(["eval", "--tar", f"scannet={cut}", "--datasets", "scannet", "--baseline", "ramp", "--out", str(out),
-                 "--limit", "2"]) == 0  # --tar alone implies --suite zero-shot
+    assert main(["eval", "zeroshot", "--tar", f"scannet={cut}", "--datasets", "scannet", "--baseline", "ramp", "--out", str(out),
+                 "--limit", "2"]) == 0
     err = capsys.readouterr().err
     assert f"{cut}:{entries('scannet', 2)[1].depth}: cut short (truncated tar); skipped" in err
     ramp = json.loads((out / "metrics.json").read_text())["datasets"]["scannet"]["results"]
@@ -320,7 +320,7 @@ def test_the_command_line_writes_one_table_and_a_report_per_set(
     monkeypatch.setattr(report, "picture_grid", PICTURE_GRID)
     teacher = _onnx_model(tmp_path / "teacher.onnx")
     out = tmp_path / "report"
-    assert main(["eval", "--suite", "zero-shot", "--data-root", str(root), "--weights", str(student),
+    assert main(["eval", "zeroshot", "--data-root", str(root), "--weights", str(student),
                  "--teacher", f"onnx:{teacher}", "--baseline", "ramp", "--limit", "1", "--size", "64x64",
                  "--out", str(out)]) == 0
     captured = capsys.readouterr()
@@ -361,7 +361,6 @@ def test_the_seed_mat_protocol_as_a_sixth_column(root: Path, tmp_path: Path) -> 
     [
         (["--datasets", "nyu,mars"], "unknown evaluation set 'mars'"),
         (["--protocol", "seed"], "unknown zero-shot protocol 'seed'; use one of marigold, zipdepth"),
-        (["--crop", "eigen"], "--crop belongs to the NYU .mat evaluation"),
         (["--prediction-kind", "depth"], "--prediction-kind says what --predictions folders hold"),
         (["--tar", "x.tar"], "--tar x.tar: say which set it is for, e.g. --tar nyu=x.tar"),
         (["--limit", "0"], "--limit must be at least 1"),
@@ -371,7 +370,7 @@ def test_the_seed_mat_protocol_as_a_sixth_column(root: Path, tmp_path: Path) -> 
 def test_flags_the_suite_refuses(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str],
                                  message: str) -> None:
     out = tmp_path / "out"
-    assert main(["eval", "--suite", "zero-shot", "--data-root", str(root), "--baseline", "ramp", "--out", str(out),
+    assert main(["eval", "zeroshot", "--data-root", str(root), "--baseline", "ramp", "--out", str(out),
                  *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("edgedepth: error: ") and err.count("\n") == 1 and message in err, err
@@ -379,8 +378,21 @@ def test_flags_the_suite_refuses(root: Path, tmp_path: Path, capsys: pytest.Capt
 
 
 def test_several_models_need_the_suite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["eval", "--data", "a.mat", "--splits", "s.mat", "--weights", "a.onnx", "b.onnx"]) == 2
-    assert "pass one (the zero-shot suite, --suite zero-shot, takes several)" in capsys.readouterr().err
+    assert main(["eval", "nyu", "--data", "a.mat", "--splits", "s.mat", "--weights", "a.onnx", "b.onnx"]) == 2
+    assert "pass one (eval zeroshot takes several)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    (["eval", "--data", "a.mat", "--splits", "s.mat", "--baseline", "ramp"],
+     "edgedepth eval nyu --data a.mat --splits s.mat --baseline ramp"),
+    (["eval", "--suite", "zero-shot", "--data-root", "d", "--weights", "w.onnx"],
+     "edgedepth eval zeroshot --data-root d --weights w.onnx"),
+    (["eval", "--tar", "nyu=t.tar", "--baseline", "ramp"], "edgedepth eval zeroshot --tar nyu=t.tar --baseline ramp"),
+])
+def test_the_old_eval_spelling_names_the_new_command(old: list[str], new: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(old) == 2
+    err = capsys.readouterr().err
+    assert err == f"edgedepth: error: edgedepth eval takes the benchmark first: {new}\n"
 
 
 def test_a_set_missing_from_the_data_root_is_an_error_before_any_work(root: Path, tmp_path: Path,
@@ -388,7 +400,7 @@ def test_a_set_missing_from_the_data_root_is_an_error_before_any_work(root: Path
     partial = tmp_path / "partial"
     write_set(partial, "nyu", 1)
     out = tmp_path / "out"
-    assert main(["eval", "--suite", "zero-shot", "--data-root", str(partial), "--baseline", "ramp",
+    assert main(["eval", "zeroshot", "--data-root", str(partial), "--baseline", "ramp",
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{partial / 'kitti' / 'kitti_eigen_split_test.tar'}: no such file" in err
@@ -397,7 +409,7 @@ def test_a_set_missing_from_the_data_root_is_an_error_before_any_work(root: Path
     with tarfile.open(partial / "nyuv2" / "nyu_labeled_extracted.tar") as archive:
         archive.extractall(unpacked, filter="data")
     (partial / "nyuv2" / "nyu_labeled_extracted.tar").unlink()
-    assert main(["eval", "--data-root", str(partial), "--datasets", "nyu", "--baseline", "ramp", "--limit", "1",
+    assert main(["eval", "zeroshot", "--data-root", str(partial), "--datasets", "nyu", "--baseline", "ramp", "--limit", "1",
                  "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["datasets"]["nyu"]["source"] == str(unpacked)
 

@@ -29,8 +29,8 @@ C = TypeVar("C")
 COMMAND_HELP = {
     "predict": "predict inverse depth for images, a folder, a glob or a video",
     "convert": "convert a PyTorch checkpoint (.pth, .pt) to edgedepth .safetensors",
-    "eval": "evaluate a model on NYU Depth v2 (the seed's protocol by default), or models on the zero-shot "
-        "benchmark (--suite zero-shot)",
+    "eval": "score models: eval nyu (NYU Depth v2's .mat files, the seed's protocol) or eval zeroshot (NYUv2, "
+        "KITTI, ETH3D, ScanNet, DIODE)",
     "train": "distil a teacher's inverse depth into a student (resumable; torchrun for DDP)",
     "synth": "render synthetic indoor scenes with exact depth (JPEG + 16-bit depth PNG)",
     "demo": "the whole pipeline on synthetic scenes, end to end in minutes on a CPU",
@@ -229,28 +229,25 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_convert)
 
 
-#: ``eval`` options of the zero-shot suite alone, and of the NYU ``.mat`` evaluation alone (flag: attribute).
-_SUITE_ONLY = {"--data-root": "data_root", "--tar": "tar", "--datasets": "datasets", "--split-file": "split_file",
-               "--predictions": "predictions", "--prediction-kind": "prediction_kind",
-               "--save-predictions": "save_predictions", "--alignment-max-res": "alignment_max_res"}
-_MAT_ONLY = {"--gt": "gt", "--align": "align", "--crop": "crop", "--split": "split", "--config": "config_file",
-             "--batch-size": "batch_size", "--training-data": "training_data"}
+#: The benchmarks ``edgedepth eval`` scores on, each its own command.
+EVAL_BENCHMARKS = {
+    "nyu": "a model on NYU Depth v2's official .mat files, the seed's protocol by default (or a variant)",
+    "zeroshot": "models on the zero-shot benchmark: NYUv2, KITTI, ETH3D, ScanNet and DIODE from Marigold's tars",
+}
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from edgedepth.eval import nyu as evaluate
+def _cmd_eval_nyu(args: argparse.Namespace) -> int:
+    """``eval nyu``: :func:`edgedepth.eval.nyu.run`."""
+    from edgedepth.eval import nyu
 
-    if args.suite is not None or any(getattr(args, name) is not None for name in _SUITE_ONLY.values()):
-        return _cmd_eval_suite(args)
     models = [*(args.weights or []), *(args.teacher or []), *([args.baseline] if args.baseline else [])]
     if len(models) > 1:
-        raise EdgedepthError("--weights, --teacher and --baseline name the one model the NYU .mat evaluation "
-                             "scores; pass one (the zero-shot suite, --suite zero-shot, takes several)")
-    protocol = evaluate.make_protocol(args.protocol or "seed", ground_truth=args.gt, alignment=args.align,
-                                      crop=args.crop)
-    cfg = _from_args(evaluate.EvalConfig, args, weights=args.weights[0] if args.weights else None,
+        raise EdgedepthError("--weights, --teacher and --baseline name the one model eval nyu scores; pass one "
+                             "(eval zeroshot takes several)")
+    protocol = nyu.make_protocol(args.protocol or "seed", ground_truth=args.gt, alignment=args.align, crop=args.crop)
+    cfg = _from_args(nyu.EvalConfig, args, weights=args.weights[0] if args.weights else None,
                      teacher=args.teacher[0] if args.teacher else None, protocol=protocol)
-    summary = evaluate.run(cfg)
+    summary = nyu.run(cfg)
     print(summary.table, end="")
     skipped = f", skipped {summary.skipped} (see warnings)" if summary.skipped else ""
     print(
@@ -277,15 +274,11 @@ def _named_paths(values: list[str] | None, flag: str, datasets: tuple[str, ...])
     return named
 
 
-def _cmd_eval_suite(args: argparse.Namespace) -> int:
-    """``eval --suite zero-shot``: :func:`edgedepth.eval.zeroshot.run`."""
+def _cmd_eval_zeroshot(args: argparse.Namespace) -> int:
+    """``eval zeroshot``: :func:`edgedepth.eval.zeroshot.run`."""
     from edgedepth.data.marigold import EVAL_SETS
     from edgedepth.eval import zeroshot
 
-    given = [flag for flag, name in _MAT_ONLY.items() if getattr(args, name) is not None]
-    if given:
-        raise EdgedepthError(f"{given[0]} belongs to the NYU .mat evaluation; the zero-shot suite's crops, masks and "
-                             "alignment are its --protocol's")
     datasets = tuple(name.strip() for name in args.datasets.split(",")) if args.datasets else tuple(EVAL_SETS)
     cfg = _from_args(
         zeroshot.ZeroShotConfig, args, archives=_named_paths(args.tar, "--tar", datasets),
@@ -303,59 +296,108 @@ def _cmd_eval_suite(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help=COMMAND_HELP["eval"], description="Score models on a benchmark: "
+                       + "; ".join(f"eval {name}: {what}" for name, what in EVAL_BENCHMARKS.items()) + ".")
+    benchmarks = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    _add_eval_nyu(benchmarks)
+    _add_eval_zeroshot(benchmarks)
+
+
+def _add_eval_nyu(benchmarks: argparse._SubParsersAction) -> None:
     from edgedepth.core.sizes import DEFAULT_INPUT_SIZE
     from edgedepth.data.nyu import NYU_CROPS
     from edgedepth.eval.metrics import ALIGNMENTS
     from edgedepth.eval.nyu import EvalConfig
 
-    p = sub.add_parser("eval", help=COMMAND_HELP["eval"])
-    p.add_argument("--data", type=Path, help="nyu_depth_v2_labeled.mat (MATLAB v7.3); with --suite, adds the seed's "
-                   "NYU .mat column")
+    p = benchmarks.add_parser("nyu", help=EVAL_BENCHMARKS["nyu"])
+    p.add_argument("--data", type=Path, help="nyu_depth_v2_labeled.mat (MATLAB v7.3)")
     p.add_argument("--splits", type=Path, help="splits.mat with trainNdxs / testNdxs")
     p.add_argument("--weights", type=Path, nargs="+", metavar="W",
-                   help="student weights (.safetensors) or an export (.onnx, .xml, .pt); several with --suite")
-    p.add_argument("--teacher", metavar="SPEC", nargs="+",
-                   help="a teacher instead: hf:, midas:, onnx: or an alias; several with --suite")
+                   help="student weights (.safetensors) or an export (.onnx, .xml, .pt)")
+    p.add_argument("--teacher", metavar="SPEC", nargs="+", help="a teacher instead: hf:, midas:, onnx: or an alias")
     p.add_argument("--baseline", choices=["ramp", "constant"],
-                   help="a model-free baseline: ramp = inverse depth rising towards the bottom row (the "
-                        "positional prior a model must beat), constant = the ground truth's median (oracle)")
+                   help="a model-free baseline: ramp = inverse depth rising towards the bottom row (the positional "
+                   "prior a model must beat), constant = the ground truth's median (oracle)")
     p.add_argument("--config", dest="config_file", type=Path, help="the seed's config.yaml (nyu_data_path, "
                    "nyu_split_path, best_model, height, width); command-line flags win over it")
     _option(p, EvalConfig, "size", "--size", type=_size, help="network input WIDTHxHEIGHT",
             shown=f"the model's, e.g. {_shown(DEFAULT_INPUT_SIZE)}")
-    p.add_argument("--protocol", help="named protocol: seed (default), adjusted by --gt, --align, --crop; with "
-                   "--suite: marigold (default) or zipdepth")
+    p.add_argument("--protocol", help="named protocol: seed (default), adjusted by --gt, --align, --crop")
     p.add_argument("--gt", choices=["rawDepths", "depths"], help="ground truth (seed: rawDepths)")
     p.add_argument("--align", choices=ALIGNMENTS, help="alignment of the prediction (seed: lsq-disparity)")
     p.add_argument("--crop", choices=list(NYU_CROPS), help="evaluation crop (seed: seed = rows 45:471, cols 41:601)")
     _option(p, EvalConfig, "split", "--split", choices=["test", "train"], help="which split")
-    p.add_argument("--limit", type=int, help="score only the first N frames of the split (with --suite: of each set)")
+    p.add_argument("--limit", type=int, help="score only the first N frames of the split")
     _option(p, EvalConfig, "batch_size", "--batch-size", type=int, help="frames per forward pass")
-    suite = p.add_argument_group("zero-shot suite (NYUv2, KITTI, ETH3D, ScanNet, DIODE from Marigold's tars)")
-    suite.add_argument("--suite", choices=["zero-shot"], help="the zero-shot benchmark (implied by the options below)")
-    suite.add_argument("--data-root", type=Path, metavar="DIR", help="Marigold's base data folder: nyuv2/"
-                       "nyu_labeled_extracted.tar, kitti/kitti_eigen_split_test.tar, eth3d/eth3d.tar, scannet/"
-                       "scannet_val_sampled_800_1.tar, diode/diode_val.tar (or each unpacked into a folder of that name without .tar)")
-    suite.add_argument("--tar", action="append", metavar="NAME=PATH",
-                       help="one set's tar or unpacked folder, instead of the one under --data-root (repeatable)")
-    suite.add_argument("--datasets", metavar="LIST", help="comma-separated sets (default: nyu,kitti,eth3d,scannet,diode)")
-    suite.add_argument("--split-file", action="append", metavar="NAME=PATH",
-                       help="one set's sample list in Marigold's format, instead of the shipped one (repeatable)")
-    suite.add_argument("--predictions", type=Path, nargs="+", metavar="DIR",
-                       help="folders of saved predictions in Marigold's layout (<set>/<path>/pred_<id>.npy), one row each")
-    suite.add_argument("--prediction-kind", choices=["depth", "disparity"],
-                       help="what --predictions hold: depth (affine-invariant, e.g. Marigold's; aligned in depth) or "
-                            "disparity (inverse depth; aligned in disparity) (default: their edgedepth_predictions.json)")
-    suite.add_argument("--save-predictions", type=Path, metavar="DIR",
-                       help="write each model's raw predictions as DIR/<model>/<set>/<path>/pred_<id>.npy, which "
-                            "Marigold's script/depth/eval.py scores")
-    suite.add_argument("--alignment-max-res", type=int, metavar="N",
-                       help="fit scale and shift on a nearest-neighbour subsample at most N wide, as Marigold's "
-                            "--alignment_max_res (default: the protocol's, 1024 on ETH3D for marigold; 0: full size)")
     p.add_argument("--training-data", help="text for the table's training-data column (default: from the weights)")
     _option(p, EvalConfig, "out", "--out", type=Path, help="output folder")
     _option(p, EvalConfig, "device", "--device", help="cpu or cuda")
-    p.set_defaults(func=_cmd_eval)
+    p.set_defaults(func=_cmd_eval_nyu)
+
+
+def _add_eval_zeroshot(benchmarks: argparse._SubParsersAction) -> None:
+    from edgedepth.eval.zeroshot import ZeroShotConfig
+
+    p = benchmarks.add_parser("zeroshot", help=EVAL_BENCHMARKS["zeroshot"])
+    p.add_argument("--data-root", type=Path, metavar="DIR", help="Marigold's base data folder: nyuv2/"
+                   "nyu_labeled_extracted.tar, kitti/kitti_eigen_split_test.tar, eth3d/eth3d.tar, scannet/"
+                   "scannet_val_sampled_800_1.tar, diode/diode_val.tar (or each unpacked into a folder of that name "
+                   "without .tar)")
+    p.add_argument("--tar", action="append", metavar="NAME=PATH",
+                   help="one set's tar or unpacked folder, instead of the one under --data-root (repeatable)")
+    p.add_argument("--datasets", metavar="LIST", help="comma-separated sets (default: nyu,kitti,eth3d,scannet,diode)")
+    p.add_argument("--split-file", action="append", metavar="NAME=PATH",
+                   help="one set's sample list in Marigold's format, instead of the shipped one (repeatable)")
+    p.add_argument("--weights", type=Path, nargs="+", metavar="W",
+                   help="student weights (.safetensors) or exports (.onnx, .xml, .pt), one row each")
+    p.add_argument("--teacher", metavar="SPEC", nargs="+", help="teachers: hf:, midas:, onnx: or an alias, one row each")
+    p.add_argument("--baseline", choices=["ramp"],
+                   help="the model-free baseline: inverse depth rising towards the bottom row")
+    p.add_argument("--predictions", type=Path, nargs="+", metavar="DIR",
+                   help="folders of saved predictions in Marigold's layout (<set>/<path>/pred_<id>.npy), one row each")
+    p.add_argument("--prediction-kind", choices=["depth", "disparity"],
+                   help="what --predictions hold: depth (affine-invariant, e.g. Marigold's; aligned in depth) or "
+                        "disparity (inverse depth; aligned in disparity) (default: their edgedepth_predictions.json)")
+    p.add_argument("--save-predictions", type=Path, metavar="DIR",
+                   help="write each model's raw predictions as DIR/<model>/<set>/<path>/pred_<id>.npy, which "
+                        "Marigold's script/depth/eval.py scores")
+    _option(p, ZeroShotConfig, "protocol", "--protocol",
+            help="whose evaluator to follow where they differ: marigold or zipdepth")
+    p.add_argument("--alignment-max-res", type=int, metavar="N",
+                   help="fit scale and shift on a nearest-neighbour subsample at most N wide, as Marigold's "
+                        "--alignment_max_res (default: the protocol's, 1024 on ETH3D for marigold; 0: full size)")
+    p.add_argument("--data", type=Path, help="nyu_depth_v2_labeled.mat: adds the seed's NYU .mat column (with --splits)")
+    p.add_argument("--splits", type=Path, help="splits.mat with trainNdxs / testNdxs, for that column")
+    _option(p, ZeroShotConfig, "size", "--size", type=_size, help="network input WIDTHxHEIGHT", shown="each model's")
+    p.add_argument("--limit", type=int, help="score only the first N samples of each set")
+    _option(p, ZeroShotConfig, "out", "--out", type=Path, help="output folder")
+    _option(p, ZeroShotConfig, "device", "--device", help="cpu or cuda")
+    p.set_defaults(func=_cmd_eval_zeroshot)
+
+
+def _old_eval_spelling(argv: Sequence[str]) -> str | None:
+    """The ``eval`` command as it was spelled before its benchmarks became commands (``eval --data ...``, ``eval
+    --suite zero-shot ...``), rewritten: the line that tells the user; None for any other command line."""
+    words = list(argv)
+    if _command(words) != "eval":
+        return None
+    rest = words[words.index("eval") + 1:]
+    if not rest or rest[0] in (*EVAL_BENCHMARKS, "-h", "--help"):
+        return None
+    suite_only = ("--suite", "--data-root", "--tar", "--datasets", "--split-file", "--predictions",
+                  "--prediction-kind", "--save-predictions", "--alignment-max-res")
+    zeroshot = any(word.split("=")[0] in suite_only for word in rest)
+    kept: list[str] = []
+    skip = False
+    for word in rest:
+        if skip:
+            skip = False
+        elif word == "--suite":
+            skip = True
+        elif not word.startswith("--suite="):
+            kept.append(word)
+    new = " ".join(["edgedepth eval", "zeroshot" if zeroshot else "nyu", *kept])
+    return f"edgedepth eval takes the benchmark first: {new}"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -688,6 +730,10 @@ def _command(argv: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    renamed = _old_eval_spelling(argv)
+    if renamed is not None:
+        print(f"edgedepth: error: {renamed}", file=sys.stderr)
+        return 2
     args = build_parser(_command(argv)).parse_args(argv)
     configure_logging(-1 if args.quiet_logs else args.verbose)
     try:

@@ -7,7 +7,7 @@ normalisation, bicubic upsampling back to 640 x 480), aligns and scores every fr
 into the output folder only once everything has been computed.
 
 Anything with ``name``, ``size`` and ``predict_batch(images) -> N x 1 x H x W`` inverse depth at the image
-size can be evaluated (:class:`DepthModel`): students today, teachers when they land.
+size can be evaluated (:class:`~edgedepth.eval.models.DepthModel`): our weights and exports, teachers, baselines.
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
-import torch
 import yaml
 from tqdm import tqdm
 
 from edgedepth import __version__
-from edgedepth.core.cores import compute_threads
 from edgedepth.core.depth import UnscorableImage
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import check_input_file, check_output_folder
@@ -34,6 +31,7 @@ from edgedepth.core.sizes import SIZE_MULTIPLE, format_size, parse_size
 from edgedepth.data.nyu import NYU_CROPS, GroundTruth, NyuLabeled, read_splits
 from edgedepth.eval import report
 from edgedepth.eval.metrics import ALIGNMENTS, METRIC_NAMES, Alignment, mean_metrics, score_prediction, valid_mask
+from edgedepth.eval.models import Baseline, DepthModel, open_model
 
 logger = logging.getLogger(__name__)
 
@@ -41,51 +39,6 @@ Split = Literal["test", "train"]
 
 #: Keys of the seed's ``config.yaml`` that ``eval`` uses, and the field each one fills.
 SEED_CONFIG_KEYS = {"nyu_data_path": "data", "nyu_split_path": "splits", "best_model": "weights"}
-
-
-class DepthModel(Protocol):
-    """What ``eval`` needs of a model: a name, its input ``(width, height)`` and batched prediction."""
-
-    @property
-    def name(self) -> str: ...
-
-    size: tuple[int, ...]
-
-    def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 images of one size to ``N x 1 x H x W`` relative inverse depth at that size, on the CPU."""
-        ...
-
-
-class VerticalRamp:
-    """A baseline that ignores the image: inverse depth rising linearly from the top row to the bottom row.
-
-    Indoors the floor comes nearer towards the bottom of the frame, so this positional prior alone scores well;
-    a model is worth its compute by how far it beats it.
-    """
-
-    name = "vertical ramp (no image input)"
-    size: tuple[int, ...] = ()  # no network input
-
-    def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        height, width = images[0].shape[:2]
-        ramp = torch.linspace(0.0, 1.0, height)[:, None].expand(height, width)
-        return ramp.expand(len(images), 1, height, width).clone()
-
-
-class ConstantDepth:
-    """A baseline that predicts one depth for the whole frame; scored with median scaling (the alignment
-    :func:`run` gives it), that depth is the ground truth's median: an oracle constant."""
-
-    name = "constant depth, the ground truth's median (oracle)"
-    size: tuple[int, ...] = ()  # no network input
-
-    def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        height, width = images[0].shape[:2]
-        return torch.ones(len(images), 1, height, width)
-
-
-Baseline = Literal["ramp", "constant"]
-BASELINES: dict[str, type[VerticalRamp | ConstantDepth]] = {"ramp": VerticalRamp, "constant": ConstantDepth}
 
 
 @dataclass(frozen=True)
@@ -211,30 +164,6 @@ def apply_seed_config(cfg: EvalConfig) -> tuple[EvalConfig, list[str]]:
     return replace(cfg, **updates), notes
 
 
-def open_model(cfg: EvalConfig) -> tuple[DepthModel, str, str]:
-    """The model to evaluate, its label for the table and the training data it names."""
-    if cfg.baseline is not None:
-        if cfg.baseline not in BASELINES:
-            raise EdgedepthError(f"unknown baseline {cfg.baseline!r}; use one of {', '.join(BASELINES)}")
-        baseline = BASELINES[cfg.baseline]()
-        return baseline, baseline.name, "none"
-    if cfg.teacher is not None:
-        from edgedepth.teachers import create_teacher
-
-        teacher = create_teacher(cfg.teacher, cfg.device)
-        if teacher.requires_depth:
-            raise EdgedepthError("--teacher oracle answers with the ground truth itself; evaluate a real teacher")
-        return teacher, teacher.name, cfg.training_data or "the teacher's own"
-    if cfg.weights is None:
-        raise EdgedepthError("nothing to evaluate: pass --weights W.safetensors (or best_model in --config)")
-    from edgedepth.runtime.predictor import load_predictor
-
-    # .safetensors, .onnx, .xml or TorchScript .pt, on the cores this process may use
-    predictor = load_predictor(cfg.weights, cfg.size, cfg.device, threads=compute_threads())
-    training_data = cfg.training_data or str(predictor.provenance.get("training_data") or "unknown")
-    return predictor, f"{predictor.name} ({cfg.weights.name})", training_data
-
-
 def select_indices(cfg: EvalConfig, num_images: int) -> np.ndarray:
     """Zero-based indices of the frames to score: the split, optionally its first ``limit`` frames."""
     assert cfg.splits is not None
@@ -293,7 +222,8 @@ def run(cfg: EvalConfig) -> EvalSummary:
     with NyuLabeled(cfg.data) as labeled:
         indices = select_indices(cfg, len(labeled))
         _check_crop_fits(cfg.protocol, labeled.frame_size)
-        model, method, training_data = open_model(cfg)
+        model, method, training_data = open_model(cfg.weights, cfg.teacher, cfg.baseline, cfg.size, cfg.device,
+                                                  cfg.training_data)
         results = evaluate_frames(model, labeled, indices, cfg.protocol, cfg.batch_size)
         scored = [r for r in results if r.metrics is not None]
         if not scored:
