@@ -15,8 +15,8 @@ from edgedepth.cli import main
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.data import synthetic
 from edgedepth.data.nyu import NyuLabeled, read_splits
-from edgedepth.data.pairs import read_png_target
 from edgedepth.data.synthetic import (
+    LIGHT_RANGE,
     RAW_MAX_DEPTH,
     Box,
     Camera,
@@ -31,6 +31,7 @@ from edgedepth.data.synthetic import (
     write_folder,
 )
 from edgedepth.eval.metrics import valid_mask
+from edgedepth.train.pairs import read_png_target
 
 SMALL = (160, 120)
 GREY = Material("plain", (0.5, 0.5, 0.5))
@@ -140,9 +141,11 @@ def test_cylinders_show_their_side_and_their_cap_at_the_analytic_depth() -> None
 def test_culling_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Screen windows for camera rays and candidate sets for shadow rays only skip work, never a hit."""
     culled = [render_scene(seed, (96, 72)) for seed in range(8)]
-    monkeypatch.setattr(synthetic, "_screen_rect", lambda solid, camera: (0, camera.size[1], 0, camera.size[0]))
+    from edgedepth.data.synthetic import rendering
+
+    monkeypatch.setattr(rendering, "_screen_rect", lambda solid, camera: (0, camera.size[1], 0, camera.size[0]))
     monkeypatch.setattr(
-        synthetic, "_shadow_candidates", lambda solid, light, to_light, distance: np.arange(distance.size)
+        rendering, "_shadow_candidates", lambda solid, light, to_light, distance: np.arange(distance.size)
     )
     for seed, scene in enumerate(culled):
         brute = render_scene(seed, (96, 72))
@@ -190,7 +193,7 @@ def test_lambertian_shading_follows_the_cosine_and_the_light_falloff() -> None:
     lit = SceneDescription(_facing_wall(3.0).room, (), (Light((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),), ambient=0.0)
     gray = render(lit, camera).image.astype(np.float64).mean(axis=-1)
     length = np.linalg.norm(_rays(camera), axis=-1)
-    radiance = (1.0 / length) / (1.0 + (3.0 * length / synthetic._LIGHT_RANGE) ** 2)
+    radiance = (1.0 / length) / (1.0 + (3.0 * length / LIGHT_RANGE) ** 2)
     inner = (slice(2, -2), slice(2, -2))  # away from the blur's border
     ratio = (gray[inner] / 255.0) ** 2 / radiance[inner]
     assert ratio.std() / ratio.mean() < 0.02
@@ -210,7 +213,7 @@ def test_a_sphere_casts_a_shadow_where_the_light_ray_through_it_meets_the_wall()
     shadow_col, clear_col, row = round(k.cx + k.fx * -0.5 / 4.0), round(k.cx + k.fx * 1.2 / 4.0), round(k.cy)
     # In the shadow only the ambient term is left: radiance ratio ambient / (ambient + direct), squared display.
     distance = math.hypot(2.0, 4.0)
-    direct = (4.0 / distance) / (1.0 + (distance / synthetic._LIGHT_RANGE) ** 2)
+    direct = (4.0 / distance) / (1.0 + (distance / LIGHT_RANGE) ** 2)
     ratio = (images[True][row, shadow_col] / images[False][row, shadow_col]) ** 2
     assert ratio == pytest.approx(ambient / (ambient + direct), rel=0.1)
     assert images[True][row, clear_col] == pytest.approx(images[False][row, clear_col], abs=1.0)

@@ -20,13 +20,13 @@ from edgedepth.cli import main
 from edgedepth.core.config import dump_config, load_config
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.data.nyu import write_labeled_mat, write_splits_mat
-from edgedepth.data.pairs import FolderPairs, read_png_target, resize_target
 from edgedepth.eval import nyu as evaluate
 from edgedepth.models import create_model, load_model
 from edgedepth.models.weights import read_metadata
 from edgedepth.train import checkpoint, losses, schedule
 from edgedepth.train import loop as train
 from edgedepth.train.config import ScheduleConfig, TrainConfig
+from edgedepth.train.pairs import FolderPairs, read_png_target, resize_target
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "distill_places_midas.yaml"
@@ -457,9 +457,9 @@ def test_it_learns_on_synthetic_scenes(tmp_path: Path) -> None:
 
 def test_trains_from_label_shards_and_refuses_another_size(tmp_path: Path) -> None:
     from edgedepth.data import synthetic
-    from edgedepth.data.pairs import ShardPairs
     from edgedepth.label import job as label
     from edgedepth.label import recipe
+    from edgedepth.train.pairs import ShardPairs
 
     synthetic.write_folder(tmp_path / "scenes", 8, (160, 120), seed=3, progress=False)
     labels = tmp_path / "labels"

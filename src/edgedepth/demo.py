@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from edgedepth.bench import run as bench
 from edgedepth.bench.config import BenchConfig
 from edgedepth.core.config import load_config
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.core.files import atomic_path
+from edgedepth.core.files import atomic_path, write_json
 from edgedepth.core.viz import plot_loss_curve
 from edgedepth.data import nyu, synthetic
 from edgedepth.eval import nyu as evaluate
@@ -241,7 +240,6 @@ in for MiDaS) through the label pipeline, evaluated with the seed's NYU protocol
     report = out / "report.html"
     with atomic_path(report) as tmp:
         tmp.write_text(page)
-    with atomic_path(out / "demo.json") as tmp:
-        tmp.write_text(json.dumps({"metrics": metrics, "verdict": verdict, "timings_s": timings}, indent=2))
+    write_json(out / "demo.json", {"metrics": metrics, "verdict": verdict, "timings_s": timings}, indent=2)
     print(f"demo: report -> {report}")
     return report

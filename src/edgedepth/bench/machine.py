@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from edgedepth.runtime.runtimes import package_versions
+
 #: Instruction sets that decide CNN speed, as /proc/cpuinfo names them (x86 ``flags``, ARM ``Features``).
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
              "asimd", "asimddp", "i8mm", "sve")
@@ -87,11 +89,8 @@ def best_peak(samples: Sequence[float]) -> float:
 
 def describe_machine() -> Machine:
     """The machine, with one sgemm measurement (:func:`run` adds one after every round)."""
-    import onnxruntime
-    import openvino
-
     cpuinfo = read_cpuinfo()
-    versions = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__}
+    versions = package_versions()
     sgemm = sgemm_peak_gflops()
     return Machine(_cpu_name(cpuinfo), cpu_isa(cpuinfo), sgemm, _load_average(), versions, (sgemm,))
 

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 from edgedepth.bench.cells import Cell
 from edgedepth.bench.config import BenchConfig
 from edgedepth.bench.machine import Machine
-from edgedepth.core.files import atomic_path
+from edgedepth.core.files import atomic_path, write_json
 from edgedepth.core.sizes import format_size
 from edgedepth.runtime.runtimes import RUNTIMES
 
@@ -129,8 +128,7 @@ def write_outputs(cfg: BenchConfig, machine: Machine, cells: list[Cell], table: 
             for cell in cells
         ],
     }
-    with atomic_path(out / "bench.json") as tmp:
-        tmp.write_text(json.dumps(document, indent=2))
+    write_json(out / "bench.json", document, indent=2)
     if cfg.chart:
         _write_chart(out / "bench.png", cells)
 

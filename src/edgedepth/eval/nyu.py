@@ -24,7 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from edgedepth import __version__
-from edgedepth.core.depth import UnscorableImage
+from edgedepth.core.depth import DEFAULT_MAX_DEPTH, UnscorableImage
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import check_input_file, check_output_folder
 from edgedepth.core.sizes import SIZE_MULTIPLE, format_size, parse_size
@@ -49,7 +49,7 @@ class EvalProtocol:
     alignment: Alignment = "lsq-disparity"
     crop: str = "seed"  # a key of edgedepth.data.nyu.NYU_CROPS
     min_depth: float = 0.0
-    max_depth: float = 10.0
+    max_depth: float = DEFAULT_MAX_DEPTH
 
     def describe(self) -> str:
         """One sentence for the report."""

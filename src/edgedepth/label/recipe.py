@@ -55,16 +55,19 @@ class Recipe:
             "label_png": "uint16, inverse depth min-max normalised per image (near = 65535)",
         }
 
+
 def cover_size(image_size: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int]:
     """The smallest ``(width, height)`` with the image's aspect that covers ``crop``."""
     width, height = image_size
     scale = max(crop[0] / width, crop[1] / height)
     return max(crop[0], round(width * scale)), max(crop[1], round(height * scale))
 
+
 def cover_interpolation(image_size: tuple[int, int], cover: tuple[int, int]) -> str:
     """How the image is resized to cover the crop: area when it shrinks by more than 1 / AREA_BELOW_SCALE
     (linear would alias), linear otherwise (near 1:1 both are alike, and linear is six times faster)."""
     return "area" if cover[0] < AREA_BELOW_SCALE * image_size[0] else "linear"
+
 
 def crop_origin(seed: int, key: str, cover: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int]:
     """Top-left ``(x, y)`` of the crop in the covering image: uniform, and a pure function of seed and key."""
@@ -74,6 +77,7 @@ def crop_origin(seed: int, key: str, cover: tuple[int, int], crop: tuple[int, in
     y = int(rng.integers(0, cover[1] - crop[1] + 1))
     return x, y
 
+
 def crop_box_in_source(
     origin: tuple[int, int], crop: tuple[int, int], cover: tuple[int, int], image_size: tuple[int, int]
 ) -> list[float]:
@@ -82,6 +86,7 @@ def crop_box_in_source(
     x, y = origin
     return [x * scale_x, y * scale_y, (x + crop[0]) * scale_x, (y + crop[1]) * scale_y]
 
+
 def cover_and_crop(
     image: np.ndarray, origin: tuple[int, int], cover: tuple[int, int], crop: tuple[int, int], interpolation: str
 ) -> np.ndarray:
@@ -89,6 +94,7 @@ def cover_and_crop(
     covered = resize_image(image, cover, interpolation)  # type: ignore[arg-type]
     x, y = origin
     return np.ascontiguousarray(covered[y : y + crop[1], x : x + crop[0]])
+
 
 def label_to_png(label: np.ndarray) -> tuple[bytes, float, float]:
     """Encode float inverse depth as a min-max normalised 16-bit PNG; returns the bytes, min and max."""

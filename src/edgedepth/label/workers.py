@@ -35,10 +35,12 @@ class Prepared:
     jpeg: bytes
     meta: dict[str, Any]
 
+
 @dataclass
 class Skipped:
     item: SourceItem
     reason: str
+
 
 class Prepare(Dataset):
     """Item ``i`` decoded, covered, cropped, and its training-size JPEG encoded; or why it could not be."""
@@ -84,6 +86,7 @@ class Prepare(Dataset):
         }
         return Prepared(item, crop, depth, jpeg.tobytes(), meta)
 
+
 @dataclass
 class Batch:
     """What a worker hands over: the entries in input order, and the crops (and depths) stacked in one tensor
@@ -93,6 +96,7 @@ class Batch:
     crops: torch.Tensor | None
     depths: torch.Tensor | None
 
+
 def collate(entries: list[Prepared | Skipped]) -> Batch:
     ready = [entry for entry in entries if isinstance(entry, Prepared)]
     crops = torch.from_numpy(np.stack([entry.crop for entry in ready])) if ready else None
@@ -101,6 +105,7 @@ def collate(entries: list[Prepared | Skipped]) -> Batch:
     for entry in ready:
         entry.crop = entry.depth = None
     return Batch(entries, crops, depths)
+
 
 def start_loader(loader: DataLoader) -> Iterator[Batch]:
     """Start the loader's workers (fork) with OpenCV's threading off, so that they inherit it off.

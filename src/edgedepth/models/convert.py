@@ -12,9 +12,6 @@ containers only, never pickled code.
 
 from __future__ import annotations
 
-import functools
-import pickle
-import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,75 +21,28 @@ import torch
 from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.core.files import check_input_file, check_output_folder
+from edgedepth.core.files import check_output_folder
+from edgedepth.models.checkpoints import (
+    describe_keys,
+    fitting_models,
+    is_own_state_dict,
+    load_checkpoint,
+    model_hint,
+    training_checkpoint,
+    unwrap_state_dict,
+)
 from edgedepth.models.layouts import LAYOUTS, SourceLayout
-from edgedepth.models.registry import ModelCard, create_model, list_models
+from edgedepth.models.registry import ModelCard, create_model
 from edgedepth.models.weights import save_weights
 
-#: Where training checkpoints keep the model's state dict (the seed's and ZipDepth's ``model_state_dict``, MiDaS's
-#: ``model`` beside its ``optimizer``, others' ``state_dict``).
-_NESTED_STATE_KEYS = ("model_state_dict", "state_dict", "model")
-#: Prefixes wrappers put on keys: ``nn.DataParallel`` / ``DistributedDataParallel``'s, ``torch.compile``'s.
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 #: BatchNorm's step counter, absent from checkpoints of PyTorch < 0.4.1 and unused in eval mode.
 _OPTIONAL_SUFFIX = "num_batches_tracked"
-#: The top-level modules of every edgedepth network: the keys of its own ``state_dict()`` start with these.
-_OWN_PREFIXES = ("encoder.", "decoder.", "network.")
 #: ``converted_from`` of a converted ``checkpoint.pt`` of ``edgedepth train`` and of a plain student state dict.
 TRAINING_CHECKPOINT = "edgedepth_training_checkpoint"
 OWN_STATE_DICT = "edgedepth_state_dict"
 #: ``converted_from`` of a transformers ``save_pretrained`` folder, and the weights file name it is written with.
 TRANSFORMERS_FOLDER = "transformers_folder"
 _WEIGHTS = "model.safetensors"
-
-
-def load_checkpoint(path: str | Path) -> Any:
-    """Read a PyTorch file with ``weights_only=True``; anything that needs arbitrary unpickling is refused."""
-    path = check_input_file(path, "a PyTorch checkpoint (.pth, .pt)")
-    unreadable = f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or another format)"
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        if found:
-            raise EdgedepthError(
-                f"{path}: holds pickled Python objects ({found.group(1)}), and edgedepth never unpickles those "
-                "(it could run arbitrary code); where the checkpoint was made, re-save only the weights with "
-                "torch.save(model.state_dict(), 'weights.pth') and convert that file"
-            ) from exc
-        raise EdgedepthError(unreadable) from exc
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError):
-        raise EdgedepthError(unreadable) from None
-
-
-def unwrap_state_dict(checkpoint: Any, what: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The state dict inside a checkpoint: itself, or under one of :data:`_NESTED_STATE_KEYS`, each key stripped of
-    the wrapper prefixes (``module.``, ``_orig_mod.``, in any order)."""
-    if isinstance(checkpoint, Mapping):
-        nested = next((checkpoint[k] for k in _NESTED_STATE_KEYS if isinstance(checkpoint.get(k), Mapping)), None)
-        if nested is not None:
-            checkpoint = nested
-    if not isinstance(checkpoint, Mapping):
-        raise EdgedepthError(f"{what}: holds an object of type {type(checkpoint).__name__}, not a state dict")
-    for key, value in checkpoint.items():
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise EdgedepthError(
-                f"{what}: not a state dict ({key!r} is of type {type(value).__name__}, not a tensor); expected "
-                f"model.state_dict() or a training checkpoint with it under {' or '.join(_NESTED_STATE_KEYS)}"
-            )
-    state: dict[str, torch.Tensor] = {}
-    for key, value in checkpoint.items():
-        stripped = _strip_wrappers(key)
-        if stripped in state:
-            raise EdgedepthError(f"{what}: holds {stripped!r} twice (with and without a wrapper prefix)")
-        state[stripped] = value
-    return state
-
-
-def _strip_wrappers(key: str) -> str:
-    while key.startswith(_WRAPPER_PREFIXES):
-        key = key.split(".", 1)[1]
-    return key
 
 
 def detect_layout(keys: Iterable[str], what: str = "checkpoint") -> SourceLayout:
@@ -103,7 +53,7 @@ def detect_layout(keys: Iterable[str], what: str = "checkpoint") -> SourceLayout
         return layout
     supported = "; ".join(f"{layout.title} ({layout.keys})" for layout in LAYOUTS)
     raise EdgedepthError(
-        f"{what}: not a layout edgedepth can convert (found {_describe_keys(keys)}); supported: {supported}"
+        f"{what}: not a layout edgedepth can convert (found {describe_keys(keys)}); supported: {supported}"
     )
 
 
@@ -199,12 +149,6 @@ def _through_transformers(state: Mapping[str, torch.Tensor], name: str, what: st
         return convert_transformers_folder(folder, name, what)
 
 
-def _describe_keys(keys: Iterable[str]) -> str:
-    keys = list(keys)
-    heads = sorted({key.split(".")[0] for key in keys})
-    return f"{len(keys)} tensors under " + (", ".join(heads[:6]) + (", ..." if len(heads) > 6 else "") or "nothing")
-
-
 def _named(keys: list[str], limit: int = 3) -> str:
     return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
@@ -232,21 +176,7 @@ def _load_own(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) ->
     model.load_state_dict({key: state.get(key, value) for key, value in expected.items()})
 
 
-def _training_checkpoint(checkpoint: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
-    """``(state dict, saved config)`` of an ``edgedepth train`` checkpoint, or None for anything else.
-
-    Such a checkpoint holds the model's state dict under ``model`` and the run's config (as plain data) under
-    ``config``, whose ``model`` section names the student and its constructor arguments.
-    """
-    if not isinstance(checkpoint, Mapping):
-        return None
-    state, config = checkpoint.get("model"), checkpoint.get("config")
-    if not (isinstance(state, Mapping) and isinstance(config, Mapping) and isinstance(config.get("model"), Mapping)):
-        return None
-    return state, config
-
-
-def _from_training_checkpoint(
+def _fromtraining_checkpoint(
     state: Mapping[str, Any], config: Mapping[str, Any], model_name: str | None, what: str
 ) -> nn.Module:
     """The student a training checkpoint trained, with the card its ``final.safetensors`` would have."""
@@ -271,58 +201,25 @@ def _from_training_checkpoint(
     return model
 
 
-@functools.cache
-def _state_shapes(name: str) -> dict[str, torch.Size]:
-    """The keys and shapes of a registered network's state dict, built on the meta device (no memory, no time)."""
-    with torch.device("meta"):
-        return {key: value.shape for key, value in create_model(name).state_dict().items()}
-
-
-def _fitting_models(state: Mapping[str, torch.Tensor]) -> list[str]:
-    """Registered networks whose state dict has exactly these keys and shapes (for the hint of a missing --model)."""
-    fitting = []
-    for name in list_models():
-        try:
-            expected = _state_shapes(name)
-        except EdgedepthError:
-            continue
-        if set(expected) == set(state) and all(expected[k] == state[k].shape for k in expected):
-            fitting.append(name)
-    return fitting
-
-
-def _model_hint(state: Mapping[str, torch.Tensor], what: str) -> str:
-    fitting = _fitting_models(state)
-    name = fitting[0] if len(fitting) == 1 else "NAME"
-    known = f" (its tensors fit {name})" if len(fitting) == 1 else (
-        f" (registered: {', '.join(list_models())}, or fastdepth_<encoder>)"
-    )
-    return f"edgedepth convert {what} OUT.safetensors --model {name}{known}"
-
-
-def _is_own_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
-    return bool(state) and all(key.startswith(_OWN_PREFIXES) for key in state)
-
-
 def _convert(checkpoint: Any, what: str, model_name: str | None = None) -> tuple[nn.Module, str]:
     """The network in ``checkpoint`` (eval mode) and what it was converted from (for the provenance)."""
-    training = _training_checkpoint(checkpoint)
+    training = training_checkpoint(checkpoint)
     if training is not None:
-        return _from_training_checkpoint(*training, model_name, what).eval(), TRAINING_CHECKPOINT
+        return _fromtraining_checkpoint(*training, model_name, what).eval(), TRAINING_CHECKPOINT
     state = unwrap_state_dict(checkpoint, what)
-    if not _is_own_state_dict(state):
+    if not is_own_state_dict(state):
         layout = detect_layout(state, what)
         return convert_layout(state, layout, what, model_name), layout.name
     if model_name is None:
         raise EdgedepthError(
-            f"{what}: a state dict of an edgedepth model ({_describe_keys(state)}), which does not record "
-            f"which model it is; name it with --model: {_model_hint(state, what)}"
+            f"{what}: a state dict of an edgedepth model ({describe_keys(state)}), which does not record "
+            f"which model it is; name it with --model: {model_hint(state, what)}"
         )
     model = create_model(model_name)
     try:
         _load_own(model, state, what)
     except EdgedepthError as exc:
-        fitting = [name for name in _fitting_models(state) if name != model_name]
+        fitting = [name for name in fitting_models(state) if name != model_name]
         if not fitting:
             raise
         command = f"edgedepth convert {what} OUT.safetensors --model {fitting[0]}"
@@ -358,7 +255,7 @@ def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | N
     checkpoint = load_checkpoint(in_path)
     converted, source = _convert(checkpoint, str(in_path), model)
     provenance: dict[str, Any] = {"source": in_path.name, "converted_from": source}
-    training = _training_checkpoint(checkpoint)
+    training = training_checkpoint(checkpoint)
     if training is not None:
         provenance.update(_training_provenance(checkpoint, training[1]))
     save_weights(converted, out_path, **provenance)
@@ -375,7 +272,7 @@ def convert_transformers_folder(folder: str | Path, model_name: str | None = Non
     from transformers import AutoConfig, DepthAnythingForDepthEstimation
 
     from edgedepth.models.depth_anything import variant_of_config
-    from edgedepth.teachers.hf import from_pretrained
+    from edgedepth.models.hub import from_pretrained
 
     folder = Path(folder)
     what = what or str(folder)
@@ -418,19 +315,3 @@ def _training_provenance(checkpoint: Mapping[str, Any], config: Mapping[str, Any
     }
 
 
-def convert_hint(path: str | Path) -> str:
-    """The ``edgedepth convert`` command that turns the PyTorch file ``path`` into our weights.
-
-    For messages of commands that were handed a ``.pth``/``.pt`` checkpoint instead of weights. The file is read
-    (``weights_only=True``) to tell whether it needs ``--model``; an unreadable one gets the plain command,
-    which then says what is wrong with it.
-    """
-    plain = f"edgedepth convert {path} OUT.safetensors"
-    try:
-        checkpoint = load_checkpoint(path)
-        if _training_checkpoint(checkpoint) is not None:
-            return plain
-        state = unwrap_state_dict(checkpoint, str(path))
-    except EdgedepthError:
-        return plain
-    return _model_hint(state, str(path)) if _is_own_state_dict(state) else plain

@@ -109,9 +109,12 @@ class MidasSmall(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+#: Where MiDaS publishes the trained weights of v2.1 small.
+MIDAS_SMALL_URL = "https://github.com/isl-org/MiDaS/releases/download/v2_1/midas_v21_small_256.pt"
+
+
 @register_model(info=ModelInfo(
-    family="midas", licence="MIT",
-    weights="https://github.com/isl-org/MiDaS/releases/download/v2_1/midas_v21_small_256.pt",
+    family="midas", licence="MIT", weights=MIDAS_SMALL_URL,
     summary="MiDaS v2.1 small: EfficientNet-Lite3 encoder, RefineNet-style decoder",
 ))
 def midas_v21_small(pretrained: bool = False) -> MidasSmall:

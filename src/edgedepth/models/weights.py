@@ -8,7 +8,6 @@ training run, teacher, metrics, source checkpoint). Nothing is ever unpickled.
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path, check_input_file
+from edgedepth.models.checkpoints import is_torch_save_archive, pickled_checkpoint_error
 from edgedepth.models.registry import ModelCard, create_model, is_fused
 
 FORMAT = "edgedepth.weights/1"
@@ -42,25 +42,6 @@ def save_weights(model: nn.Module, path: str | Path, **provenance: Any) -> Path:
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
     return path
-
-
-def is_torch_save_archive(path: str | Path) -> bool:
-    """Whether ``path`` is a ``torch.save`` zip archive (a pickle and its tensors), not a TorchScript export."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return any(name.endswith("/data.pkl") for name in names) and not any(
-        name.endswith("/constants.pkl") for name in names
-    )
-
-
-def pickled_checkpoint_error(path: str | Path) -> EdgedepthError:
-    """The error for a PyTorch checkpoint handed where weights are expected: it names the command that converts it."""
-    from edgedepth.models.convert import convert_hint
-
-    return EdgedepthError(f"{path}: a PyTorch checkpoint, not edgedepth weights; convert it first: {convert_hint(path)}")
 
 
 def read_metadata(path: str | Path) -> tuple[ModelCard, dict[str, Any]]:

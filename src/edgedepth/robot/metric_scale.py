@@ -28,17 +28,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgedepth.core.depth import UnscorableImage, fit_scale_shift, inverse_to_depth_or_zero
+from edgedepth.core.depth import DEFAULT_MAX_DEPTH, UnscorableImage, fit_scale_shift, inverse_to_depth_or_zero
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.core.files import atomic_path, check_input_file, write_npy
+from edgedepth.core.files import check_input_file, write_json, write_npy
 from edgedepth.core.imageio import write_png
 from edgedepth.robot.fits import fit_scale_shift_robust, fit_to_floor
 from edgedepth.robot.geometry import Intrinsics, check_intrinsics, floor_inverse_depth, ray_lengths, write_ply
 
 logger = logging.getLogger(__name__)
 
-#: Depths farther than this (metres) are "no depth" by default: NYU's and the synthetic rooms' far limit.
-DEFAULT_MAX_DEPTH = 10.0
 #: Known depths whose spread is below this fraction of their mean are "all at one depth".
 _SAME_DEPTH = 1e-3
 
@@ -321,8 +319,7 @@ def write_outputs(
               "files": "metric.png: uint16 mm, metric.npy: float32 m; 0 = no depth"}
     if camera is not None:
         record["intrinsics"] = camera.to_dict()
-    with atomic_path(base.with_name(stem + ".metric.json")) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(base.with_name(stem + ".metric.json"), record, indent=2)
     if cfg.pointcloud:
         assert camera is not None
         write_ply(base.with_name(stem + ".ply"), depth, image, camera)

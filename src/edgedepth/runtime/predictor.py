@@ -271,8 +271,7 @@ class TorchScriptPredictor(_ExportedPredictor):
     ) -> None:
         import json
 
-        from edgedepth.models.convert import convert_hint
-        from edgedepth.models.weights import is_torch_save_archive, pickled_checkpoint_error
+        from edgedepth.models.checkpoints import convert_hint, is_torch_save_archive, pickled_checkpoint_error
 
         path = _existing(path)
         extra = {TORCHSCRIPT_METADATA: ""}

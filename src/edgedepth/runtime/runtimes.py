@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -94,3 +95,15 @@ def runtime_of_file(path: str | Path) -> Runtime | None:
     """The runtime a model file opens with by default, from its suffix (``None``: not a model file of ours)."""
     name = _BY_SUFFIX.get(Path(path).suffix.lower())
     return RUNTIMES[name] if name is not None else None
+
+
+def package_versions() -> dict[str, str]:
+    """The installed version of every runtime's package (``not installed`` where it is missing), read from the
+    package's metadata without importing it."""
+    versions = {}
+    for package in dict.fromkeys(runtime.package for runtime in RUNTIMES.values()):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions

@@ -36,6 +36,7 @@ import torch
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.models.depth_anything import use_original_position_embeddings
+from edgedepth.models.hub import from_pretrained
 from edgedepth.models.registry import RELATIVE_INVERSE_DEPTH
 from edgedepth.teachers.base import INVERSE_OF_METRIC_DEPTH, Teacher, invert_metric_depth
 
@@ -54,12 +55,6 @@ _INVERSE_DEPTH_TYPES = frozenset({"dpt", "depth_pro"})
 _METRIC_DEPTH_TYPES = frozenset({"zoedepth", "glpn", "tipsv2_dpt"})
 #: Depth Anything families: ``config.depth_estimation_type`` ("relative" or "metric") says which.
 _DEPTH_ANYTHING_TYPES = frozenset({"depth_anything", "prompt_depth_anything"})
-
-_UNREACHABLE = (
-    "teacher hf:{reference} needs its weights from the Hugging Face hub, which is unreachable (offline or no "
-    "connection); save the model with save_pretrained where the hub is reachable and pass that local directory "
-    "instead: hf:/path/to/saved_model"
-)
 
 
 def output_kind(config: Any) -> str:
@@ -97,37 +92,6 @@ def _processor_size(processor: Any, overrides: dict[str, Any]) -> tuple[int, int
     else:
         height, width = getattr(size, "height", None), getattr(size, "width", None)
     return (int(width), int(height)) if height and width else None
-
-
-def _hub_unreachable(exc: BaseException | None) -> bool:
-    """Whether a loading error comes from the hub being offline or unreachable (not from a bad repo)."""
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    while exc is not None:
-        if isinstance(exc, LocalEntryNotFoundError):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def from_pretrained(loader: Any, reference: str, what: str, **kwargs: Any) -> Any:
-    """``loader.from_pretrained(reference)`` with its failures turned into one-line :class:`EdgedepthError`."""
-    from safetensors import SafetensorError
-
-    try:
-        return loader.from_pretrained(reference, **kwargs)
-    except SafetensorError as exc:  # a local weights file cut short or corrupt: name it
-        weights = sorted(Path(reference).glob("*.safetensors")) if Path(reference).is_dir() else []
-        where = str(weights[0]) if len(weights) == 1 else f"hf:{reference}"
-        problem = "empty file (0 bytes)" if weights and weights[0].stat().st_size == 0 else str(exc).strip()
-        raise EdgedepthError(
-            f"{where}: not a readable .safetensors weights file ({problem}); save or download the model again"
-        ) from exc
-    except (OSError, ValueError) as exc:
-        if _hub_unreachable(exc):
-            raise EdgedepthError(_UNREACHABLE.format(reference=reference)) from exc
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgedepthError(f"hf:{reference}: cannot load its {what} ({first_line})") from exc
 
 
 def resolve_reference(reference: str) -> str:

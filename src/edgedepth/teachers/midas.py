@@ -128,15 +128,18 @@ def _network_failure(exc: BaseException | None) -> bool:
     return False
 
 
-#: The network edgedepth implements itself (``edgedepth.models.midas``), and where MiDaS publishes its weights.
+#: The network edgedepth implements itself (:mod:`edgedepth.models.midas`, which says where MiDaS publishes its
+#: weights).
 OWN_IMPLEMENTATION = "MiDaS_small"
-MIDAS_SMALL_URL = "https://github.com/isl-org/MiDaS/releases/download/v2_1/midas_v21_small_256.pt"
 
 
 def _own_midas_small(repo_dir: Path | None, weights: Path | None) -> torch.nn.Module:
-    """``midas_v21_small`` with MiDaS's weights: from ``weights``, or downloaded from :data:`MIDAS_SMALL_URL`."""
-    from edgedepth.models.convert import convert_layout, load_checkpoint, unwrap_state_dict
+    """``midas_v21_small`` with MiDaS's weights: from ``weights``, or downloaded from MiDaS's release
+    (:data:`edgedepth.models.midas.MIDAS_SMALL_URL`)."""
+    from edgedepth.models.checkpoints import load_checkpoint, unwrap_state_dict
+    from edgedepth.models.convert import convert_layout
     from edgedepth.models.layouts import MIDAS_SMALL_LAYOUT
+    from edgedepth.models.midas import MIDAS_SMALL_URL
 
     if repo_dir is not None:
         logger.warning(f"midas:{OWN_IMPLEMENTATION} runs on edgedepth's own midas_v21_small; the checkout {repo_dir} is not used")

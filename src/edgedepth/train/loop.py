@@ -39,11 +39,11 @@ from edgedepth.core.devices import resolve_device
 from edgedepth.core.distributed import Place, backend_for, place, process_group
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import check_output_folder
-from edgedepth.data.pairs import Sample, build_dataset
 from edgedepth.models import save_weights
 from edgedepth.train.checkpoint import check_resumable, load_checkpoint, save_checkpoint, truncate_log
 from edgedepth.train.config import TrainConfig
 from edgedepth.train.losses import get_loss
+from edgedepth.train.pairs import Sample, build_dataset
 from edgedepth.train.reporting import Reporter, ThroughputMeter
 from edgedepth.train.schedule import build_optimizer, lr_factor, schedule_warning
 from edgedepth.train.student import build_student, train_mode
