@@ -386,10 +386,11 @@ def test_depth_anything_snaps_a_requested_size_to_its_patches(tmp_path: Path) ->
 def test_models_command_lists_every_network(capsys: pytest.CaptureFixture) -> None:
     assert main(["models"]) == 0
     table = capsys.readouterr().out
-    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[1:-1]]
+    rows = {line.split("|")[1].strip().strip("`"): [cell.strip() for cell in line.split("|")[1:-1]]
             for line in table.splitlines() if line.startswith("| ") and not line.startswith("| name")}
     assert sorted(rows) == list_models()
-    assert rows["zipdepth_base"][1:6] == ["zipdepth", "6.79", "3.97", "512x384", "MIT"]  # 0.99 GMACs x 4 (fused)
+    assert rows["zipdepth_base"][1] == model_info("zipdepth_base").summary
+    assert rows["zipdepth_base"][2:6] == ["6.79", "3.97", "512x384", "MIT"]  # 0.99 GMACs x 4 (fused)
     assert "checkpoints/zipdepth_base.pth" in rows["zipdepth_base"][6]
     assert rows["depth_anything_v2_small"][4:6] == ["686x518", "Apache-2.0"]
     assert rows["depth_anything_v2_base"][5] == "CC-BY-NC-4.0"

@@ -71,7 +71,7 @@ def _shown(value: Any) -> str:
     from edgedepth.core.sizes import format_size
 
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(side, int) for side in value):
-        return format_size(value)  # type: ignore[arg-type]
+        return format_size(value)
     if isinstance(value, tuple):
         return ",".join(str(item) for item in value)
     if isinstance(value, float):
@@ -505,11 +505,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     from edgedepth.runtime.export import ExportConfig
+    from edgedepth.runtime.runtimes import EXPORT_FORMATS, SUFFIXES
 
     p = sub.add_parser("export", help=COMMAND_HELP["export"])
     p.add_argument("--weights", type=Path, required=True, help="student weights (.safetensors)")
-    p.add_argument("--format", dest="fmt", required=True,
-                   help="onnx (.onnx), openvino (.xml + .bin) or torchscript (.pt)")
+    p.add_argument("--format", dest="fmt", required=True, help=", ".join(
+        f"{fmt} ({SUFFIXES[fmt]}{' + .bin' if fmt == 'openvino' else ''})" for fmt in EXPORT_FORMATS))
     p.add_argument("--out", type=Path, required=True, help="output file, with the format's suffix")
     _option(p, ExportConfig, "size", "--size", type=_size, help="fixed network input WIDTHxHEIGHT", shown="the model's")
     p.add_argument("--int8", action="store_true", help="post-training static INT8; needs --calib")

@@ -101,9 +101,10 @@ class DepthServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        assert isinstance(host, str)  # a bound socket's name (typed for the bytes an address may be given in)
         return f"http://{host}:{port}"
 
-    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
         """What escaped a handler (it handles its own failures, so a bug): one line, not socketserver's traceback."""
         exc = sys.exc_info()[1]
         _log(f"{client_address[0]} request failed: internal error: {type(exc).__name__}: {exc}")
@@ -162,7 +163,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "edgedepth"
 
     def setup(self) -> None:
-        self.timeout = self.server.request_timeout  # StreamRequestHandler sets it on the socket: every read and write
+        # StreamRequestHandler sets it on the socket: every read and write. Typeshed calls it a ClassVar; socketserver
+        # reads it per instance, so a per-request value is what it supports.
+        self.timeout = self.server.request_timeout  # type: ignore[misc]
         super().setup()
         self.requestline, self.request_version, self.command = "", "HTTP/1.0", ""
         self._status: int | None = None  # the status sent, once a response has started

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from edgedepth.core.processing import preprocess
-from edgedepth.models import ModelCard, create_model, prepare_for_inference
+from edgedepth.models import DepthNetwork, ModelCard, create_model, prepare_for_inference
 from edgedepth.runtime.runtimes import get_runtime
 from edgedepth.runtime.timing import Network, Timer, TimingProcess
 
@@ -85,7 +84,7 @@ class Row:
             cell.error = cell.error or (self.process.error if self.process is not None else None)
 
 
-def build_network(name: str, size: tuple[int, int] | None) -> nn.Module:
+def build_network(name: str, size: tuple[int, int] | None) -> DepthNetwork:
     """A registry network with random weights (seeded), fused for inference, in eval mode, its card at the size it
     is timed at: ``size`` as the network takes it, or its own default."""
     torch.manual_seed(0)
@@ -102,7 +101,7 @@ def calibration(card: ModelCard) -> list[np.ndarray]:
     return [preprocess([image], card.input_size, card.mean, card.std).numpy() for image in scenes]
 
 
-def cell_file(model: nn.Module, runtime: str, folder: Path) -> tuple[Path, float | None]:
+def cell_file(model: DepthNetwork, runtime: str, folder: Path) -> tuple[Path, float | None]:
     """The file a runtime's cells run; for INT8, also its output's correlation with FP32 (``None`` where it is
     undefined: a random-weight peer whose output is constant)."""
     from edgedepth.runtime.export import runtime_file

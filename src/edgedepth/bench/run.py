@@ -5,9 +5,8 @@ One run measures everything, so ratios are comparable even where absolute times 
 - the CPU's instruction sets (``/proc/cpuinfo`` flags) and its single-thread FP32 matrix-multiply peak
   (``torch.mm`` on one thread, GFLOP/s), so every latency is also a multiple of the network's FLOP floor
   (``2 x MACs / peak``: what the network would take if every FLOP ran at sgemm speed). Load only ever slows
-  sgemm down, and one measurement under load read 90 GFLOP/s where another read 144 on the same machine, so the
-  peak is measured again after every round of cells (interleaved with them, as the cells are with each other)
-  and the best of all those measurements is the peak. An FP32 cell on one thread below 1x its floor would be
+  sgemm down, so the peak is measured again after every round of cells (interleaved with them, as the cells are
+  with each other) and the best of all those measurements is the peak. An FP32 cell on one thread below 1x its floor would be
   faster than sgemm itself: the table marks it as a measurement error, not a result;
 - each cell (model x runtime x threads) runs the network alone on a normalised batch of one through the
   same :class:`~edgedepth.runtime.predictor.Predictor` that ``predict`` and ``eval`` use (``infer``: no

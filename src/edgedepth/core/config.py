@@ -231,7 +231,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
     def plain(value: Any) -> Any:
         if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
-            return format_size(value)  # type: ignore[arg-type]
+            return format_size(value)
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         return value

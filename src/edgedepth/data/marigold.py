@@ -22,6 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
+from types import TracebackType
 from typing import Literal, Self
 
 import cv2
@@ -288,11 +289,11 @@ def load_sample(evalset: EvalSet, archive: EvalArchive, entry: SampleEntry, with
     """
     origin = archive.origin(entry.rgb)
     data = archive.read(entry.rgb)
+    image: np.ndarray | None = None
     if with_image:
-        image: np.ndarray | None = decode_rgb(data, origin, orient=False)
+        image = decode_rgb(data, origin, orient=False)
         height, width = image.shape[:2]
     else:
-        image = None
         width, height = _image_size(data, origin)
     if evalset.depth_encoding == "png16":
         depth = _decode_png16(archive.read(entry.depth), archive.origin(entry.depth), evalset.depth_units)
@@ -397,8 +398,10 @@ class EvalSetWriter:
         info.size, info.mtime, info.mode = len(data), 0, 0o644
         self._tar.addfile(info, io.BytesIO(data))
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._stack.__exit__(*exc_info)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stack.__exit__(exc_type, exc, traceback)
 
 
 def _encode_image(name: str, image: np.ndarray) -> bytes:

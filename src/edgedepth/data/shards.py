@@ -24,6 +24,7 @@ import tarfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Self
 
 import cv2
@@ -92,8 +93,10 @@ class ShardWriter:
             self._tar.addfile(_tarinfo(f"{key}.{extension}", len(data)), io.BytesIO(data))
         self.count += 1
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._stack.__exit__(*exc_info)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stack.__exit__(exc_type, exc, traceback)
 
 
 def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -170,7 +173,7 @@ class LabelShards(IterableDataset):
         if not self.index.get("complete"):
             raise EdgedepthError(f"{self.root}: label run not finished; rerun the same `edgedepth label` command")
         self.shards = [self.root / shard["name"] for shard in self.index["shards"]]
-        self.size: tuple[int, int] = tuple(self.index["recipe"]["size"])  # type: ignore[assignment]
+        self.size: tuple[int, int] = tuple(self.index["recipe"]["size"])
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
 
     def __len__(self) -> int:

@@ -110,6 +110,7 @@ def masked_metrics(
         error_sums(p[c].astype(np.float64), g[c].astype(np.float64), p[c].astype(ratio_dtype), g[c].astype(ratio_dtype))
         for c in chunks(g.size)
     )
+    assert isinstance(sums, np.ndarray)  # at least one chunk: g has pixels
     return metrics_from_sums(sums, g.size, names)
 
 

@@ -22,7 +22,10 @@ class DepthModel(Protocol):
     @property
     def name(self) -> str: ...
 
-    size: tuple[int, ...]
+    @property
+    def size(self) -> tuple[int, ...] | None:
+        """The network input ``(width, height)``; empty or ``None`` where there is none (baselines, the oracle)."""
+        ...
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 images of one size to ``N x 1 x H x W`` relative inverse depth at that size, on the CPU."""

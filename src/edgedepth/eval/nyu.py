@@ -85,7 +85,7 @@ def make_protocol(
         raise EdgedepthError(f"unknown alignment {alignment!r}; use one of {', '.join(ALIGNMENTS)}")
     if ground_truth is not None and ground_truth not in ("depths", "rawDepths"):
         raise EdgedepthError(f"unknown ground truth {ground_truth!r}; use depths or rawDepths")
-    overrides = {"ground_truth": ground_truth, "alignment": alignment, "crop": crop}
+    overrides: dict[str, Any] = {"ground_truth": ground_truth, "alignment": alignment, "crop": crop}
     return replace(PROTOCOLS[name], **{key: value for key, value in overrides.items() if value is not None})
 
 
@@ -219,6 +219,7 @@ def run(cfg: EvalConfig) -> EvalSummary:
     if cfg.baseline == "constant":  # median scaling turns the constant into the ground truth's median
         cfg = replace(cfg, protocol=replace(cfg.protocol, alignment="median-depth"))
     start = time.perf_counter()
+    assert cfg.data is not None  # checked above (the protocol's replace keeps it)
     with NyuLabeled(cfg.data) as labeled:
         indices = select_indices(cfg, len(labeled))
         _check_crop_fits(cfg.protocol, labeled.frame_size)

@@ -123,8 +123,9 @@ def run(cfg: ZeroShotConfig) -> ZeroShotSummary:
     for opened in sets:
         name = opened.settings.evalset.name
         files[f"{name}/table.md"] = set_table(opened, rows)
-        if grids[name] is not None:
-            files[f"{name}/grid.png"] = grids[name]
+        png = grids[name]
+        if png is not None:
+            files[f"{name}/grid.png"] = png
     files["metrics.json"] = report.to_json(_summary_json(cfg, protocol, sets, rows, mat_scores, seconds))
     files["per_image.csv"] = per_image_csv(sets, rows)
     if cfg.save_predictions is not None:

@@ -104,11 +104,11 @@ def prepare_frame(sample: Sample, settings: SetSettings) -> Frame:
             prediction_crop = box
         elif image is not None:
             image = np.ascontiguousarray(crop_array(image, box))
-    box = eval_crop_box(evalset.eval_crop, *depth.shape)
+    eval_box = eval_crop_box(evalset.eval_crop, *depth.shape)
     if mask_file is None or protocol.range_cuts_mask_file:
-        valid = valid_mask(depth, settings.min_depth, settings.max_depth, box)
+        valid = valid_mask(depth, settings.min_depth, settings.max_depth, eval_box)
     else:  # Marigold's DIODE: the mask file alone, less pixels without a positive depth (Marigold divides by them)
-        valid = valid_mask(depth, 0.0, np.inf, box)
+        valid = valid_mask(depth, 0.0, np.inf, eval_box)
     if mask_file is not None:
         valid &= mask_file
     return Frame(sample, image, depth, valid, prediction_crop)

@@ -37,7 +37,7 @@ def headline(sets: list[OpenedSet], rows: list[Row], protocol: ZeroShotProtocol,
         cells = [row.label, MARIGOLD_ALIGNMENT[row.kind]]
         for opened in sets:
             means = row_means(opened.results[i])
-            cells += [_cell(means and means["abs_rel"]), _cell(means and means["delta1"])]
+            cells += [_cell(means["abs_rel"] if means else None), _cell(means["delta1"] if means else None)]
         if mat is not None:
             means = mat.get(i, {}).get("metrics")
             cells += [_cell(means and means["abs_rel"]), _cell(means and means["delta1"])]
@@ -72,7 +72,7 @@ def set_table(opened: OpenedSet, rows: list[Row]) -> str:
         means = row_means(results)
         scored = sum(r.metrics is not None for r in results)
         lines.append((row.label, MARIGOLD_ALIGNMENT[row.kind], str(scored), str(len(results) - scored),
-                      *(_cell(means and means[name]) for name in order)))
+                      *(_cell(means[name] if means else None) for name in order)))
     settings = opened.settings
     evalset = settings.evalset
     notes = (

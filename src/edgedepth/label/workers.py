@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -99,9 +99,10 @@ class Batch:
 
 def collate(entries: list[Prepared | Skipped]) -> Batch:
     ready = [entry for entry in entries if isinstance(entry, Prepared)]
-    crops = torch.from_numpy(np.stack([entry.crop for entry in ready])) if ready else None
+    # A worker's entries hold their arrays until here (None only once moved into a batch's tensor)
+    crops = torch.from_numpy(np.stack(cast("list[np.ndarray]", [e.crop for e in ready]))) if ready else None
     with_depth = ready and ready[0].depth is not None
-    depths = torch.from_numpy(np.stack([entry.depth for entry in ready])) if with_depth else None
+    depths = torch.from_numpy(np.stack(cast("list[np.ndarray]", [e.depth for e in ready]))) if with_depth else None
     for entry in ready:
         entry.crop = entry.depth = None
     return Batch(entries, crops, depths)

@@ -58,12 +58,12 @@ def catalog(pattern: str = "*") -> list[CatalogEntry]:
 def format_catalog(entries: list[CatalogEntry]) -> str:
     """A markdown table, then where the open ``fastdepth_<encoder>`` family stands."""
     lines = [
-        "| name | family | params (M) | GMACs | default input | licence of the weights | weights |",
+        "| name | network | params (M) | GMACs | default input | licence of the weights | weights |",
         "|---|---|---|---|---|---|---|",
     ]
     for e in entries:
-        lines.append(f"| {e.name} | {e.family} | {e.params / 1e6:.2f} | {e.macs / 1e9:.2f} | {format_size(e.input_size)} "
-                     f"| {e.licence or '—'} | {e.weights} |")
+        lines.append(f"| `{e.name}` | {e.summary} | {e.params / 1e6:.2f} | {e.macs / 1e9:.2f} | "
+                     f"{format_size(e.input_size)} | {e.licence or '—'} | {e.weights} |")
     lines += ["", (f"Also {ENCODER_FAMILY_PREFIX}<encoder>: the FastDepth decoder on any timm or torchvision encoder "
                    "(e.g. fastdepth_mobilenetv4_conv_small), trained with edgedepth train. Params as the weights hold them; "
                    "GMACs of the network as it runs (fused), batch 1, at the default input. Convert downloaded "

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import check_output_folder
@@ -32,7 +31,7 @@ from edgedepth.models.checkpoints import (
     unwrap_state_dict,
 )
 from edgedepth.models.layouts import LAYOUTS, SourceLayout
-from edgedepth.models.registry import ModelCard, create_model
+from edgedepth.models.registry import DepthNetwork, ModelCard, create_model
 from edgedepth.models.weights import save_weights
 
 #: BatchNorm's step counter, absent from checkpoints of PyTorch < 0.4.1 and unused in eval mode.
@@ -76,13 +75,13 @@ def key_mapping(keys: Iterable[str], layout: SourceLayout, what: str = "checkpoi
 
 
 def _fit(
-    model: nn.Module, state: Mapping[str, torch.Tensor], layout: SourceLayout, what: str
+    model: DepthNetwork, state: Mapping[str, torch.Tensor], layout: SourceLayout, what: str
 ) -> dict[str, torch.Tensor]:
     """Rename ``state`` to ``model``'s keys and check that it fills the model exactly, shape for shape."""
     mapping = key_mapping(state, layout, what)
     expected = model.state_dict()
     renamed = {ours: state[theirs] for theirs, ours in mapping.items()}
-    name = model.card.name  # type: ignore[union-attr]
+    name = model.card.name
     unknown = sorted(set(renamed) - set(expected))
     if unknown:
         theirs = _swap_prefix(unknown[0], ((new, old) for old, new in layout.prefixes))
@@ -114,7 +113,7 @@ def _card_facts(state: Mapping[str, torch.Tensor], layout: SourceLayout, what: s
 
 
 def convert_layout(state: Mapping[str, torch.Tensor], layout: SourceLayout, what: str,
-                   model_name: str | None = None) -> nn.Module:
+                   model_name: str | None = None) -> DepthNetwork:
     """The registered network a checkpoint of ``layout`` becomes, with its weights (eval mode).
 
     ``model_name`` (``--model``), when given, must be the network the layout resolves to.
@@ -135,7 +134,7 @@ def convert_layout(state: Mapping[str, torch.Tensor], layout: SourceLayout, what
     return model.eval()
 
 
-def _through_transformers(state: Mapping[str, torch.Tensor], name: str, what: str) -> nn.Module:
+def _through_transformers(state: Mapping[str, torch.Tensor], name: str, what: str) -> DepthNetwork:
     """Tensors named as transformers publishes them, loaded by transformers' own loader into ``name``'s network.
 
     They are written with the network's config as a ``save_pretrained`` folder, which
@@ -143,8 +142,12 @@ def _through_transformers(state: Mapping[str, torch.Tensor], name: str, what: st
     """
     from safetensors.torch import save_file
 
+    from edgedepth.models.depth_anything import DepthAnythingV2
+
     with tempfile.TemporaryDirectory(prefix="edgedepth-convert-") as folder:
-        create_model(name).network.config.save_pretrained(folder)
+        network = create_model(name)
+        assert isinstance(network, DepthAnythingV2)  # the layouts loaded through transformers are Depth Anything's
+        network.network.config.save_pretrained(folder)
         save_file({key: tensor.clone().contiguous() for key, tensor in state.items()}, str(Path(folder) / _WEIGHTS))
         return convert_transformers_folder(folder, name, what)
 
@@ -153,7 +156,7 @@ def _named(keys: list[str], limit: int = 3) -> str:
     return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def _load_own(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+def _load_own(model: DepthNetwork, state: Mapping[str, torch.Tensor], what: str) -> None:
     """Load a student's own state dict strictly: every missing, unexpected or reshaped tensor is named."""
     expected = model.state_dict()
     missing = [key for key in expected if key not in state and not key.endswith(_OPTIONAL_SUFFIX)]
@@ -171,14 +174,14 @@ def _load_own(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) ->
         if keys
     ]
     if problems:
-        name = model.card.name  # type: ignore[union-attr]
+        name = model.card.name
         raise EdgedepthError(f"{what}: does not fit model {name!r}: {'; '.join(problems)}")
     model.load_state_dict({key: state.get(key, value) for key, value in expected.items()})
 
 
 def _fromtraining_checkpoint(
     state: Mapping[str, Any], config: Mapping[str, Any], model_name: str | None, what: str
-) -> nn.Module:
+) -> DepthNetwork:
     """The student a training checkpoint trained, with the card its ``final.safetensors`` would have."""
     from edgedepth.core.sizes import SIZE_MULTIPLE, parse_size
 
@@ -201,7 +204,7 @@ def _fromtraining_checkpoint(
     return model
 
 
-def _convert(checkpoint: Any, what: str, model_name: str | None = None) -> tuple[nn.Module, str]:
+def _convert(checkpoint: Any, what: str, model_name: str | None = None) -> tuple[DepthNetwork, str]:
     """The network in ``checkpoint`` (eval mode) and what it was converted from (for the provenance)."""
     training = training_checkpoint(checkpoint)
     if training is not None:
@@ -227,7 +230,7 @@ def _convert(checkpoint: Any, what: str, model_name: str | None = None) -> tuple
     return model.eval(), OWN_STATE_DICT
 
 
-def convert_state_dict(checkpoint: Mapping[str, Any], model: str | None = None) -> nn.Module:
+def convert_state_dict(checkpoint: Mapping[str, Any], model: str | None = None) -> DepthNetwork:
     """Build our student from a state dict or training checkpoint in memory; eval mode.
 
     The seed's and FastDepth's layouts are recognised from their keys; a training checkpoint of
@@ -262,7 +265,9 @@ def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | N
     return converted.card
 
 
-def convert_transformers_folder(folder: str | Path, model_name: str | None = None, what: str | None = None) -> nn.Module:
+def convert_transformers_folder(
+    folder: str | Path, model_name: str | None = None, what: str | None = None
+) -> DepthNetwork:
     """Depth Anything V2 Small or Base from a transformers ``save_pretrained`` folder, loaded strictly (eval mode).
 
     transformers reads the folder (its config, its weights in any of its formats, older names mapped by its own
@@ -271,7 +276,7 @@ def convert_transformers_folder(folder: str | Path, model_name: str | None = Non
     """
     from transformers import AutoConfig, DepthAnythingForDepthEstimation
 
-    from edgedepth.models.depth_anything import variant_of_config
+    from edgedepth.models.depth_anything import DepthAnythingV2, variant_of_config
     from edgedepth.models.hub import from_pretrained
 
     folder = Path(folder)
@@ -297,14 +302,15 @@ def convert_transformers_folder(folder: str | Path, model_name: str | None = Non
     if problems:
         raise EdgedepthError(f"{what}: its weights do not fit {name}: {'; '.join(problems)}")
     model = create_model(name)
+    assert isinstance(model, DepthAnythingV2)  # name is depth_anything_v2_<variant>
     model.network.load_state_dict(network.state_dict())
     return model.eval()
 
 
 def _training_provenance(checkpoint: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     """What ``final.safetensors`` of the same run records about its training, as far as the checkpoint knows."""
-    position = checkpoint.get("position") if isinstance(checkpoint.get("position"), Mapping) else {}
-    data, optim, run = (config.get(key) if isinstance(config.get(key), Mapping) else {} for key in ("data", "optim", "run"))
+    position = _section(checkpoint, "position")
+    data, optim, run = (_section(config, key) for key in ("data", "optim", "run"))
     return {
         "training_data": data.get("path"),
         "run_dir": run.get("dir"),
@@ -315,3 +321,7 @@ def _training_provenance(checkpoint: Mapping[str, Any], config: Mapping[str, Any
     }
 
 
+def _section(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``mapping[key]`` where it is a mapping, else an empty one."""
+    value = mapping.get(key)
+    return value if isinstance(value, Mapping) else {}

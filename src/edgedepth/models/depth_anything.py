@@ -8,8 +8,7 @@ repository's ``depth_anything_v2_vits.pth`` / ``_vitb.pth``, both through ``edge
 One function differs from transformers', on purpose: the interpolation of DINOv2's position embeddings to the input's
 patch grid. transformers resamples the 37 x 37 grid to the target size; the original DINOv2 (in Depth Anything's own
 code) resamples it by a scale factor with a 0.1 offset, which places the samples slightly differently. At 518x518
-they agree (no interpolation), elsewhere the outputs differed by up to 1.7% of their peak (random weights, 252x196);
-with the original's rule (:func:`original_position_embeddings`) the converted network computes what Depth Anything's
+they agree (no interpolation), elsewhere the outputs differ (the README says by how much); with the original's rule (:func:`original_position_embeddings`) the converted network computes what Depth Anything's
 own code computes, at every size.
 
 Inputs are multiples of the 14-pixel patch: a requested size moves to the nearest such size (the card's
@@ -22,7 +21,7 @@ from __future__ import annotations
 import math
 import types
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +29,10 @@ from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
-from edgedepth.models.registry import ModelCard, ModelInfo, register_model
+from edgedepth.models.registry import DepthNetwork, ModelCard, ModelInfo, register_model
+
+if TYPE_CHECKING:
+    from transformers import DepthAnythingForDepthEstimation
 
 PATCH_SIZE = 14
 #: Depth Anything V2's input for a 4:3 frame (shorter side 518, sides multiples of 14).
@@ -65,8 +67,8 @@ def transformers_config(variant: Variant) -> Any:
 
     backbone = Dinov2Config(
         hidden_size=variant.hidden_size, num_hidden_layers=variant.layers, num_attention_heads=variant.heads,
-        patch_size=PATCH_SIZE, image_size=BACKBONE_IMAGE_SIZE, out_indices=list(variant.out_indices),
-        apply_layernorm=True, reshape_hidden_states=False,
+        patch_size=PATCH_SIZE, image_size=BACKBONE_IMAGE_SIZE, apply_layernorm=True, reshape_hidden_states=False,
+        out_indices=list(variant.out_indices),  # type: ignore[call-arg]  # typed as _out_indices; taken at run time
     )
     return DepthAnythingConfig(
         backbone_config=backbone, patch_size=PATCH_SIZE, reassemble_hidden_size=variant.hidden_size,
@@ -84,7 +86,7 @@ def variant_of_config(config: Any) -> str | None:
         return None
     found = Variant(
         backbone.hidden_size, backbone.num_hidden_layers, backbone.num_attention_heads, tuple(backbone.out_indices),
-        tuple(config.neck_hidden_sizes), config.fusion_hidden_size,  # type: ignore[arg-type]
+        tuple(config.neck_hidden_sizes), config.fusion_hidden_size,
     )
     return next((name for name, variant in VARIANTS.items() if variant == found), None)
 
@@ -105,20 +107,25 @@ def original_position_embeddings(position_embeddings: torch.Tensor, height: int,
     return torch.cat((position_embeddings[:, :1], grid), dim=1)
 
 
-def use_original_position_embeddings(network: nn.Module) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def use_original_position_embeddings(network: _M) -> _M:
     """Make a transformers Depth Anything network interpolate its position embeddings as the original does."""
-    embeddings = network.backbone.embeddings
+    embeddings: Any = network.get_submodule("backbone.embeddings")  # its method is replaced below
 
     def interpolate(self: nn.Module, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        return original_position_embeddings(self.position_embeddings, height, width)
+        return original_position_embeddings(cast(torch.Tensor, self.position_embeddings), height, width)
 
     embeddings.interpolate_pos_encoding = types.MethodType(interpolate, embeddings)
     return network
 
 
-class DepthAnythingV2(nn.Module):
+class DepthAnythingV2(DepthNetwork):
     """Depth Anything V2. Input: the normalised ``N x 3 x H x W`` batch (sides multiples of 14); output
     ``N x 1 x H x W`` non-negative relative inverse depth."""
+
+    network: DepthAnythingForDepthEstimation
 
     def __init__(self, variant: Variant, card: ModelCard) -> None:
         from transformers import DepthAnythingForDepthEstimation

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import torch
 import torchvision
@@ -18,6 +18,10 @@ from torchvision.models.mobilenetv3 import InvertedResidual
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
+from edgedepth.models.fusion import as_pair, padding_of
+
+if TYPE_CHECKING:
+    from timm.models import FeatureInfo
 
 #: The bottleneck's reduction: five x2 decoder stages bring it back to the input size.
 BOTTLENECK_REDUCTION = 32
@@ -56,6 +60,11 @@ def load_pretrained(what: str, load: Callable[[], T]) -> T:
             f"downloading the pretrained weights of {what} needs the network, which failed ({type(exc).__name__}); "
             "build the model with pretrained=False or put the weights in the local cache first"
         ) from exc
+
+
+def timm_feature_info(body: nn.Module) -> FeatureInfo:
+    """The ``feature_info`` of a timm ``features_only`` network (a plain attribute, typed as a submodule by torch)."""
+    return cast("FeatureInfo", body.feature_info)
 
 
 def block_scales(blocks: nn.Sequential | nn.ModuleList) -> list[tuple[int, int]]:
@@ -225,7 +234,7 @@ class TimmEncoder(Encoder):
         if pretrained and expansions is not None:
             raise EdgedepthError(f"{name} with its own expansion widths has no pretrained weights")
         probe = timm.create_model(name, pretrained=False, features_only=True)
-        reductions = probe.feature_info.reduction()
+        reductions = timm_feature_info(probe).reduction()
         wanted = [i for i, r in enumerate(reductions) if r in skip_reductions]
         out_indices = (*wanted, len(reductions) - 1)
         if pretrained:
@@ -237,10 +246,11 @@ class TimmEncoder(Encoder):
             self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=out_indices)
         if expansions is not None:
             set_timm_expansions(self.body, name, expansions)
-        self.feature_channels = tuple(self.body.feature_info.channels())
-        self.reductions = tuple(self.body.feature_info.reduction())
-        self.default_mean = tuple(self.body.pretrained_cfg.get("mean", IMAGENET_MEAN))
-        self.default_std = tuple(self.body.pretrained_cfg.get("std", IMAGENET_STD))
+        self.feature_channels = tuple(timm_feature_info(self.body).channels())
+        self.reductions = tuple(timm_feature_info(self.body).reduction())
+        pretrained_cfg = cast("dict[str, Any]", self.body.pretrained_cfg)  # timm's dict, a plain attribute
+        self.default_mean = tuple(pretrained_cfg.get("mean", IMAGENET_MEAN))
+        self.default_std = tuple(pretrained_cfg.get("std", IMAGENET_STD))
         self.check_contract()
 
     @property
@@ -265,7 +275,7 @@ class TimmExpansion:
     consume: str
 
     def width(self, body: nn.Module) -> int:
-        return body.get_submodule(self.produce[0]).out_channels
+        return _conv_at(body, self.produce[0]).out_channels
 
 
 def timm_expansions(body: nn.Module) -> list[TimmExpansion]:
@@ -286,6 +296,7 @@ def timm_expansions(body: nn.Module) -> list[TimmExpansion]:
         return []
     found = []
     for s, stage in enumerate(stages):
+        stage = cast(nn.Sequential, stage)  # timm's MobileNet/EfficientNet stages are Sequentials of blocks
         for b, block in enumerate(stage):
             p = f"blocks.{s}.{b}"
             kind = type(block)
@@ -299,14 +310,19 @@ def timm_expansions(body: nn.Module) -> list[TimmExpansion]:
             elif kind is EdgeResidual:
                 candidate = TimmExpansion(p, (f"{p}.conv_exp", f"{p}.bn1"), (), f"{p}.se", f"{p}.conv_pwl")
             elif (kind is ConvBnAct and b + 1 < len(stage) and type(stage[b + 1]) is ConvBnAct
-                  and not block.has_skip and not stage[b + 1].has_skip and block.conv.kernel_size != (1, 1)
-                  and stage[b + 1].conv.kernel_size == (1, 1)):
+                  and not block.has_skip and not stage[b + 1].has_skip and _kernel_size(block) != (1, 1)
+                  and _kernel_size(stage[b + 1]) == (1, 1)):
                 candidate = TimmExpansion(p, (f"{p}.conv", f"{p}.bn1"), (), None, f"blocks.{s}.{b + 1}.conv")
             else:
                 continue
             if _resizable(body, block, candidate):
                 found.append(candidate)
     return found
+
+
+def _kernel_size(block: nn.Module) -> tuple[int, ...]:
+    """The kernel size of a timm ``ConvBnAct``'s convolution."""
+    return cast(nn.Conv2d, block.conv).kernel_size
 
 
 def _resizable(body: nn.Module, block: nn.Module, expansion: TimmExpansion) -> bool:
@@ -336,17 +352,27 @@ def set_timm_expansions(body: nn.Module, name: str, widths: Sequence[int]) -> No
         if width == expansion.width(body):
             continue
         produce, produce_norm = expansion.produce
-        _set_module(body, produce, _conv_with(body.get_submodule(produce), None, width))
+        _set_module(body, produce, _conv_with(_conv_at(body, produce), None, width))
         for norm in (produce_norm, *(norm for _, norm in expansion.carry)):
-            _set_module(body, norm, _norm_with(body.get_submodule(norm), width))
+            _set_module(body, norm, _norm_with(_norm_at(body, norm), width))
         for conv, _ in expansion.carry:
-            _set_module(body, conv, _conv_with(body.get_submodule(conv), width, width))
+            _set_module(body, conv, _conv_with(_conv_at(body, conv), width, width))
         if expansion.se and not isinstance(body.get_submodule(expansion.se), nn.Identity):
             _set_module(body, f"{expansion.se}.conv_reduce",
-                               _conv_with(body.get_submodule(f"{expansion.se}.conv_reduce"), width, None))
+                               _conv_with(_conv_at(body, f"{expansion.se}.conv_reduce"), width, None))
             _set_module(body, f"{expansion.se}.conv_expand",
-                               _conv_with(body.get_submodule(f"{expansion.se}.conv_expand"), None, width))
-        _set_module(body, expansion.consume, _conv_with(body.get_submodule(expansion.consume), width, None))
+                               _conv_with(_conv_at(body, f"{expansion.se}.conv_expand"), None, width))
+        _set_module(body, expansion.consume, _conv_with(_conv_at(body, expansion.consume), width, None))
+
+
+def _conv_at(body: nn.Module, path: str) -> nn.Conv2d:
+    """The convolution at ``path`` of a block :func:`_resizable` admitted (so an ``nn.Conv2d``)."""
+    return cast(nn.Conv2d, body.get_submodule(path))
+
+
+def _norm_at(body: nn.Module, path: str) -> nn.BatchNorm2d:
+    """The BatchNorm at ``path`` of a block :func:`_resizable` admitted (so an ``nn.BatchNorm2d``)."""
+    return cast(nn.BatchNorm2d, body.get_submodule(path))
 
 
 def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -361,8 +387,8 @@ def _conv_with(conv: nn.Conv2d, in_channels: int | None, out_channels: int | Non
     in_channels = conv.in_channels if in_channels is None else in_channels
     out_channels = conv.out_channels if out_channels is None else out_channels
     groups = in_channels if conv.groups > 1 else 1
-    return nn.Conv2d(in_channels, out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, groups,
-                     conv.bias is not None, conv.padding_mode)
+    return nn.Conv2d(in_channels, out_channels, as_pair(conv.kernel_size), as_pair(conv.stride), padding_of(conv),
+                     as_pair(conv.dilation), groups, conv.bias is not None, conv.padding_mode)
 
 
 def _norm_with(norm: nn.BatchNorm2d, width: int) -> nn.BatchNorm2d:

@@ -26,6 +26,7 @@ from edgedepth.models.encoders import (
 )
 from edgedepth.models.registry import (
     ENCODER_FAMILY_PREFIX,
+    DepthNetwork,
     ModelCard,
     ModelInfo,
     register_encoder_family,
@@ -41,7 +42,7 @@ FASTDEPTH_INPUT_SIZE = (224, 224)
 DEFAULT_SKIP_REDUCTIONS = (2, 8, 16)
 
 
-class FastDepth(nn.Module):
+class FastDepth(DepthNetwork):
     """Encoder + NNConv5 decoder. Input ``N x 3 x H x W`` (sides multiples of 32), output ``N x 1 x H x W``."""
 
     def __init__(
@@ -86,7 +87,8 @@ class _BeforeFinalUpsample(nn.Module):
     family="fastdepth", licence="not stated",
     weights="the seed's model_0.449.pth (github.com/Glonor/monocular-depth-estimation, not published at a URL); "
     "or train your own (edgedepth train)",
-    summary="the seed's student: MobileNetV3-Large encoder, NNConv5 decoder, bilinear",
+    summary="the seed's student: torchvision MobileNetV3-Large, skips from the expansions of features 2, 7 and 11 "
+            "(1/2, 1/8, 1/16), NNConv5 decoder, bilinear upsampling",
 ))
 def fastdepth_v3(
     pretrained: bool = False,
@@ -121,7 +123,8 @@ def fastdepth_v3(
     family="fastdepth", licence="not stated",
     weights="http://datasets.lids.mit.edu/fast-depth/results/ (mobilenet-nnconv5dw-skipadd; the pruned one "
     "does not fit: its widths differ)",
-    summary="FastDepth: MobileNet v1 encoder, NNConv5 depthwise decoder, additive skips",
+    summary="FastDepth: MobileNet v1 (ReLU6), skips from layers 1, 3 and 5 (1/2, 1/4, 1/8), NNConv5 depthwise "
+            "decoder, additive skips, nearest upsampling",
 ))
 def fastdepth(pretrained: bool = False) -> FastDepth:
     """The original FastDepth MobileNet-NNConv5(depthwise) with additive skips, 3,960,930 parameters."""
@@ -175,7 +178,7 @@ def fastdepth_encoder(
     ``decoder_widths`` (the 5 stages') describe a pruned network (``edgedepth prune``); the card records them.
     """
     requested = skip_reductions is not None
-    skip_reductions = tuple(int(r) for r in skip_reductions) if requested else DEFAULT_SKIP_REDUCTIONS
+    skip_reductions = tuple(int(r) for r in skip_reductions) if skip_reductions is not None else DEFAULT_SKIP_REDUCTIONS
     allowed = {BOTTLENECK_REDUCTION >> stage for stage in range(1, NUM_STAGES)}
     if not set(skip_reductions) <= allowed:
         raise EdgedepthError(f"skip_reductions {list(skip_reductions)}: each must be one of {sorted(allowed)}")

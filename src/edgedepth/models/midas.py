@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
-from edgedepth.models.registry import ModelCard, ModelInfo, register_model
+from edgedepth.models.registry import DepthNetwork, ModelCard, ModelInfo, register_model
 
 #: timm's EfficientNet-Lite3, and the feature indices MiDaS taps (1/4, 1/8, 1/16, 1/32).
 ENCODER = "tf_efficientnet_lite3"
@@ -87,14 +87,14 @@ class MidasSmallDecoder(nn.Module):
         return self.head(path)
 
 
-class MidasSmall(nn.Module):
+class MidasSmall(DepthNetwork):
     """MiDaS v2.1 small. Input: the normalised ``N x 3 x H x W`` batch (sides multiples of 32); output
     ``N x 1 x H x W`` non-negative relative inverse depth."""
 
     def __init__(self, card: ModelCard, pretrained: bool = False) -> None:
         import timm
 
-        from edgedepth.models.encoders import load_pretrained
+        from edgedepth.models.encoders import load_pretrained, timm_feature_info
 
         super().__init__()
 
@@ -102,7 +102,7 @@ class MidasSmall(nn.Module):
             return timm.create_model(ENCODER, pretrained=weights, features_only=True, out_indices=ENCODER_OUT_INDICES)
 
         self.encoder = load_pretrained(f"{ENCODER} (timm)", lambda: build(True)) if pretrained else build(False)
-        self.decoder = MidasSmallDecoder(tuple(self.encoder.feature_info.channels()))
+        self.decoder = MidasSmallDecoder(tuple(timm_feature_info(self.encoder).channels()))
         self.card = card
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, overload
+from typing import Any, TypeVar, cast, overload
 
 from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.sizes import DEFAULT_INPUT_SIZE, SIZE_MULTIPLE, format_size
 
-#: What every model predicts (see DESIGN.md, "One representation of depth").
+#: What every model predicts (docs/design.md, "One owner for each fact": the depth representation).
 RELATIVE_INVERSE_DEPTH = "relative_inverse_depth"
 
 #: Prefix of the open family of students built on any timm or torchvision encoder.
@@ -76,6 +76,13 @@ class ModelCard:
         return width, height
 
 
+class DepthNetwork(nn.Module):
+    """A registered network: an nn.Module that carries its ModelCard (what rebuilds it, its input size and
+    normalisation)."""
+
+    card: ModelCard
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Where a registered network comes from, beside its builder.
@@ -94,7 +101,7 @@ class ModelInfo:
     summary: str = ""
 
 
-Builder = Callable[..., nn.Module]
+Builder = Callable[..., DepthNetwork]
 _BUILDERS: dict[str, Builder] = {}
 _INFO: dict[str, ModelInfo] = {}
 _family_builder: Builder | None = None
@@ -104,7 +111,8 @@ _FAMILY_INFO = ModelInfo(
     family="fastdepth",
     licence="",
     weights="none: train your own (edgedepth train)",
-    summary="FastDepth's NNConv5 decoder on any timm or torchvision encoder",
+    summary="FastDepth's NNConv5 decoder on a timm or torchvision encoder, skips from its deepest features at 1/2, "
+            "1/8 and 1/16, bilinear upsampling",
 )
 #: What a caller may change on the card a builder gives; the name and constructor arguments are the builder's.
 _CARD_CHANGES = frozenset(f.name for f in fields(ModelCard)) - {"name", "model_args"}
@@ -190,7 +198,7 @@ def model_info(name: str) -> ModelInfo:
 
 def create_model(
     name: str, pretrained: bool = False, *, card: Mapping[str, Any] | None = None, **kwargs: Any
-) -> nn.Module:
+) -> DepthNetwork:
     """Build a model by name; ``pretrained=True`` loads its encoder's ImageNet weights (needs the network).
 
     The builder gives the model its :class:`ModelCard`; ``card`` changes fields of it (``input_size``, ``mean``,
@@ -216,7 +224,7 @@ def _changed_card(card: ModelCard, changes: Mapping[str, Any]) -> ModelCard:
         raise ValueError(f"card changes {unknown}: only {sorted(_CARD_CHANGES)} may be changed")
     changed = replace(card, **changes)
     if "input_size" in changes:
-        changed = replace(changed, input_size=changed.fit_size(tuple(changes["input_size"])))  # type: ignore[arg-type]
+        changed = replace(changed, input_size=changed.fit_size(tuple(changes["input_size"])))
     return changed
 
 
@@ -225,7 +233,10 @@ def _unknown(name: str) -> EdgedepthError:
     return EdgedepthError(f"unknown model {name!r}; registered: {known}, or fastdepth_<timm or torchvision encoder>")
 
 
-def prepare_for_inference(model: nn.Module, copy: bool = False) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def prepare_for_inference(model: _M, copy: bool = False) -> _M:
     """``model`` in eval mode, with its layers fused where it knows how (``fuse_for_inference``).
 
     Networks trained with separate branches (ZipDepth's RepVGG blocks) or BatchNorms fold them into single
@@ -240,7 +251,7 @@ def prepare_for_inference(model: nn.Module, copy: bool = False) -> nn.Module:
         import copy as copying
 
         model = copying.deepcopy(model)
-    model.fuse_for_inference()
+    cast("Callable[[], object]", model.fuse_for_inference)()  # a method (checked above), not a submodule
     return model
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path, check_input_file
 from edgedepth.models.checkpoints import is_torch_save_archive, pickled_checkpoint_error
-from edgedepth.models.registry import ModelCard, create_model, is_fused
+from edgedepth.models.registry import DepthNetwork, ModelCard, create_model, is_fused
 
 FORMAT = "edgedepth.weights/1"
 _PICKLE_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt", ".bin")
@@ -71,7 +71,7 @@ def read_card(path: str | Path) -> ModelCard:
     return read_metadata(path)[0]
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> DepthNetwork:
     """Rebuild the student described by a weights file and load its weights; returns it in eval mode."""
     path = Path(path)
     card, _ = read_metadata(path)

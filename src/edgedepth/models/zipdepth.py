@@ -17,8 +17,9 @@ and what trains; :meth:`ZipDepth.fuse_for_inference` folds it into single convol
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,7 @@ from torch import nn
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
 from edgedepth.models.fusion import batchnorm_affine, fold_parallel_branches, fold_sequential_batchnorms, scaled_conv
-from edgedepth.models.registry import ModelCard, ModelInfo, register_model
+from edgedepth.models.registry import DepthNetwork, ModelCard, ModelInfo, register_model
 
 GlobalMode = Literal["none", "balanced", "full"]
 #: ``convex``: the unfold/convex head of ``zipdepth_base.pth``; ``blend``: the nearest/bilinear blend of
@@ -110,9 +111,13 @@ class RepVGGBlock(nn.Module):
 
     def fuse(self) -> None:
         """Fold the two convolution branches into one 3x3 convolution; the identity stays an addition."""
-        self.fused = fold_parallel_branches([(self.branch_3x3[0], self.branch_3x3[1]),
-                                             (self.branch_1x1[0], self.branch_1x1[1])])
+        self.fused = fold_parallel_branches([_conv_norm_pair(self.branch_3x3), _conv_norm_pair(self.branch_1x1)])
         del self.branch_3x3, self.branch_1x1
+
+
+def _conv_norm_pair(branch: nn.Sequential) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+    """The convolution and BatchNorm of a branch :func:`_conv_and_norm` built."""
+    return cast(nn.Conv2d, branch[0]), cast(nn.BatchNorm2d, branch[1])
 
 
 class ChannelAttention(nn.Module):
@@ -344,7 +349,7 @@ def _replicate_pad(x: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------- encoder, decoder
 
 
-def _stage(blocks: int, dim: int, extras: list[nn.Module]) -> nn.Sequential:
+def _stage(blocks: int, dim: int, extras: Sequence[nn.Module]) -> nn.Sequential:
     return nn.Sequential(*[RepVGGBlock(dim, dim) for _ in range(blocks)], *extras)
 
 
@@ -404,7 +409,7 @@ class ZipDepthDecoder(nn.Module):
         return self.convex_up(f_half, self.head_half(f_half))
 
 
-class ZipDepth(nn.Module):
+class ZipDepth(DepthNetwork):
     """ZipDepth. Input: the normalised ``N x 3 x H x W`` batch (sides multiples of 32); output ``N x 1 x H x W``,
     non-negative relative inverse depth."""
 
@@ -429,8 +434,9 @@ class ZipDepth(nn.Module):
         if not self.fused:
             self.eval()
             for module in list(self.modules()):
-                if module is not self and callable(getattr(module, "fuse", None)):
-                    module.fuse()
+                fuse = getattr(module, "fuse", None) if module is not self else None
+                if callable(fuse):
+                    fuse()
             fold_sequential_batchnorms(self)
             self.fused = True
         return self

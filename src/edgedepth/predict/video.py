@@ -248,7 +248,7 @@ def run_loop(
 
 def _open_writer(path: Path, capture: cv2.VideoCapture, shape: tuple[int, ...]) -> cv2.VideoWriter:
     rate = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), rate, (shape[1], shape[0]))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), rate, (shape[1], shape[0]))
     if not writer.isOpened():
         raise EdgedepthError(f"{path}: cannot write a video here (use an .mp4 name in a writable folder)")
     return writer

@@ -13,9 +13,9 @@ students (MobileNetV4, EfficientNet, ... blocks):
   a multiple of :data:`WIDTH_MULTIPLE`. That slope is a per-group latency table; every proposal it leads to is
   then timed itself as a whole network, so the latency kept and reported is always measured, never estimated.
   Timing every proposal was chosen over trusting the table: a table may stand in for measurement only where it
-  predicts the whole network's measured latency within 5%, and it did not here (up to 14% off on OpenVINO INT8
-  and 20% on ONNX Runtime INT8 in the README's runs: graph fusion and layout choices need not add up layer by
-  layer); ``trajectory.json`` keeps each estimate beside its measurement, so that can be checked run by run;
+  predicts the whole network's measured latency within 5%, and it did not (the README's runs; graph fusion and
+  layout choices need not add up layer by layer); ``trajectory.json`` keeps each estimate beside its measurement,
+  so that can be checked run by run;
 - each proposal is fine-tuned briefly by ``edgedepth train`` (``model.init_weights``) on the training label shards
   and scored on held-out ones (:mod:`.tune`); the best score among the proposals whose measured cut reaches half
   the step is kept (the largest cut where none does, see :func:`_choose`). Once the target is met, a long fine-tune
@@ -46,11 +46,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path, check_output_folder, write_json
-from edgedepth.models import load_model, save_weights
+from edgedepth.models import DepthNetwork, load_model, save_weights
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.weights import read_metadata
 from edgedepth.prune.tune import Splits, calibration, fine_tune, score, split_labels
@@ -158,7 +157,7 @@ class Proposal:
 class Kept:
     """An iteration's outcome: the fine-tuned network it keeps, its latency and score, and every proposal."""
 
-    model: nn.Module
+    model: DepthNetwork
     latency_ms: float
     metrics: dict[str, float]
     proposals: list[Proposal]
@@ -230,7 +229,7 @@ def run(cfg: PruneConfig) -> PruneResult:
     state_path, iterations = out / STATE, out / "iterations"
     iterations.mkdir(exist_ok=True)
 
-    def describe(model: nn.Module, latency: float, metrics: dict[str, float], index: int,
+    def describe(model: DepthNetwork, latency: float, metrics: dict[str, float], index: int,
                  proposals: Sequence[Proposal]) -> dict:
         expansions, decoder_widths = widths_of(model)
         return {"iteration": index, "latency_ms": latency, "abs_rel": metrics["abs_rel"], "delta1": metrics["delta1"],
@@ -312,7 +311,7 @@ def run(cfg: PruneConfig) -> PruneResult:
                        state["iteration"], message)
 
 
-def _start_file(runtime: Runtime, start_model: nn.Module, out: Path,
+def _start_file(runtime: Runtime, start_model: DepthNetwork, out: Path,
                 calibration: Sequence[np.ndarray] | None) -> Path:
     """The start network's runtime file, made once (again after a resume that finds it gone)."""
     folder = out / "work" / "start"
@@ -336,7 +335,7 @@ def _timed(setting: Setting, current_file: Path, files: Sequence[Path]) -> Round
     return Round(current_raw * scale, [value * scale for value in raw])
 
 
-def _iterate(setting: Setting, current: nn.Module, prunable: list[Group], previous: Sequence[Proposal], work: Path,
+def _iterate(setting: Setting, current: DepthNetwork, prunable: list[Group], previous: Sequence[Proposal], work: Path,
              index: int) -> Kept | None:
     """One NetAdapt iteration: per group of ``prunable`` (each wider than ``cfg.min_width``) a proposal that removes
     the fewest filters estimated to cut the step; each timed, fine-tuned and scored; the one :func:`_choose` keeps
@@ -370,7 +369,7 @@ def _iterate(setting: Setting, current: nn.Module, prunable: list[Group], previo
     measured = _timed(setting, current_file, files)
     current_ms = measured.current_ms
     _say(cfg, f"[iteration {index}] current network {current_ms:.2f} ms in this round")
-    tuned_models: dict[str, tuple[nn.Module, dict[str, float]]] = {}
+    tuned_models: dict[str, tuple[DepthNetwork, dict[str, float]]] = {}
     proposals = []
     for (group, removed, model), latency in zip(networks, measured.candidates_ms, strict=True):
         slope = slopes[group.name]

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from edgedepth.core.depth import DEFAULT_MAX_DEPTH, UnscorableImage, inverse_to_depth_clamped
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import write_json
 from edgedepth.data.shards import INDEX_NAME, LabelShards, read_index
 from edgedepth.eval.metrics import mean_metrics, score_prediction
-from edgedepth.models import load_model, read_card, save_weights
+from edgedepth.models import DepthNetwork, load_model, read_card, save_weights
 from edgedepth.runtime.predictor import TorchPredictor
 from edgedepth.runtime.quantize import calibration_batches
 from edgedepth.train import loop
@@ -68,7 +67,7 @@ def split_labels(labels: Path, folder: Path) -> Splits:
     return Splits(roots["train"], roots["held_out"], size, sum(int(s["count"]) for s in parts["train"]))  # type: ignore[arg-type]
 
 
-def score(model: nn.Module, held_out: Path, size: tuple[int, int]) -> dict[str, float]:
+def score(model: DepthNetwork, held_out: Path, size: tuple[int, int]) -> dict[str, float]:
     """Mean aligned metrics on the held-out label shards: the labels' inverse depth is the disparity to align to
     (least squares, the seed's protocol), pixels beyond ``DEFAULT_MAX_DEPTH`` unscored. AbsRel is the score."""
     predictor = TorchPredictor(model, size)
@@ -107,11 +106,12 @@ def fine_tune(weights: Path, run_dir: Path, splits: Splits, steps: int, batch_si
     with (run_dir / "train.log").open("a") as log, redirect_stdout(log), redirect_stderr(log):
         result = loop.run(config)
     torch.set_num_threads(threads)
+    assert result.weights is not None  # one process: the main one, which writes them
     model = load_model(result.weights)
     model.card = card
     return save_weights(model, run_dir / "tuned.safetensors", pruned_from=str(weights), fine_tune_steps=steps)
 
 
-def calibration(labels: Path, model: nn.Module) -> list[np.ndarray]:
+def calibration(labels: Path, model: DepthNetwork) -> list[np.ndarray]:
     """INT8 calibration batches: the label folder's images at the timed size (only ranges; no training on them)."""
     return calibration_batches(labels, model.card, model.card.input_size, limit=16)

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.models import create_model
+from edgedepth.models import DepthNetwork, create_model
+from edgedepth.models.decoder import NNConv5Decoder
 from edgedepth.models.encoders import MobileNetV3LargeEncoder, TimmEncoder, timm_expansions
 
 #: The students whose widths the registry rebuilds from their cards (``expansions``, ``decoder_widths``).
@@ -64,18 +65,30 @@ def _norm_slices(prefix: str) -> list[tuple[str, int]]:
     return [(f"{prefix}.{name}", 0) for name in ("weight", "bias", "running_mean", "running_var")]
 
 
-def encoder_blocks(model: nn.Module) -> list[Block]:
+def _unprunable(model: DepthNetwork) -> EdgedepthError:
+    return EdgedepthError(f"a {model.card.name}; prune takes {PRUNABLE}")
+
+
+def _student(model: DepthNetwork) -> tuple[MobileNetV3LargeEncoder | TimmEncoder, NNConv5Decoder]:
+    """The encoder and decoder of a FastDepth student whose encoder prune knows; any other network is refused."""
+    encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
+    if not isinstance(encoder, MobileNetV3LargeEncoder | TimmEncoder) or not isinstance(decoder, NNConv5Decoder):
+        raise _unprunable(model)
+    return encoder, decoder
+
+
+def encoder_blocks(model: DepthNetwork) -> list[Block]:
     """The student's expanding blocks, from the layout of its encoder (torchvision's MobileNetV3 or timm's)."""
-    encoder = getattr(model, "encoder", None)
+    encoder, _ = _student(model)
     if isinstance(encoder, MobileNetV3LargeEncoder):
         return _mobilenet_v3_blocks(encoder)
-    blocks = _timm_blocks(encoder) if isinstance(encoder, TimmEncoder) else []
+    blocks = _timm_blocks(encoder)
     if not blocks:
-        raise EdgedepthError(f"a {model.card.name}; prune takes {PRUNABLE}")
+        raise _unprunable(model)
     return blocks
 
 
-def _mobilenet_v3_blocks(encoder: nn.Module) -> list[Block]:
+def _mobilenet_v3_blocks(encoder: MobileNetV3LargeEncoder) -> list[Block]:
     """torchvision's MobileNetV3 ``features[1..15]``: the blocks with a 1x1 expansion convolution (``block.0``);
     depthwise ``block.1``; an SE ``block.2`` (its squeeze follows, a quarter of the expansion); projection last.
     A tapped expansion is a skip. The first block has no expansion convolution: its width is its input's."""
@@ -99,7 +112,7 @@ def _mobilenet_v3_blocks(encoder: nn.Module) -> list[Block]:
     return blocks
 
 
-def _timm_blocks(encoder: nn.Module) -> list[Block]:
+def _timm_blocks(encoder: TimmEncoder) -> list[Block]:
     """timm's MobileNet/EfficientNet blocks that :func:`~edgedepth.models.encoders.timm_expansions` finds. A skip
     is a stage's output, never an expansion, so no block is tied to a decoder stage; an SE's squeeze width stays."""
     body = encoder.body
@@ -122,27 +135,31 @@ def _timm_blocks(encoder: nn.Module) -> list[Block]:
     return blocks
 
 
-def widths_of(model: nn.Module) -> tuple[list[int], list[int]]:
+def widths_of(model: DepthNetwork) -> tuple[list[int], list[int]]:
     """``(expansions, decoder_widths)``: the constructor arguments that rebuild the student."""
-    return list(model.encoder.expansions), list(model.decoder.widths)
+    encoder, decoder = _student(model)
+    return list(encoder.expansions), list(decoder.widths)
 
 
-def layer_groups(model: nn.Module) -> list[Group]:
+def layer_groups(model: DepthNetwork) -> list[Group]:
     """The prunable groups: expanding blocks (tied to the decoder stage that receives them, where they are a
     skip), then the decoder stages that receive no skip. A stage that receives an unprunable skip (timm's: a
     stage's output) keeps that skip's width, so it is no group."""
-    decoder = model.decoder
-    tap_stage = {skip: stage for stage, skip in enumerate(decoder.skip_after_stage) if skip >= 0}
+    _, decoder = _student(model)
+    tap_stage: dict[int | None, int] = {skip: stage for stage, skip in enumerate(decoder.skip_after_stage) if skip >= 0}
     groups = [Group(block, tap_stage.get(block.tap)) for block in encoder_blocks(model)]
     return groups + [Group(None, stage) for stage, skip in enumerate(decoder.skip_after_stage) if skip < 0]
 
 
-def group_width(model: nn.Module, group: Group) -> int:
+def group_width(model: DepthNetwork, group: Group) -> int:
     expansions, decoder_widths = widths_of(model)
-    return expansions[group.block.index] if group.block is not None else decoder_widths[group.stage]
+    if group.block is not None:
+        return expansions[group.block.index]
+    assert group.stage is not None  # a group is a block, a decoder stage or both
+    return decoder_widths[group.stage]
 
 
-def allowed_width(model: nn.Module, group: Group, keep: int) -> int:
+def allowed_width(model: DepthNetwork, group: Group, keep: int) -> int:
     """``keep``, or one less where a block's expansion would equal its input width (torchvision would then drop the
     expansion convolution, changing the block's layout)."""
     if group.block is not None and keep == group.block.input_width:
@@ -150,13 +167,13 @@ def allowed_width(model: nn.Module, group: Group, keep: int) -> int:
     return keep
 
 
-def _slices(model: nn.Module, group: Group) -> list[tuple[str, int]]:
+def _slices(model: DepthNetwork, group: Group) -> list[tuple[str, int]]:
     """``(state key, dim)`` of every tensor whose ``dim`` indexes the group's channels."""
     plan: list[tuple[str, int]] = list(group.block.slices) if group.block is not None else []
     if group.stage is not None:
         q = f"decoder.stages.{group.stage}"
         plan += [(f"{q}.1.0.weight", 0), *_norm_slices(f"{q}.1.1")]
-        if group.stage + 1 < len(model.decoder.stages):
+        if group.stage + 1 < len(_student(model)[1].stages):
             n = f"decoder.stages.{group.stage + 1}"
             plan += [(f"{n}.0.0.weight", 0), *_norm_slices(f"{n}.0.1"), (f"{n}.1.0.weight", 1)]
         else:
@@ -170,7 +187,7 @@ def _filter_l1(weight: torch.Tensor) -> torch.Tensor:
     return norms / norms.mean().clamp_min(1e-12)
 
 
-def prune_group(model: nn.Module, group: Group, keep: int) -> nn.Module:
+def prune_group(model: DepthNetwork, group: Group, keep: int) -> DepthNetwork:
     """A new network with ``keep`` of the group's filters: those of largest L1 norm, weights sliced physically.
 
     The same channel indices go from every layer the group's width touches (producing conv and BN, depthwise conv,

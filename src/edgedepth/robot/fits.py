@@ -160,7 +160,7 @@ def fit_to_floor(
         count = int(np.count_nonzero(inliers))
         raise NoFloor(f"no floor found: {count} of the {index.size} pixels below the horizon fit a floor plane "
                       f"(at least {needed} must)")
-    coherence = np.count_nonzero(used[:, :-1] & used[:, 1:]) / max(np.count_nonzero(used[:, :-1]), 1)
+    coherence = np.count_nonzero(used[:, :-1] & used[:, 1:]) / max(int(np.count_nonzero(used[:, :-1])), 1)
     if coherence < FLOOR_MIN_COHERENCE:
         raise NoFloor(f"no floor found: the {np.count_nonzero(used)} pixels that fit a floor plane are scattered, "
                       f"not a region ({coherence:.0%} of them have a neighbour that fits)")

@@ -24,6 +24,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -178,18 +179,20 @@ def _read_points(path: Path, cfg: MetricConfig) -> Points:
     example = '[{"x": 320, "y": 400, "depth": 1.5}, ...]'
     if not isinstance(items, list):
         raise EdgedepthError(f"{path}: expected a list of points such as {example}")
-    uv, depth, distance = [], [], []
+    uv: list[list[float]] = []
+    depth: list[float] = []
+    distance: list[float] = []
     for number, item in enumerate(items):
-        known = [key for key in ("depth", "distance") if isinstance(item, dict) and key in item]
-        values = [item.get(key) for key in ("x", "y", *known)] if isinstance(item, dict) else []
-        if len(known) != 1 or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        given = [key for key in ("depth", "distance") if isinstance(item, dict) and key in item]
+        values: list[Any] = [item.get(key) for key in ("x", "y", *given)] if isinstance(item, dict) else []
+        if len(given) != 1 or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
             raise EdgedepthError(f"{path}: point {number}: give numbers x (column), y (row) and one of depth or "
                                  f"distance (metres), e.g. {example}")
         if values[2] <= 0:
-            raise EdgedepthError(f"{path}: point {number}: {known[0]} {values[2]:g} m; give a positive distance")
+            raise EdgedepthError(f"{path}: point {number}: {given[0]} {values[2]:g} m; give a positive distance")
         uv.append(values[:2])
-        depth.append(values[2] if known[0] == "depth" else math.nan)
-        distance.append(values[2] if known[0] == "distance" else math.nan)
+        depth.append(values[2] if given[0] == "depth" else math.nan)
+        distance.append(values[2] if given[0] == "distance" else math.nan)
     if len(items) < 2:
         raise EdgedepthError(f"{path}: {len(items)} point(s); a scale and a shift need at least 2 points at known "
                              "distances, at two or more distances")

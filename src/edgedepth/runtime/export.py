@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 import numpy as np
 import torch
@@ -36,7 +36,8 @@ from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
-from edgedepth.models.registry import ModelCard, prepare_for_inference
+from edgedepth.models.fusion import as_pair
+from edgedepth.models.registry import DepthNetwork, ModelCard, prepare_for_inference
 from edgedepth.runtime.metadata import ExportInfo, ExportMetadata
 from edgedepth.runtime.quantize import DEFAULT_CALIBRATION_LIMIT, calibration_batches, quantize
 from edgedepth.runtime.runtimes import EXPORT_FORMATS, QUANTIZERS, SUFFIXES, ExportFormat, Quantizer, Runtime
@@ -68,7 +69,7 @@ class ExportResult:
 
 
 def export_model(
-    model: nn.Module,
+    model: DepthNetwork,
     out: str | Path,
     fmt: ExportFormat,
     size: tuple[int, int] | None = None,
@@ -108,7 +109,7 @@ def export_model(
         runtime=fmt,
         precision="int8" if int8 else "fp32",
         quantizer=None,
-        calibration_images=len(calibration) if int8 else 0,
+        calibration_images=len(calibration) if calibration is not None else 0,
         source=source,
     )
     metadata = ExportMetadata(replace(card, input_size=size), dict(provenance or {}), info)
@@ -130,7 +131,7 @@ def export_model(
             onnx_path = work / "fp32.onnx"
             _export_onnx(graph, onnx_path, size)
             built = work / ("model" + SUFFIXES[fmt])
-            if int8:
+            if calibration is not None:  # INT8
                 built, metadata = _quantize(onnx_path, work, fmt, quantizer, calibration, metadata)
             elif fmt == "onnx":
                 shutil.copyfile(onnx_path, built)
@@ -204,7 +205,10 @@ def _quantize(
     return path, replace(chosen, info=replace(chosen.info, quantizer_latency_ms=latencies))
 
 
-def static_same_padding(model: nn.Module, size: tuple[int, int]) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def static_same_padding(model: _M, size: tuple[int, int]) -> _M:
     """``model`` with timm's TensorFlow-"same" convolutions padded by constants, at one input size (on a copy).
 
     Those convolutions (MiDaS small's EfficientNet-Lite3) compute their padding from their input's shape at run time:
@@ -218,7 +222,7 @@ def static_same_padding(model: nn.Module, size: tuple[int, int]) -> nn.Module:
     if not any(isinstance(module, Conv2dSame) for module in model.modules()):
         return model
     model = copy.deepcopy(model)
-    inputs: dict[nn.Module, tuple[int, int]] = {}
+    inputs: dict[nn.Module, tuple[int, ...]] = {}
 
     def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:  # None: the input goes on unchanged
         inputs[module] = tuple(args[0].shape[-2:])
@@ -233,12 +237,14 @@ def static_same_padding(model: nn.Module, size: tuple[int, int]) -> nn.Module:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, Conv2dSame):
-                conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, 0,
-                                 child.dilation, child.groups, bias=child.bias is not None)
+                conv = nn.Conv2d(child.in_channels, child.out_channels, as_pair(child.kernel_size),
+                                 as_pair(child.stride), 0, as_pair(child.dilation), child.groups,
+                                 bias=child.bias is not None)
                 conv.load_state_dict(child.state_dict())
                 pads = pad_same_arg(list(inputs[child]), list(child.kernel_size), list(child.stride),
                                     list(child.dilation))
-                setattr(parent, name, nn.Sequential(nn.ZeroPad2d(tuple(pads)), conv))
+                padding = cast("tuple[int, int, int, int]", tuple(pads))  # left, right, top, bottom
+                setattr(parent, name, nn.Sequential(nn.ZeroPad2d(padding), conv))
     return model
 
 
@@ -393,7 +399,7 @@ def _move_into_place(built: Path, out: Path) -> None:
 
 
 def runtime_file(
-    model: nn.Module, runtime: Runtime, stem: Path, calibration: Sequence[np.ndarray] | None
+    model: DepthNetwork, runtime: Runtime, stem: Path, calibration: Sequence[np.ndarray] | None
 ) -> tuple[Path, float | None]:
     """The file ``runtime`` runs for ``model`` (at its card's input size), named ``runtime.file_name(stem.name)``
     beside ``stem``: our weights for ``torch``, else an export, INT8 by the runtime's own quantiser, calibrated on

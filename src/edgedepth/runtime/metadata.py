@@ -94,5 +94,5 @@ class ExportMetadata:
 
 def _final_upsample_mode(value: object) -> str | None:
     if value is None or value in FINAL_UPSAMPLE_MODES:
-        return value  # type: ignore[return-value]
+        return value
     raise ValueError(f"final_upsample {value!r}, not one of {FINAL_UPSAMPLE_MODES}")

@@ -47,7 +47,7 @@ from edgedepth.core.processing import (
     upsample_prediction,
 )
 from edgedepth.core.sizes import Box, format_size
-from edgedepth.models.registry import ModelCard
+from edgedepth.models.registry import DepthNetwork, ModelCard
 from edgedepth.runtime.metadata import KEYS, ExportInfo, ExportMetadata
 from edgedepth.runtime.runtimes import get_runtime, runtime_of_file
 
@@ -126,7 +126,7 @@ class TorchPredictor(Predictor):
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: DepthNetwork,
         size: tuple[int, int] | None = None,
         device: str = "cpu",
         interpolation: Interpolation = "cubic",
@@ -151,7 +151,7 @@ class _ExportedPredictor(Predictor):
     def __init__(
         self, path: Path, metadata: ExportMetadata, size: tuple[int, int] | None, interpolation: Interpolation
     ) -> None:
-        exported = tuple(metadata.card.input_size)
+        exported = metadata.card.input_size
         if size is not None and tuple(size) != exported:
             raise EdgedepthError(
                 f"{path}: exported for input {format_size(exported)}, not {format_size(size)}; "

@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -168,7 +169,7 @@ def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_na
         )
 
 
-def _openvino_model(onnx_path: Path, batches: Sequence[np.ndarray]):
+def _openvino_model(onnx_path: Path, batches: Sequence[np.ndarray]) -> Any:
     """An ONNX file as an OpenVINO model with the calibration batches' shape (batch 1, as the FP32 IR)."""
     import openvino as ov
 

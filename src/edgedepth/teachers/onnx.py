@@ -34,7 +34,7 @@ def _parse_triple(name: str, text: str) -> tuple[float, float, float]:
         values = ()
     if len(values) != 3:
         raise EdgedepthError(f"onnx teacher option {name}={text!r}: expected three numbers, e.g. {name}=0.5,0.5,0.5")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def parse_onnx_spec(
@@ -92,6 +92,7 @@ class OnnxTeacher(Teacher):
         self.name = f"onnx:{path}"
 
     def _infer(self, images: Sequence[np.ndarray], depths: Sequence[np.ndarray] | None) -> torch.Tensor:
+        assert self.input_size is not None  # the model's static size or the one given (__init__ refuses neither)
         batch = preprocess(images, self.input_size, self.mean, self.std, "cubic").numpy()
         chunks = np.split(batch, len(batch)) if self._one_at_a_time else [batch]
         outputs = [self.session.run(None, {self._input_name: chunk})[0] for chunk in chunks]

@@ -27,7 +27,7 @@ def save_tiny_dpt(directory: str | Path, keep_aspect_ratio: bool = False, seed: 
 
     config = DPTConfig(
         hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=16, image_size=32, patch_size=8,
-        backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16], fusion_hidden_size=8, head_hidden_size=8,
+        backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16], fusion_hidden_size=8,
     )  # fmt: skip
     model = DPTForDepthEstimation(config)
     generator = torch.Generator().manual_seed(seed)

@@ -175,7 +175,8 @@ class ShardPairs(_Pairs):
             self.samples.extend(_tar_members(self.root / shard["name"], alone=len(index["shards"]) == 1))
         if not self.samples:
             raise EdgedepthError(f"{self.root}: the label shards hold no sample")
-        self.size, self.mean, self.std = tuple(size), tuple(mean), tuple(std)
+        width, height = size
+        self.size, self.mean, self.std = (width, height), tuple(mean), tuple(std)
 
     def __len__(self) -> int:
         return len(self.samples)

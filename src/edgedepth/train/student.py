@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.models import create_model, load_model
+from edgedepth.models import DepthNetwork, create_model, load_model
 from edgedepth.train.config import TrainConfig
 
 
-def build_student(cfg: TrainConfig, device: torch.device, distributed: bool) -> nn.Module:
+def build_student(cfg: TrainConfig, device: torch.device, distributed: bool) -> DepthNetwork:
     """The student, on ``device``, with the card it will be exported with (trained input size)."""
     torch.manual_seed(cfg.run.seed)
     try:
@@ -34,7 +34,7 @@ def build_student(cfg: TrainConfig, device: torch.device, distributed: bool) -> 
     return model
 
 
-def _load_init_weights(model: nn.Module, path: Path) -> None:
+def _load_init_weights(model: DepthNetwork, path: Path) -> None:
     """Load ``model.init_weights`` into the freshly built student; weights of another shape are a clear error."""
     state = load_model(path).state_dict()
     expected = model.state_dict()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from edgedepth.models import DepthNetwork
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ def check_validation_files(cfg: TrainConfig) -> None:
 
 
 def validate(
-    model: nn.Module, cfg: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1
+    model: DepthNetwork, cfg: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1
 ) -> dict[str, float] | None:
     """NYU Depth v2 test-split metrics (the seed's protocol) through the evaluation code, every process scoring
     its share of the frames.

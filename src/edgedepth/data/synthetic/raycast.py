@@ -25,21 +25,24 @@ def hit_room(
     From inside, per axis one of ``(low - o) / d`` and ``(high - o) / d`` is the exit and the other is negative,
     so the larger is the exit (a ray parallel to the axis, ``d = ±0``, gets ``+inf``).
     """
-    t = face = None
+    t: np.ndarray | None = None
+    face: np.ndarray | None = None
     for axis in range(3):
         t_axis = np.maximum(np.float32(low[axis] - o[axis]) / d[axis], np.float32(high[axis] - o[axis]) / d[axis])
         face_axis = (d[axis] > 0).astype(np.int16) + np.int16(2 * axis)
-        if t is None:
+        if t is None or face is None:
             t, face = t_axis, face_axis
         else:
             np.copyto(face, face_axis, where=t_axis < t)
             np.minimum(t, t_axis, out=t)
+    assert t is not None and face is not None  # set by the first axis
     return t, face
 
 
 def hit_box(o: np.ndarray, d: Sequence[np.ndarray], half: Sequence[float]) -> np.ndarray:
     """Slab test; ``(±h - o) / d`` stays correct for rays parallel to a slab (``d = ±0`` gives ``±inf``)."""
-    near = far = None
+    near: np.ndarray | None = None
+    far: np.ndarray | None = None
     for axis in range(3):
         inv = 1.0 / d[axis]
         t1 = np.float32(-half[axis] - o[axis]) * inv
@@ -47,6 +50,7 @@ def hit_box(o: np.ndarray, d: Sequence[np.ndarray], half: Sequence[float]) -> np
         lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
         near = lo if near is None else np.maximum(near, lo)
         far = hi if far is None else np.minimum(far, hi)
+    assert near is not None and far is not None  # set by the first axis
     np.copyto(near, np.float32(np.inf), where=(near > far) | (near <= 0))
     return near
 

@@ -143,10 +143,10 @@ def _furniture(rng: np.random.Generator, layout: _Layout, kind: str) -> list[Sol
             if kind == "cabinet"
             else (uniform(0.7, 1.1), uniform(0.4, 1.0), uniform(0.2, 0.4))
         )
-        placed = layout.wall_spot(rng, along, depth)
-        if placed is None:
+        on_wall = layout.wall_spot(rng, along, depth)
+        if on_wall is None:
             return []
-        x, y, yaw = placed
+        x, y, yaw = on_wall
         texture = rng.choice(["wood", "plain", "stripes"]) if kind == "cabinet" else rng.choice(["fabric", "plain"])
         material = _material(rng, texture, dark, gloss=uniform(0.1, 0.4) if rng.random() < 0.3 else 0.0)
         layout.tops.append((x, y, 2 * half_z, min(along, depth)))

@@ -31,8 +31,8 @@ class Camera:
     @classmethod
     def look_at(
         cls,
-        position: Sequence[float],
-        target: Sequence[float],
+        position: Sequence[float] | np.ndarray,
+        target: Sequence[float] | np.ndarray,
         hfov_deg: float,
         size: tuple[int, int],
         roll_deg: float = 0.0,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -22,10 +21,11 @@ from edgedepth.data.synthetic.rooms import random_scene
 from edgedepth.data.synthetic.scene import Camera, SceneDescription, Solid
 from edgedepth.data.synthetic.writers import (
     CAMERAS_NAME,
-    GENERATOR_VERSION,
     INDEX_NAME,
     depth_to_png16,
     describe,
+    folder_identity,
+    read_index,
     scene_key,
 )
 
@@ -122,16 +122,10 @@ def write_sequence(
     if out.exists() and not out.is_dir():
         raise EdgedepthError(f"{out}: a file, not a folder; synth writes a folder")
     make_folder(out)
-    identity = {"generator": "edgedepth.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
-                "size": list(size), "sequence": frames, "fps": SEQUENCE_FPS}
+    identity = folder_identity(seed, size, sequence=frames, fps=SEQUENCE_FPS)
     index_path = out / INDEX_NAME
-    if index_path.is_dir():
-        raise EdgedepthError(f"{index_path}: a folder, not a file; remove it or choose another folder")
-    if index_path.is_file():
-        try:
-            theirs = json.loads(index_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise EdgedepthError(f"{index_path}: unreadable ({exc}); remove the folder or choose another") from exc
+    theirs = read_index(index_path)
+    if theirs is not None:
         if {key: theirs.get(key) for key in identity} != identity:
             raise EdgedepthError(f"{out}: holds another synth output ({describe(theirs)}, sequence "
                                  f"{theirs.get('sequence')}); choose another folder")
@@ -145,7 +139,7 @@ def write_sequence(
     description, cameras = sequence_cameras(seed, frames, size)
     floor = description.room.low[2]
     with atomic_path(out / SEQUENCE_VIDEO) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), SEQUENCE_FPS, size)
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), SEQUENCE_FPS, size)
         if not writer.isOpened():
             raise EdgedepthError(f"{out / SEQUENCE_VIDEO}: OpenCV cannot write an MP4 video here")
         try:

@@ -8,6 +8,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -87,17 +88,32 @@ def describe(identity: dict) -> str:
     return f"seed {identity.get('seed')}, size {size}, generator v{identity.get('version')}"
 
 
-def _open_index(out: Path, seed: int, size: tuple[int, int], count: int) -> dict:
-    """Read or create ``index.json``; refuse a folder made with another seed, size or generator version."""
-    identity = {"generator": "edgedepth.data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "size": list(size)}
-    path = out / INDEX_NAME
+def folder_identity(seed: int, size: tuple[int, int], **more: object) -> dict[str, Any]:
+    """What makes two synth outputs the same: the generator and its version, the seed, the size, and ``more``."""
+    return {"generator": "edgedepth.data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "size": list(size),
+            **more}
+
+
+def read_index(path: Path) -> dict[str, Any] | None:
+    """A synth folder's ``index.json``, or None where there is none yet; a folder in its place or an unreadable
+    file is an EdgedepthError that says what to do."""
     if path.is_dir():
         raise EdgedepthError(f"{path}: a folder, not a file; remove it or choose another folder")
-    if path.exists():
-        try:
-            index = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise EdgedepthError(f"{path}: unreadable ({exc}); remove the folder or choose another") from exc
+    if not path.exists():
+        return None
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgedepthError(f"{path}: unreadable ({exc}); remove the folder or choose another") from exc
+    return index if isinstance(index, dict) else {}
+
+
+def _open_index(out: Path, seed: int, size: tuple[int, int], count: int) -> dict:
+    """Read or create ``index.json``; refuse a folder made with another seed, size or generator version."""
+    identity = folder_identity(seed, size)
+    path = out / INDEX_NAME
+    index = read_index(path)
+    if index is not None:
         theirs = {key: index.get(key) for key in identity}
         if theirs != identity:
             raise EdgedepthError(

@@ -1,0 +1,41 @@
+"""``edgedepth models``: the catalogue of registered networks, and the README's table, which is its output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgedepth.cli import main
+from edgedepth.models import create_model, list_models
+from edgedepth.models.catalog import catalog, format_catalog
+from edgedepth.models.complexity import count_macs, count_parameters
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: The README's table of networks lies between these lines, exactly as ``edgedepth models`` prints it.
+BEGIN, END = "<!-- edgedepth models: begin -->\n", "<!-- edgedepth models: end -->"
+
+
+def readme_table() -> str:
+    text = README.read_text(encoding="utf-8")
+    return text[text.index(BEGIN) + len(BEGIN): text.index(END)].lstrip("\n")
+
+
+def test_the_readme_lists_the_networks_as_the_catalogue_measures_them() -> None:
+    """The README restates no model's size by hand: its table is the catalogue's output (regenerate it with
+    ``edgedepth models`` and paste it between the markers)."""
+    assert readme_table() == format_catalog(catalog()), (
+        "README.md's table of networks differs from `edgedepth models`; paste its output between the markers")
+
+
+def test_the_catalogue_measures_what_the_registry_builds(capsys: pytest.CaptureFixture[str]) -> None:
+    """Parameters and MACs are counted on the networks themselves, at their default inputs, fused as they run."""
+    assert main(["models", "fastdepth_v3", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    model = create_model("fastdepth_v3")
+    assert entry["params"] == count_parameters(model)
+    assert entry["macs"] == count_macs(model.eval(), tuple(model.card.input_size))
+    assert entry["input_size"] == list(model.card.input_size) == [256, 192]
+    assert [e.name for e in catalog("zipdepth_*")] == list_models("zipdepth_*")
+
