@@ -43,9 +43,10 @@ from edgedepth.core.depth import UnscorableImage
 from edgedepth.core.processing import preprocess
 from edgedepth.data.synthetic import render_scene
 from edgedepth.eval.metrics import score_prediction
+from edgedepth.export.graph import export_model, pearson_correlation
 from edgedepth.models import create_model, list_models, load_model
-from edgedepth.runtime.export import export_model, pearson_correlation
-from edgedepth.runtime.predictor import TorchPredictor, load_predictor
+from edgedepth.runtime.predictor import load_predictor
+from edgedepth.runtime.pytorch import TorchPredictor
 
 RUNTIMES = ("torch", "onnx", "openvino", "openvino-default", "onnx-int8", "openvino-int8")
 TARGET = "zipdepth_base"
@@ -75,12 +76,12 @@ def fp32_exports(names: list[str], folder: Path) -> list[tuple[str, str, float, 
         size = model.card.fit_size((256, 192))
         batch = preprocess(scenes[2:], size, model.card.mean, model.card.std)
         with torch.no_grad():
-            expected = model(batch)  # the training layout, unfused
+            expected = model(torch.from_numpy(batch)).numpy()  # the training layout, unfused
         for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
             path = folder / f"{name}{suffix}"
             export_model(model, path, fmt, size)
             got = load_predictor(path).infer(batch)
-            rows.append((name, fmt, float((got - expected).abs().max()), float(expected.abs().max())))
+            rows.append((name, fmt, float(np.abs(got - expected).max()), float(np.abs(expected).max())))
     return rows
 
 
@@ -112,7 +113,7 @@ def train_briefly(labels: Path, steps: int, out: Path) -> Path:
 def drift(model: nn.Module, size: tuple[int, int], folder: Path) -> list[tuple[str, float, float, float]]:
     """``(file, correlation with FP32, aligned AbsRel, AbsRel - FP32's)`` of FP32 and each INT8 file on 20 scenes."""
     card = model.card
-    calibration = [preprocess([s.image], size, card.mean, card.std).numpy() for s in _scenes(5000, 64)]
+    calibration = [preprocess([s.image], size, card.mean, card.std) for s in _scenes(5000, 64)]
     tests = _scenes(9000, 20)
     fp32 = TorchPredictor(model, size)
     predictors = {"fp32 (torch, fused)": fp32}

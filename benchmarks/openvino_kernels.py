@@ -17,8 +17,8 @@ import numpy as np
 import openvino as ov
 import torch
 
+from edgedepth.export.graph import export_model
 from edgedepth.models import create_model, prepare_for_inference
-from edgedepth.runtime.export import export_model
 
 
 def main() -> None:

@@ -28,12 +28,12 @@ from students_pareto import held_out_scores, oracle_labels
 from edgedepth.bench.machine import cpu_isa, read_cpuinfo
 from edgedepth.core.config import load_config
 from edgedepth.core.sizes import format_size, parse_size
+from edgedepth.export.graph import runtime_file
 from edgedepth.models import create_model, load_model
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.prune import netadapt as prune
 from edgedepth.prune.tune import calibration, fine_tune, split_labels
 from edgedepth.prune.widths import layer_groups
-from edgedepth.runtime.export import runtime_file
 from edgedepth.runtime.runtimes import RUNTIMES
 from edgedepth.runtime.timing import time_files
 from edgedepth.train import loop as train

@@ -135,7 +135,7 @@ def main() -> None:
     depths = [_read_depth(sequence / synthetic.SEQUENCE_DEPTH / f"{key}.png") for key in sorted(cameras)]
     frames, outputs = _network_outputs(predictor, sequence / synthetic.SEQUENCE_VIDEO)
     size = (frames[0].shape[1], frames[0].shape[0])
-    per_frame = [upsample_prediction(o, size)[0, 0].numpy().astype(np.float64) for o in outputs]
+    per_frame = [upsample_prediction(o, size)[0, 0].astype(np.float64) for o in outputs]
 
     # 1. ground fit against the oracle alignment
     rng = np.random.default_rng(0)
@@ -177,8 +177,7 @@ def main() -> None:
 
     # 2. flicker, per frame and stabilised, on the same network outputs
     stabilizer = Stabilizer()
-    stabilized = [upsample_prediction(torch.from_numpy(stabilizer(o[0, 0].numpy()))[None, None], size)[0, 0].numpy()
-                  .astype(np.float64) for o in outputs]
+    stabilized = [upsample_prediction(stabilizer(o[0, 0])[None, None], size)[0, 0].astype(np.float64) for o in outputs]
     rows = []
     for name, maps in (("per frame", per_frame), ("--stabilize", stabilized)):
         flicker = statistics.mean(frame_flicker(a, b, da, db) for a, b, da, db in

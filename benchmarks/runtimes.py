@@ -35,6 +35,7 @@ from edgedepth.core.processing import preprocess
 from edgedepth.core.sizes import parse_size
 from edgedepth.data.synthetic import render_scene
 from edgedepth.eval.metrics import score_prediction
+from edgedepth.runtime.timing import LocalTimer, interleaved, median_ms
 
 MODEL = "fastdepth_v3"
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -47,13 +48,14 @@ def _best(cells: list[Cell], int8: bool) -> Cell:
 
 def _drift(weights: Path, size: tuple[int, int], scenes: int) -> list[tuple[str, float, float]]:
     """Aligned AbsRel of FP32 (PyTorch) and each INT8 export on synthetic scenes: (name, AbsRel, drift)."""
+    from edgedepth.export.graph import export_model
     from edgedepth.models.weights import load_model, read_metadata
-    from edgedepth.runtime.export import export_model
-    from edgedepth.runtime.predictor import Predictor, TorchPredictor, load_predictor
+    from edgedepth.runtime.predictor import Predictor, load_predictor
+    from edgedepth.runtime.pytorch import TorchPredictor
 
     card, _ = read_metadata(weights)
     model = load_model(weights)
-    calibration = [preprocess([render_scene(5000 + k).image], size, card.mean, card.std).numpy() for k in range(64)]
+    calibration = [preprocess([render_scene(5000 + k).image], size, card.mean, card.std) for k in range(64)]
     tests = [render_scene(9000 + k) for k in range(scenes)]
     predictors: dict[str, Predictor] = {"fp32 (torch)": TorchPredictor(model, size)}
     folder = Path(tempfile.mkdtemp(prefix="edgedepth-drift-"))
@@ -77,11 +79,12 @@ def _video_loop(weights: Path | None, size: tuple[int, int], frames: int) -> lis
     import cv2
     import torch
 
+    from edgedepth.export.graph import export_model
     from edgedepth.models import create_model
     from edgedepth.models.weights import load_model
     from edgedepth.predict.video import run_loop
-    from edgedepth.runtime.export import export_model
-    from edgedepth.runtime.predictor import TorchPredictor, load_predictor
+    from edgedepth.runtime.predictor import load_predictor
+    from edgedepth.runtime.pytorch import TorchPredictor
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -94,16 +97,16 @@ def _video_loop(weights: Path | None, size: tuple[int, int], frames: int) -> lis
     writer.release()
     model = load_model(weights) if weights is not None else create_model(MODEL).eval()
     card = model.card
-    calibration = [preprocess([render_scene(5000 + k).image], size, card.mean, card.std).numpy() for k in range(32)]
+    calibration = [preprocess([render_scene(5000 + k).image], size, card.mean, card.std) for k in range(32)]
     files = {"onnx": folder / "fp32.onnx", "openvino": folder / "fp32.xml", "openvino-int8": folder / "int8.xml"}
     for name, path in files.items():
         export_model(model, path, "onnx" if name == "onnx" else "openvino", size,
                      calibration=calibration if name.endswith("int8") else None, quantizer="nncf")
     predictors = {"torch": TorchPredictor(model, size)} | {name: load_predictor(p, threads=1) for name, p in files.items()}
-    batch = preprocess([render_scene(7000).image], size, card.mean, card.std)
     results = []
     for name, predictor in predictors.items():
-        alone = predictor.median_latency_ms(batch, warmup=20, runs=50)  # warmed up, as the loop's frames would be
+        # warmed up, as the loop's frames would be
+        alone = median_ms(interleaved([LocalTimer(predictor)], runs=50, warmup=20)[0])
         results.append((name, alone, run_loop(predictor, str(video))))
     return results
 

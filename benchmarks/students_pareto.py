@@ -28,13 +28,13 @@ from edgedepth.core.depth import UnscorableImage
 from edgedepth.core.sizes import format_size, parse_size
 from edgedepth.data import synthetic
 from edgedepth.eval.metrics import score_prediction
+from edgedepth.export.graph import runtime_file
 from edgedepth.label import job as label
 from edgedepth.label import recipe
 from edgedepth.models import load_model
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.prune.tune import calibration
-from edgedepth.runtime.export import runtime_file
-from edgedepth.runtime.predictor import TorchPredictor
+from edgedepth.runtime.pytorch import TorchPredictor
 from edgedepth.runtime.runtimes import get_runtime
 from edgedepth.runtime.timing import time_files
 from edgedepth.train import loop as train
@@ -51,7 +51,7 @@ def held_out_scores(model: torch.nn.Module, seeds: range, train_size: tuple[int,
     abs_rel, delta1 = [], []
     for seed in seeds:
         scene = synthetic.render_scene(seed, (160, 120))
-        prediction = predictor.predict_batch([scene.image])[0, 0].numpy()
+        prediction = predictor.predict_batch([scene.image])[0, 0]
         try:
             metrics = score_prediction(prediction, scene.depth, scene.depth > 0)[0]
         except UnscorableImage:

@@ -20,15 +20,18 @@ import torch
 from torch import nn
 
 from edgedepth.cli import main
+from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.imageio import write_png
 from edgedepth.data.nyu import write_labeled_mat, write_splits_mat
 from edgedepth.data.synthetic import render_scene
+from edgedepth.export.graph import export_model, pearson_correlation
+from edgedepth.export.quantize import calibration_batches
 from edgedepth.models import create_model, list_models, save_weights
-from edgedepth.models.registry import ModelCard
-from edgedepth.runtime import OnnxPredictor, OpenVinoPredictor, TorchPredictor, TorchScriptPredictor, load_predictor
-from edgedepth.runtime.export import export_model, pearson_correlation
-from edgedepth.runtime.quantize import calibration_batches
+from edgedepth.runtime.onnx import OnnxPredictor
+from edgedepth.runtime.openvino import OpenVinoPredictor
+from edgedepth.runtime.predictor import load_predictor
+from edgedepth.runtime.pytorch import TorchPredictor, TorchScriptPredictor
 
 PREDICTORS = {"onnx": OnnxPredictor, "openvino": OpenVinoPredictor, "torchscript": TorchScriptPredictor}
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".pt"}
@@ -99,7 +102,7 @@ def test_fp32_export_matches_pytorch(tmp_path: Path, students: dict[str, nn.Modu
         exact = copy.deepcopy(model).double()(batch.double())
     peak = expected.abs().max().item()
     assert float(expected.max() - expected.min()) > 0.1  # a real signal, not a constant that anything matches
-    actual = predictor.infer(batch)
+    actual = torch.from_numpy(predictor.infer(batch.numpy()))
     # About as exact as PyTorch float32 itself, both measured against a float64 run of the same network (measured
     # over seeds: 0.7x to 2.2x PyTorch's own error; a wrong graph is off by orders of magnitude). An absolute 1e-4
     # is out of reach: these random-BatchNorm students output up to ~1e2, where float32 rounding alone moves
@@ -136,8 +139,9 @@ def test_fastdepth_graphs_end_before_the_final_upsampling(
         predictor = load_predictor(out)
         assert predictor.export is not None
         assert predictor.export.final_upsample == (None if fmt == "torchscript" else mode)
-        graph_outputs[fmt] = tuple(predictor.run_graph(batch).shape)
-        assert (predictor.infer(batch) - expected).abs().max().item() <= 3e-4 * expected.abs().max().item()
+        graph_outputs[fmt] = tuple(predictor.run_graph(batch.numpy()).shape)
+        inferred = torch.from_numpy(predictor.infer(batch.numpy()))
+        assert (inferred - expected).abs().max().item() <= 3e-4 * expected.abs().max().item()
     assert graph_outputs == {"onnx": (1, 1, 48, 64), "openvino": (1, 1, 48, 64), "torchscript": (1, 1, 96, 128)}
     dims = [d.dim_value or d.dim_param for d in onnx.load(str(tmp_path / "m.onnx")).graph.output[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 1, 48, 64]
@@ -395,8 +399,8 @@ def test_int8_weights_use_seven_bits(tmp_path: Path, quantizer: str) -> None:
     AVX2 EPYC, full-range weights took fastdepth_v3's INT8 correlation with FP32 down to 0.84 (NNCF) and 0.99."""
     from onnx import numpy_helper
 
-    from edgedepth.runtime.export import _export_onnx
-    from edgedepth.runtime.quantize import quantize
+    from edgedepth.export.graph import _export_onnx
+    from edgedepth.export.quantize import quantize
 
     # Two convolutions: NNCF's default already takes 7 bits in the first one only.
     network = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1)).eval()
@@ -416,8 +420,8 @@ import sys
 from pathlib import Path
 import numpy as np
 import torch
-from edgedepth.runtime.export import _export_onnx
-from edgedepth.runtime.quantize import quantize
+from edgedepth.export.graph import _export_onnx
+from edgedepth.export.quantize import quantize
 
 folder = Path(sys.argv[1])
 network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()

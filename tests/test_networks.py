@@ -22,11 +22,12 @@ from edgedepth.bench.machine import cpu_isa, read_cpuinfo
 from edgedepth.cli import main
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
+from edgedepth.export.graph import export_model
 from edgedepth.models import create_model, list_models, load_model, model_info, prepare_for_inference, save_weights
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.zipdepth import GlobalContextBlock
-from edgedepth.runtime import TorchPredictor, load_predictor
-from edgedepth.runtime.export import export_model
+from edgedepth.runtime.predictor import load_predictor
+from edgedepth.runtime.pytorch import TorchPredictor
 
 NEW_FAMILIES = ("zipdepth", "midas", "depth_anything")
 NEW_NETWORKS = [name for family in NEW_FAMILIES for name in list_models(family=family)]
@@ -241,7 +242,8 @@ def test_export_round_trip(name: str, fmt: str, tmp_path: Path) -> None:
     batch = _normalized(torch.rand(1, 3, size[1], size[0], generator=torch.Generator().manual_seed(4)))
     expected = _forward(model, batch)  # the unfused training layout: export runs the fused network
     assert expected.std() > 1e-3
-    assert (predictor.infer(batch) - expected).abs().max() < 1e-4 * max(1.0, float(expected.abs().max()))
+    inferred = torch.from_numpy(predictor.infer(batch.numpy()))
+    assert (inferred - expected).abs().max() < 1e-4 * max(1.0, float(expected.abs().max()))
 
 
 def test_exported_zipdepth_keeps_the_softmax_pooling_of_its_global_context(tmp_path: Path) -> None:
@@ -254,7 +256,7 @@ def test_exported_zipdepth_keeps_the_softmax_pooling_of_its_global_context(tmp_p
     out = tmp_path / "z.onnx"
     export_model(model, out, "onnx", (96, 64))
     batch = _normalized(torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(5)))
-    exported = load_predictor(out).infer(batch)
+    exported = torch.from_numpy(load_predictor(out).infer(batch.numpy()))
     averaged = copy.deepcopy(model)
     swapped = next(m for m in averaged.modules() if isinstance(m, GlobalContextBlock))
     swapped.forward = lambda x: x + swapped.transform(x.mean(dim=(2, 3), keepdim=True))  # ZipDepth's export
@@ -277,12 +279,12 @@ def test_zipdepth_int8_correlates_with_fp32(tmp_path: Path) -> None:
     model = load_model(_converted(tmp_path, "zipdepth_base"))
     size = (128, 96)
     scenes = [render_scene(300 + k, (160, 120)).image for k in range(8)]
-    calibration = [preprocess([image], size, model.card.mean, model.card.std).numpy() for image in scenes[:6]]
+    calibration = [preprocess([image], size, model.card.mean, model.card.std) for image in scenes[:6]]
     result = export_model(model, tmp_path / "z.xml", "openvino", size, calibration=calibration)
     assert result.correlation > 0.98
     held_out = preprocess(scenes[6:], size, model.card.mean, model.card.std)
-    int8 = load_predictor(tmp_path / "z.xml").infer(held_out).numpy().ravel()
-    fp32 = _forward(prepare_for_inference(model), held_out).numpy().ravel()
+    int8 = load_predictor(tmp_path / "z.xml").infer(held_out).ravel()
+    fp32 = _forward(prepare_for_inference(model), torch.from_numpy(held_out)).numpy().ravel()
     assert np.corrcoef(int8, fp32)[0, 1] > 0.98
 
 
@@ -346,7 +348,7 @@ def test_midas_small_teacher_is_the_registry_network(tmp_path: Path) -> None:
     image = np.random.default_rng(8).integers(0, 256, (72, 96, 3), dtype=np.uint8)
     size = midas_input_size((96, 72), MIDAS_MODELS["MiDaS_small"])
     expected = TorchPredictor(load_model(target), size)(image)
-    np.testing.assert_allclose(teacher.predict_batch([image])[0, 0].numpy(), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(teacher.predict_batch([image])[0, 0], expected, rtol=0, atol=1e-6)
     assert create_model("midas_v21_small").card.input_size == midas_input_size((640, 480), MIDAS_MODELS["MiDaS_small"])
 
 
@@ -436,7 +438,7 @@ def test_same_padding_is_made_static_for_a_fixed_size_export() -> None:
     constants: the copy computes the same numbers with no such convolution left, and the model is untouched."""
     from timm.layers import Conv2dSame
 
-    from edgedepth.runtime.export import static_same_padding
+    from edgedepth.export.graph import static_same_padding
 
     model = _calm("midas_v21_small")
     static = static_same_padding(model, (96, 64))
@@ -458,7 +460,7 @@ def test_midas_small_int8_exports_with_both_quantisers(fmt: str, tmp_path: Path)
 
     model = _calm("midas_v21_small")
     size = (128, 96)
-    calibration = [preprocess([render_scene(400 + k, (160, 120)).image], size, model.card.mean, model.card.std).numpy()
+    calibration = [preprocess([render_scene(400 + k, (160, 120)).image], size, model.card.mean, model.card.std)
                    for k in range(4)]
     for quantizer in ("onnxruntime", "nncf"):
         out = tmp_path / f"{quantizer}{'.onnx' if fmt == 'onnx' else '.xml'}"

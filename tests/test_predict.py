@@ -41,8 +41,8 @@ def test_preprocess_is_unit_resize_then_normalise() -> None:
         batch = preprocess([given], (64, 32), mean, std)
         unit = cv2.resize(image.astype(np.float32) / 255, (64, 32), interpolation=cv2.INTER_CUBIC)
         expected = ((unit - np.float32(mean)) / np.float32(std)).transpose(2, 0, 1)[None]
-        assert batch.shape == (1, 3, 32, 64) and batch.dtype == torch.float32
-        np.testing.assert_allclose(batch.numpy(), expected, rtol=0, atol=2e-6)
+        assert batch.shape == (1, 3, 32, 64) and batch.dtype == np.float32
+        np.testing.assert_allclose(batch, expected, rtol=0, atol=2e-6)
 
 
 def test_upsample_prediction_is_exact_bicubic() -> None:
@@ -50,9 +50,9 @@ def test_upsample_prediction_is_exact_bicubic() -> None:
     low = np.random.default_rng(0).standard_normal((2, 1, 192, 256))
     for width, height in [(640, 480), (561, 427), (100, 70), (256, 192)]:
         exact = F.interpolate(torch.from_numpy(low), size=(height, width), mode="bicubic", align_corners=False)
-        resized = upsample_prediction(torch.from_numpy(low).float(), (width, height))
-        assert resized.dtype == torch.float32 and resized.shape == (2, 1, height, width)
-        assert float((resized.double() - exact).abs().max()) < 2e-6, (width, height)
+        resized = upsample_prediction(low.astype(np.float32), (width, height))
+        assert resized.dtype == np.float32 and resized.shape == (2, 1, height, width)
+        assert float(np.abs(resized - exact.numpy()).max()) < 2e-6, (width, height)
 
 
 def test_single_image_outputs_at_full_resolution(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:
@@ -69,8 +69,9 @@ def test_single_image_outputs_at_full_resolution(tmp_path: Path, weights: Path, 
     model = load_model(weights)
     image = read_rgb(tmp_path / "in" / "room.png")
     with torch.no_grad():
-        expected = upsample_prediction(model(preprocess([image], (256, 192), (0.5,) * 3, (0.5,) * 3)), (100, 70))
-    np.testing.assert_allclose(raw, expected[0, 0].numpy(), atol=1e-5)
+        network = model(torch.from_numpy(preprocess([image], (256, 192), (0.5,) * 3, (0.5,) * 3))).numpy()
+    expected = upsample_prediction(network, (100, 70))
+    np.testing.assert_allclose(raw, expected[0, 0], atol=1e-5)
     # The 16-bit PNG orders pixels as the raw inverse depth does (near = large).
     assert np.corrcoef(raw.ravel(), depth16.ravel().astype(np.float64))[0, 1] > 0.999
     assert "1 image(s)" in capsys.readouterr().out

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from edgedepth.cli import main
+from edgedepth.export.graph import runtime_file
 from edgedepth.models import create_model, load_model, save_weights
 from edgedepth.models.complexity import count_macs
 from edgedepth.prune import netadapt as prune
 from edgedepth.prune import widths
-from edgedepth.runtime.export import runtime_file
 from edgedepth.runtime.runtimes import get_runtime
 from edgedepth.runtime.timing import time_files
 

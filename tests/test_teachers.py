@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from edgedepth.core.card import RELATIVE_INVERSE_DEPTH
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD, preprocess, upsample_prediction
 from edgedepth.models.depth_anything import use_original_position_embeddings
-from edgedepth.models.registry import RELATIVE_INVERSE_DEPTH
 from edgedepth.teachers import INVERSE_OF_METRIC_DEPTH, SPEC_FORMS, create_teacher
 from edgedepth.teachers.base import invert_metric_depth
 from edgedepth.teachers.midas import MIDAS_MODELS, midas_input_size
@@ -87,7 +87,7 @@ def test_oracle_returns_exact_inverse_and_zero_where_invalid() -> None:
     depth[0, :4] = [2.0, 0.5, 0.0, -1.0]
     depth[1, :2] = [np.nan, np.inf]
     teacher = create_teacher("oracle")
-    out = teacher.predict_batch([_constant_image()], depths=[depth])
+    out = torch.from_numpy(teacher.predict_batch([_constant_image()], depths=[depth]))
     assert out.shape == (1, 1, HEIGHT, WIDTH) and out.dtype == torch.float32
     assert out[0, 0, 0, :4].tolist() == [0.5, 2.0, 0.0, 0.0]
     assert out[0, 0, 1, :2].tolist() == [0.0, 0.0]
@@ -174,7 +174,7 @@ def test_plain_dpt_is_fed_a_square_and_answers_at_the_image_size(tmp_path: Path)
     directory = save_tiny_dpt(tmp_path / "dpt", keep_aspect_ratio=True)
     teacher = create_teacher(f"hf:{directory}")
     seen = _record_input_sizes(teacher.model)
-    out = teacher.predict_batch(_images())
+    out = torch.from_numpy(teacher.predict_batch(_images()))
     assert seen == [(32, 32)]
     assert out.shape == (2, 1, HEIGHT, WIDTH) and torch.isfinite(out).all() and out.std() > 0
     assert teacher.size == teacher.input_size == (32, 32)
@@ -188,14 +188,14 @@ def test_plain_dpt_is_fed_a_square_and_answers_at_the_image_size(tmp_path: Path)
     pixels = processor(images=_images(), return_tensors="pt", keep_aspect_ratio=False)["pixel_values"]
     assert pixels[0, :, 0, 0].abs().max() <= 1.0  # mean/std 0.5 put [0, 1] into [-1, 1]
     with torch.no_grad():
-        expected = upsample_prediction(model(pixel_values=pixels).predicted_depth.unsqueeze(1), (WIDTH, HEIGHT))
+        expected = torch.from_numpy(upsample_prediction(model(pixel_values=pixels).predicted_depth.unsqueeze(1).numpy(), (WIDTH, HEIGHT)))
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_dpt_hybrid_is_fed_exactly_its_image_size(tmp_path: Path) -> None:
     teacher = create_teacher(f"hf:{_tiny_hybrid_dpt(tmp_path / 'hybrid')}")
     seen = _record_input_sizes(teacher.model)
-    out = teacher.predict_batch(_images(1))
+    out = torch.from_numpy(teacher.predict_batch(_images(1)))
     assert seen == [(32, 32)]
     assert out.shape == (1, 1, HEIGHT, WIDTH) and torch.isfinite(out).all()
 
@@ -203,7 +203,7 @@ def test_dpt_hybrid_is_fed_exactly_its_image_size(tmp_path: Path) -> None:
 def test_depth_anything_keeps_the_aspect_at_multiples_of_the_patch(tmp_path: Path) -> None:
     teacher = create_teacher(f"hf:{_tiny_depth_anything(tmp_path / 'da')}")
     seen = _record_input_sizes(teacher.model)
-    out = teacher.predict_batch(_images())
+    out = torch.from_numpy(teacher.predict_batch(_images()))
     # 96x72 towards 28x28, scaling as little as possible: height fits (x 7/18), width 37.3 -> 42 (3 patches).
     assert seen == [(42, 28)]
     assert out.shape == (2, 1, HEIGHT, WIDTH) and torch.isfinite(out).all() and out.std() > 0
@@ -217,7 +217,7 @@ def test_metric_depth_anything_is_converted_to_inverse_depth_explicitly(tmp_path
     teacher = create_teacher(f"hf:{directory}")
     assert teacher.output == INVERSE_OF_METRIC_DEPTH
     assert teacher.name == f"hf:{directory} (1/metric depth)"
-    out = teacher.predict_batch(_images())
+    out = torch.from_numpy(teacher.predict_batch(_images()))
 
     processor = AutoImageProcessor.from_pretrained(directory)
     model = use_original_position_embeddings(AutoModelForDepthEstimation.from_pretrained(directory).eval())
@@ -225,14 +225,15 @@ def test_metric_depth_anything_is_converted_to_inverse_depth_explicitly(tmp_path
     with torch.no_grad():
         depth = model(pixel_values=pixels).predicted_depth.unsqueeze(1)
     assert depth.min() > 0.5  # metres: sigmoid * max_depth, so 1/depth below is far from the floor
-    torch.testing.assert_close(out, upsample_prediction(1.0 / depth, (WIDTH, HEIGHT)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, torch.from_numpy(upsample_prediction((1.0 / depth).numpy(), (WIDTH, HEIGHT))), rtol=1e-5,
+                               atol=1e-6)
 
     # A head that says 7.5 m everywhere (sigmoid(ln 3) * 10) gives exactly 1/7.5.
     with torch.no_grad():
         model.head.conv3.weight.zero_()
         model.head.conv3.bias.fill_(math.log(3.0))
     model.save_pretrained(directory)
-    out = create_teacher(f"hf:{directory}").predict_batch(_images(1))
+    out = torch.from_numpy(create_teacher(f"hf:{directory}").predict_batch(_images(1)))
     torch.testing.assert_close(out, torch.full_like(out, 1 / 7.5), rtol=1e-5, atol=0)
 
 
@@ -260,7 +261,7 @@ def test_zoedepth_padding_is_removed_and_its_metric_depth_inverted(tmp_path: Pat
     _randomize(model)
     directory = _save(model, processor, tmp_path / "zoe")
     teacher = create_teacher(f"hf:{directory}")
-    out = teacher.predict_batch(_images())
+    out = torch.from_numpy(teacher.predict_batch(_images()))
     assert out.shape == (2, 1, HEIGHT, WIDTH) and torch.isfinite(out).all() and (out > 0).all() and out.std() > 0
     assert teacher.output == INVERSE_OF_METRIC_DEPTH and teacher.name.endswith("(1/metric depth)")
 
@@ -355,7 +356,7 @@ def test_midas_weights_file_is_loaded_and_midas_preprocessing_applied(midas_repo
     assert teacher.name == "midas:MiDaS" and teacher.size == (384, 384)
     seen = []
     teacher.model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
-    out = teacher.predict_batch([_constant_image(51)] * 2)  # 51/255 = 0.2 in every channel
+    out = torch.from_numpy(teacher.predict_batch([_constant_image(51)] * 2))  # 51/255 = 0.2 in every channel
     assert seen == [(2, 3, 288, 384)]  # "upper_bound": 96x72 x 4 fits inside 384x384
     expected = 2.0 * np.mean([(0.2 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])
     assert out.shape == (2, 1, HEIGHT, WIDTH)
@@ -366,7 +367,7 @@ def test_midas_dpt_uses_its_own_normalisation_and_reads_training_checkpoints(mid
     weights = tmp_path / "dpt_large_384.pt"
     torch.save({"model": {"scale": torch.tensor(3.0)}, "optimizer": {}}, weights)
     teacher = create_teacher(f"midas:DPT_Large@{midas_repo}:{weights}")
-    out = teacher.predict_batch([_constant_image(51)])
+    out = torch.from_numpy(teacher.predict_batch([_constant_image(51)]))
     torch.testing.assert_close(out, torch.full_like(out, 3.0 * (0.2 - 0.5) / 0.5), rtol=0, atol=1e-5)
 
 
@@ -418,10 +419,10 @@ def test_onnx_teacher_static_size_imagenet_normalisation(tmp_path: Path) -> None
     teacher = create_teacher(f"onnx:{path}")
     assert teacher.size == (32, 24)
     images = _images(3)  # the model's batch is fixed at 1: run one at a time
-    out = teacher.predict_batch(images)
+    out = torch.from_numpy(teacher.predict_batch(images))
     with torch.no_grad():
-        network_output = _ChannelSum()(preprocess(images, (32, 24), IMAGENET_MEAN, IMAGENET_STD))
-    expected = upsample_prediction(network_output, (WIDTH, HEIGHT))
+        network_output = _ChannelSum()(torch.from_numpy(preprocess(images, (32, 24), IMAGENET_MEAN, IMAGENET_STD)))
+    expected = torch.from_numpy(upsample_prediction(network_output.numpy(), (WIDTH, HEIGHT)))
     assert out.shape == (3, 1, HEIGHT, WIDTH)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
@@ -435,6 +436,6 @@ def test_onnx_teacher_dynamic_size_needs_a_size_option(tmp_path: Path) -> None:
         create_teacher(f"onnx:{path}?size=64x48&scale=2")
     teacher = create_teacher(f"onnx:{path}?size=64x48&mean=0.5,0.5,0.5&std=0.5,0.5,0.5")
     assert teacher.size == (64, 48)
-    out = teacher.predict_batch([_constant_image(51)] * 2)
+    out = torch.from_numpy(teacher.predict_batch([_constant_image(51)] * 2))
     value = (0.2 - 0.5) / 0.5  # every channel after normalisation
     torch.testing.assert_close(out, torch.full_like(out, 3 * value * 0.5 + value**2), rtol=0, atol=1e-5)

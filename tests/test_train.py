@@ -398,9 +398,9 @@ def held_out_scores(model: torch.nn.Module, scenes: list, size: tuple[int, int])
     """Mean aligned AbsRel (the seed's protocol, no crop) and mean correlation of prediction and 1 / depth."""
     from edgedepth.core.depth import UnscorableImage
     from edgedepth.eval.metrics import score_prediction
-    from edgedepth.runtime.predictor import TorchPredictor
+    from edgedepth.runtime.pytorch import TorchPredictor
 
-    predictions = TorchPredictor(model, size).predict_batch([scene.image for scene in scenes])[:, 0].numpy()
+    predictions = TorchPredictor(model, size).predict_batch([scene.image for scene in scenes])[:, 0]
     abs_rels, correlations = [], []
     for prediction, scene in zip(predictions, scenes, strict=True):
         valid = scene.depth > 0

@@ -151,7 +151,7 @@ def test_two_processes_validate_their_shares_to_the_metrics_of_one(pairs: Path, 
     # The frames differ enough that weighting each process's mean alike would not pass.
     from edgedepth.eval.metrics import mean_metrics
     from edgedepth.eval.nyu import PROTOCOLS, evaluate_frames
-    from edgedepth.runtime.predictor import TorchPredictor
+    from edgedepth.runtime.pytorch import TorchPredictor
 
     with NyuLabeled(nyu) as labeled:
         frames = evaluate_frames(TorchPredictor(model, (64, 64)), labeled, np.arange(3), PROTOCOLS["seed"],

@@ -225,11 +225,11 @@ class Probe:
     def __init__(self) -> None:
         self.shapes: list[tuple[int, ...]] = []
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+    def predict_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         self.shapes += [image.shape for image in images]
         height, width = images[0].shape[:2]
-        ramp = torch.linspace(0.1, 1.0, width)[None, :].expand(height, width)
-        return ramp.expand(len(images), 1, height, width).clone()
+        ramp = np.linspace(0.1, 1.0, width, dtype=np.float32)[None, :]
+        return np.ascontiguousarray(np.broadcast_to(ramp, (len(images), 1, height, width)))
 
 
 @pytest.mark.parametrize(("protocol", "seen"), [("marigold", (352, 1216, 3)), ("zipdepth", (375, 1242, 3))])

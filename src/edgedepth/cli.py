@@ -488,7 +488,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edgedepth.runtime import export
+    from edgedepth.export import job as export
 
     cfg = _from_args(export.ExportConfig, args)
     result = export.run(cfg)
@@ -504,7 +504,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.runtime.export import ExportConfig
+    from edgedepth.export.job import ExportConfig
     from edgedepth.runtime.runtimes import EXPORT_FORMATS, SUFFIXES
 
     p = sub.add_parser("export", help=COMMAND_HELP["export"])

@@ -26,11 +26,11 @@ from edgedepth.core.files import atomic_path, write_json
 from edgedepth.core.viz import plot_loss_curve
 from edgedepth.data import nyu, synthetic
 from edgedepth.eval import nyu as evaluate
+from edgedepth.export import job as export
 from edgedepth.label import job as label
 from edgedepth.label import recipe
 from edgedepth.label.recipe import SEED_CROP
 from edgedepth.models import create_model, save_weights
-from edgedepth.runtime import export
 from edgedepth.train import loop as train
 from edgedepth.train.config import TrainConfig
 

@@ -1,7 +1,7 @@
 """The cells of a benchmark (a model on a runtime at a thread count) and the process each model x runtime runs in.
 
 Each model is a registry network with random weights (seeded): speed only. It is made into the file each runtime
-runs (:func:`edgedepth.runtime.export.runtime_file`; INT8 calibrated on synthetic scenes) and opened in a
+runs (:func:`edgedepth.export.graph.runtime_file`; INT8 calibrated on synthetic scenes) and opened in a
 :class:`~edgedepth.runtime.timing.TimingProcess` of its own, one network per thread count, so a cell's memory is
 that of its model on its runtime alone.
 """
@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgedepth.core.card import ModelCard
 from edgedepth.core.processing import preprocess
-from edgedepth.models import DepthNetwork, ModelCard, create_model, prepare_for_inference
+from edgedepth.models import DepthNetwork, create_model, prepare_for_inference
 from edgedepth.runtime.runtimes import get_runtime
 from edgedepth.runtime.timing import Network, Timer, TimingProcess
 
@@ -98,13 +99,13 @@ def calibration(card: ModelCard) -> list[np.ndarray]:
 
     width, height = card.input_size
     scenes = [render_scene(1000 + k, (width * 5 // 4, height * 5 // 4)).image for k in range(CALIBRATION_SCENES)]
-    return [preprocess([image], card.input_size, card.mean, card.std).numpy() for image in scenes]
+    return [preprocess([image], card.input_size, card.mean, card.std) for image in scenes]
 
 
 def cell_file(model: DepthNetwork, runtime: str, folder: Path) -> tuple[Path, float | None]:
     """The file a runtime's cells run; for INT8, also its output's correlation with FP32 (``None`` where it is
     undefined: a random-weight peer whose output is constant)."""
-    from edgedepth.runtime.export import runtime_file
+    from edgedepth.export.graph import runtime_file
 
     chosen = get_runtime(runtime)
     return runtime_file(model, chosen, folder / model.card.name, calibration(model.card) if chosen.int8 else None)

@@ -1,7 +1,9 @@
 """Pre- and post-processing: the one definition used by predict, eval, train, export and bench.
 
 A student sees an RGB image in [0, 1], resized to its input size and normalised with its mean and std;
-it predicts relative inverse depth at that size, which is brought back to the image's size here too.
+it predicts relative inverse depth at that size, which is brought back to the image's size here too. NumPy and
+OpenCV only: OpenCV's resizes are the definition (training's pairs, evaluation, every runtime), so a deployed
+network needs no training framework, and PyTorch's side converts at its own boundary.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from typing import Literal
 
 import cv2
 import numpy as np
-import torch
 
 from edgedepth.core.sizes import Box
 
@@ -21,6 +22,8 @@ Interpolation = Literal["cubic", "area", "linear", "nearest"]
 #: ``aspect`` resized keeping its shape to sides the network takes, near the input's pixel count (PyTorch),
 #: ``letterbox`` fitted inside a fixed input and padded, the padding cropped off the output (fixed-size exports).
 Fit = Literal["stretch", "aspect", "letterbox"]
+#: A FastDepth decoder's upsampling, which :func:`final_upsample` applies after an export whose graph stops before it.
+Upsample = Literal["bilinear", "nearest"]
 
 _CV2_INTERPOLATION = {
     "cubic": cv2.INTER_CUBIC,
@@ -60,7 +63,7 @@ def letterbox_box(image_size: tuple[int, int], size: tuple[int, int]) -> Box:
     return (size[0] - width) // 2, (size[1] - height) // 2, width, height
 
 
-def crop_box(prediction: torch.Tensor, box: Box | None, size: tuple[int, int]) -> torch.Tensor:
+def crop_box(prediction: np.ndarray, box: Box | None, size: tuple[int, int]) -> np.ndarray:
     """The part of an ``N x 1 x h x w`` prediction for a network input of ``size`` that shows the image in ``box``
     (the padding of a letterbox cropped off; the box scaled if the output is not at the input's size)."""
     if box is None:
@@ -78,7 +81,7 @@ def preprocess(
     std: Sequence[float],
     interpolation: Interpolation = "cubic",
     box: Box | None = None,
-) -> torch.Tensor:
+) -> np.ndarray:
     """Turn RGB images (uint8, or float in [0, 1]) into a normalised ``N x 3 x H x W`` float32 batch.
 
     Each image is taken to [0, 1] (uint8 / 255), resized to ``size = (width, height)`` (bicubic by default,
@@ -104,29 +107,29 @@ def preprocess(
         planes[...] = resized.transpose(2, 0, 1)
         planes *= unit / std_array
         planes -= shift
-    return torch.from_numpy(batch)
+    return batch
 
 
-def upsample_prediction(prediction: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsample_prediction(prediction: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize an ``N x 1 x h x w`` prediction to ``size = (width, height)``: bicubic, align_corners=False.
 
     This is how the seed brings its output to the ground truth's 640x480 before evaluation (PyTorch's
     ``F.interpolate``, bicubic with half-pixel centres). It is computed by OpenCV's float32 bicubic, the
     same kernel (a = -0.75, clamped borders), which is within 1e-6 of a float64 computation where
-    PyTorch's float32 kernel is 5e-5 off, and some 20 times faster. The result is a float32 CPU tensor.
+    PyTorch's float32 kernel is 5e-5 off, and some 20 times faster. The result is float32.
     """
     width, height = size
-    prediction = prediction.detach().float().cpu()
+    prediction = np.asarray(prediction, dtype=np.float32)
     if prediction.shape[-2:] == (height, width):
         return prediction
-    maps = prediction.reshape(-1, *prediction.shape[-2:]).numpy()
+    maps = np.ascontiguousarray(prediction.reshape(-1, *prediction.shape[-2:]))
     resized = np.empty((len(maps), height, width), dtype=np.float32)
     for source, target in zip(maps, resized, strict=True):
         cv2.resize(source, (width, height), dst=target, interpolation=cv2.INTER_CUBIC)
-    return torch.from_numpy(resized.reshape(*prediction.shape[:-2], height, width))
+    return resized.reshape(*prediction.shape[:-2], height, width)
 
 
-def final_upsample(output: torch.Tensor, mode: str) -> torch.Tensor:
+def final_upsample(output: np.ndarray, mode: Upsample) -> np.ndarray:
     """A FastDepth's last x2 upsampling and ReLU, on an export's ``N x 1 x h x w`` output, by OpenCV.
 
     ``mode`` is the network's: ``bilinear`` (OpenCV's float32 linear resize: half-pixel centres and clamped borders,
@@ -135,12 +138,12 @@ def final_upsample(output: torch.Tensor, mode: str) -> torch.Tensor:
     The exported graph ends before it: OpenVINO runs a one-channel upsampling in a 16-channel blocked layout, a tenth
     of an INT8 run, where OpenCV takes microseconds.
     """
-    maps = output.detach().float().cpu().numpy()
+    maps = np.ascontiguousarray(output, dtype=np.float32)
     height, width = maps.shape[-2] * 2, maps.shape[-1] * 2
     flag = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}[mode]
     resized = np.empty((*maps.shape[:-2], height, width), dtype=np.float32)
     for source, target in zip(maps.reshape(-1, *maps.shape[-2:]), resized.reshape(-1, height, width), strict=True):
         cv2.resize(source, (width, height), dst=target, interpolation=flag)
-    return torch.from_numpy(np.maximum(resized, 0.0, out=resized))
+    return np.maximum(resized, 0.0, out=resized)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-import torch
 
 from edgedepth.core.cores import compute_threads
 from edgedepth.core.errors import EdgedepthError
@@ -27,8 +26,8 @@ class DepthModel(Protocol):
         """The network input ``(width, height)``; empty or ``None`` where there is none (baselines, the oracle)."""
         ...
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 images of one size to ``N x 1 x H x W`` relative inverse depth at that size, on the CPU."""
+    def predict_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """RGB uint8 images of one size to ``N x 1 x H x W`` float32 relative inverse depth at that size."""
         ...
 
 
@@ -42,10 +41,10 @@ class VerticalRamp:
     name = "vertical ramp (no image input)"
     size: tuple[int, ...] = ()  # no network input
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+    def predict_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         height, width = images[0].shape[:2]
-        ramp = torch.linspace(0.0, 1.0, height)[:, None].expand(height, width)
-        return ramp.expand(len(images), 1, height, width).clone()
+        ramp = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+        return np.ascontiguousarray(np.broadcast_to(ramp, (len(images), 1, height, width)))
 
 
 class ConstantDepth:
@@ -55,9 +54,9 @@ class ConstantDepth:
     name = "constant depth, the ground truth's median (oracle)"
     size: tuple[int, ...] = ()  # no network input
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+    def predict_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         height, width = images[0].shape[:2]
-        return torch.ones(len(images), 1, height, width)
+        return np.ones((len(images), 1, height, width), dtype=np.float32)
 
 
 Baseline = Literal["ramp", "constant"]

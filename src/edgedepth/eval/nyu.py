@@ -191,7 +191,7 @@ def evaluate_frames(
         for start in range(0, len(indices), batch_size):
             batch = [int(i) for i in indices[start : start + batch_size]]
             images = [labeled.image(i) for i in batch]
-            predictions = model.predict_batch(images)[:, 0].numpy()
+            predictions = model.predict_batch(images)[:, 0]
             for index, prediction in zip(batch, predictions):
                 depth = labeled.depth(index, protocol.ground_truth)
                 mask = valid_mask(depth, protocol.min_depth, protocol.max_depth, crop)
@@ -302,7 +302,7 @@ def _grid_rows(
     ranked = sorted(scored, key=lambda r: r.metrics["abs_rel"] if r.metrics else 0.0)
     picks = {"best": ranked[0], "median": ranked[len(ranked) // 2], "worst": ranked[-1]}
     images = [labeled.image(result.index) for result in picks.values()]
-    predictions = model.predict_batch(images)[:, 0].numpy()
+    predictions = model.predict_batch(images)[:, 0]
     rows = []
     crop = NYU_CROPS[protocol.crop]
     for (label, result), image, prediction in zip(picks.items(), images, predictions):

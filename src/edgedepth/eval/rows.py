@@ -49,7 +49,7 @@ class ModelRow(Row):
 
     def predict(self, frame: Frame, evalset: EvalSet) -> np.ndarray:
         assert frame.image is not None
-        prediction = self.model.predict_batch([frame.image])[0, 0].numpy()
+        prediction = self.model.predict_batch([frame.image])[0, 0]
         return crop_array(prediction, frame.prediction_crop) if frame.prediction_crop else prediction
 
 

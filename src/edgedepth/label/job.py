@@ -192,7 +192,7 @@ class _Labeller:
             depths = list(batch.depths.numpy()) if batch.depths is not None else None
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
                 output = self.teacher.predict_batch(list(batch.crops.numpy()), depths=depths)
-            labels = list(output[:, 0].float().numpy())
+            labels = list(output[:, 0])
         finished = iter(self.pool.map(self._finish, ready, labels))
         for entry in batch.entries:
             yield (entry.item, entry.reason) if isinstance(entry, Skipped) else (entry.item, next(finished))

@@ -6,7 +6,6 @@ from edgedepth.models import midas as _midas  # noqa: F401
 from edgedepth.models import zipdepth as _zipdepth  # noqa: F401
 from edgedepth.models.registry import (
     DepthNetwork,
-    ModelCard,
     ModelInfo,
     create_model,
     is_model,
@@ -18,6 +17,6 @@ from edgedepth.models.registry import (
 from edgedepth.models.weights import load_model, read_card, save_weights
 
 __all__ = [
-    "DepthNetwork", "ModelCard", "ModelInfo", "create_model", "is_model", "list_models", "load_model", "model_info",
+    "DepthNetwork", "ModelInfo", "create_model", "is_model", "list_models", "load_model", "model_info",
     "prepare_for_inference", "read_card", "register_model", "save_weights",
 ]

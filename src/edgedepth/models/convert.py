@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import check_output_folder
 from edgedepth.models.checkpoints import (
@@ -31,7 +32,7 @@ from edgedepth.models.checkpoints import (
     unwrap_state_dict,
 )
 from edgedepth.models.layouts import LAYOUTS, SourceLayout
-from edgedepth.models.registry import DepthNetwork, ModelCard, create_model
+from edgedepth.models.registry import DepthNetwork, create_model
 from edgedepth.models.weights import save_weights
 
 #: BatchNorm's step counter, absent from checkpoints of PyTorch < 0.4.1 and unused in eval mode.

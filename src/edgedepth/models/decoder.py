@@ -9,7 +9,6 @@ to one channel ends it, so the output (relative inverse depth) is non-negative.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +16,7 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from edgedepth.core.errors import EdgedepthError
-
-Upsample = Literal["bilinear", "nearest"]
+from edgedepth.core.processing import Upsample
 
 NUM_STAGES = 5
 KERNEL_SIZE = 5

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
-from edgedepth.models.registry import DepthNetwork, ModelCard, ModelInfo, register_model
+from edgedepth.models.registry import DepthNetwork, ModelInfo, register_model
 
 if TYPE_CHECKING:
     from transformers import DepthAnythingForDepthEstimation

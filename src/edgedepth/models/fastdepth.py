@@ -12,10 +12,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
+from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD, Upsample
 from edgedepth.core.sizes import DEFAULT_INPUT_SIZE
-from edgedepth.models.decoder import NUM_STAGES, NNConv5Decoder, Upsample
+from edgedepth.models.decoder import NUM_STAGES, NNConv5Decoder
 from edgedepth.models.encoders import (
     BOTTLENECK_REDUCTION,
     Encoder,
@@ -27,7 +28,6 @@ from edgedepth.models.encoders import (
 from edgedepth.models.registry import (
     ENCODER_FAMILY_PREFIX,
     DepthNetwork,
-    ModelCard,
     ModelInfo,
     register_encoder_family,
     register_model,

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgedepth.core.card import ModelCard
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
-from edgedepth.models.registry import DepthNetwork, ModelCard, ModelInfo, register_model
+from edgedepth.models.registry import DepthNetwork, ModelInfo, register_model
 
 #: timm's EfficientNet-Lite3, and the feature indices MiDaS taps (1/4, 1/8, 1/16, 1/32).
 ENCODER = "tf_efficientnet_lite3"

@@ -16,10 +16,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path, check_input_file
 from edgedepth.models.checkpoints import is_torch_save_archive, pickled_checkpoint_error
-from edgedepth.models.registry import DepthNetwork, ModelCard, create_model, is_fused
+from edgedepth.models.registry import DepthNetwork, create_model, is_fused
 
 FORMAT = "edgedepth.weights/1"
 _PICKLE_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt", ".bin")

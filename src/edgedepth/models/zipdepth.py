@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
 from edgedepth.models.fusion import batchnorm_affine, fold_parallel_branches, fold_sequential_batchnorms, scaled_conv
-from edgedepth.models.registry import DepthNetwork, ModelCard, ModelInfo, register_model
+from edgedepth.models.registry import DepthNetwork, ModelInfo, register_model
 
 GlobalMode = Literal["none", "balanced", "full"]
 #: ``convex``: the unfold/convex head of ``zipdepth_base.pth``; ``blend``: the nearest/bilinear blend of

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from edgedepth.core.errors import EdgedepthError
@@ -191,8 +190,8 @@ def run(cfg: PredictConfig) -> PredictSummary:
             if stabilizer is None:
                 inverse_depth = predictor(frame)
             else:  # at the network's size, then up: the stabiliser's cost does not grow with the frame
-                low = stabilizer(predictor.network_output([frame])[0, 0].numpy())
-                inverse_depth = upsample_prediction(torch.from_numpy(low)[None, None], frame.shape[1::-1])[0, 0].numpy()
+                low = stabilizer(predictor.network_output([frame])[0, 0])
+                inverse_depth = upsample_prediction(low[None, None], frame.shape[1::-1])[0, 0]
             try:
                 _frame(cfg, reference, stem / f"{index:06d}", frame, inverse_depth, f"{video} frame {index}")
             except metric_scale.MetricFitError as exc:

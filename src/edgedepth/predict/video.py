@@ -32,7 +32,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
@@ -77,11 +76,11 @@ class _InFlight:
     """A frame on its way through the pipeline: its size, network input and output, and each stage's time."""
 
     size: tuple[int, int]
-    batch: torch.Tensor
+    batch: np.ndarray
     input_size: tuple[int, int]
     box: Box | None
     read_seconds: float
-    prediction: torch.Tensor | None = None
+    prediction: np.ndarray | None = None
     model_seconds: float = 0.0
 
 
@@ -151,9 +150,9 @@ def open_capture(source: str | int) -> cv2.VideoCapture:
     return capture
 
 
-def colour_depth(prediction: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+def colour_depth(prediction: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A ``1 x 1 x h x w`` prediction to its colour map at ``size = (width, height)``, BGR uint8 for OpenCV."""
-    return colorize(upsample_prediction(prediction, size)[0, 0].numpy(), bgr=True)
+    return colorize(upsample_prediction(prediction, size)[0, 0], bgr=True)
 
 
 def draw_fps(image: np.ndarray, fps: float) -> None:
@@ -211,7 +210,7 @@ def run_loop(
                 tick = time.perf_counter()
                 prediction = frame.prediction
                 if stabilizer is not None:
-                    prediction = torch.from_numpy(stabilizer(prediction[0, 0].float().cpu().numpy()))[None, None]
+                    prediction = stabilizer(prediction[0, 0])[None, None]
                     stabilize_seconds += time.perf_counter() - tick
                 output = colour_depth(prediction, frame.size)
                 draw_fps(output, fps)

@@ -21,7 +21,7 @@ students (MobileNetV4, EfficientNet, ... blocks):
   the step is kept (the largest cut where none does, see :func:`_choose`). Once the target is met, a long fine-tune
   follows.
 
-Timing: every network is made into the file its runtime runs (:func:`edgedepth.runtime.export.runtime_file`, INT8
+Timing: every network is made into the file its runtime runs (:func:`edgedepth.export.graph.runtime_file`, INT8
 calibrated on the label shards' images) and timed in one spawned process per round, the networks taking turns run
 by run (:func:`edgedepth.runtime.timing.time_files`, as ``edgedepth bench`` times), so the machine's drift hits
 them alike. Every round includes the start network, which puts the round on the start's scale (:class:`Reference`);
@@ -49,12 +49,12 @@ import numpy as np
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path, check_output_folder, write_json
+from edgedepth.export.graph import runtime_file
 from edgedepth.models import DepthNetwork, load_model, save_weights
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.weights import read_metadata
 from edgedepth.prune.tune import Splits, calibration, fine_tune, score, split_labels
 from edgedepth.prune.widths import Group, group_width, layer_groups, prune_group, widths_of
-from edgedepth.runtime.export import runtime_file
 from edgedepth.runtime.runtimes import Runtime, get_runtime
 from edgedepth.runtime.timing import time_files
 

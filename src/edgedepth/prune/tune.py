@@ -16,9 +16,9 @@ from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import write_json
 from edgedepth.data.shards import INDEX_NAME, LabelShards, read_index
 from edgedepth.eval.metrics import mean_metrics, score_prediction
+from edgedepth.export.quantize import calibration_batches
 from edgedepth.models import DepthNetwork, load_model, read_card, save_weights
-from edgedepth.runtime.predictor import TorchPredictor
-from edgedepth.runtime.quantize import calibration_batches
+from edgedepth.runtime.pytorch import TorchPredictor
 from edgedepth.train import loop
 from edgedepth.train.config import (
     DataConfig,
@@ -73,7 +73,7 @@ def score(model: DepthNetwork, held_out: Path, size: tuple[int, int]) -> dict[st
     predictor = TorchPredictor(model, size)
     per_image = []
     for _, image, inverse_depth, _ in LabelShards(held_out):
-        prediction = predictor.predict_batch([image])[0, 0].numpy()
+        prediction = predictor.predict_batch([image])[0, 0]
         depth = inverse_to_depth_clamped(inverse_depth, DEFAULT_MAX_DEPTH)
         try:
             per_image.append(score_prediction(prediction, depth, depth < DEFAULT_MAX_DEPTH, max_depth=DEFAULT_MAX_DEPTH)[0])

@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
+from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.models.decoder import Upsample
-from edgedepth.models.registry import ModelCard
+from edgedepth.core.processing import Upsample
 
 FORMAT = "edgedepth.export/1"
 KEYS = ("format", "card", "provenance", "export")
 #: The decoder's upsampling modes, which ``final_upsample`` may name.
-FINAL_UPSAMPLE_MODES: tuple[str, ...] = get_args(Upsample)
+FINAL_UPSAMPLE_MODES: tuple[Upsample, ...] = get_args(Upsample)
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ExportInfo:
     calibration_images: int = 0
     source: str = ""
     quantizer_latency_ms: dict[str, float] = field(default_factory=dict)
-    final_upsample: str | None = None
+    final_upsample: Upsample | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExportInfo:
@@ -92,7 +92,10 @@ class ExportMetadata:
             raise EdgedepthError(f"{path}: corrupt edgedepth metadata ({exc})") from exc
 
 
-def _final_upsample_mode(value: object) -> str | None:
-    if value is None or value in FINAL_UPSAMPLE_MODES:
-        return value
+def _final_upsample_mode(value: object) -> Upsample | None:
+    if value is None:
+        return None
+    for mode in FINAL_UPSAMPLE_MODES:
+        if value == mode:
+            return mode
     raise ValueError(f"final_upsample {value!r}, not one of {FINAL_UPSAMPLE_MODES}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.extras import require
 
 #: What ``edgedepth export --format`` writes.
 ExportFormat = Literal["onnx", "openvino", "torchscript"]
@@ -31,7 +32,7 @@ SUFFIXES: dict[str, str] = {"safetensors": ".safetensors", "onnx": ".onnx", "ope
 #: ``default``: an FP32 file at the runtime's own choice of precision (OpenVINO: bf16 on CPUs with AVX-512 BF16 or
 #: AMX, which the Predictor reports).
 Precision = Literal["fp32", "int8", "default"]
-#: The INT8 tools: ONNX Runtime's static quantiser and OpenVINO's NNCF (:mod:`edgedepth.runtime.quantize`).
+#: The INT8 tools: ONNX Runtime's static quantiser and OpenVINO's NNCF (:mod:`edgedepth.export.quantize`).
 Quantizer = Literal["onnxruntime", "nncf"]
 QUANTIZERS: tuple[Quantizer, ...] = get_args(Quantizer)
 
@@ -45,9 +46,10 @@ class Runtime:
     precision: Precision
     #: The quantiser that makes this runtime's INT8 file: the runtime's own (``None``: not an INT8 runtime).
     quantizer: Quantizer | None
-    #: The :mod:`edgedepth.runtime.predictor` class that opens the file, and its keyword options.
+    #: The Predictor class that opens the file, as ``module:Class`` (imported only when a file is opened), and its
+    #: keyword options.
     predictor: str
-    #: The Python package that runs it.
+    #: The Python package that runs it (its extra: :data:`edgedepth.core.extras.EXTRA_OF`).
     package: str
     summary: str
     options: Mapping[str, object] = field(default_factory=dict)
@@ -60,23 +62,27 @@ class Runtime:
     def int8(self) -> bool:
         return self.precision == "int8"
 
+    def require(self) -> None:
+        """Nothing where this runtime's package is installed; else a one-line EdgedepthError naming its extra."""
+        require(self.package, f"the {self.name} runtime")
+
     def file_name(self, stem: str) -> str:
         """The name of this runtime's file of a network called ``stem``: ``stem.<runtime><suffix>``."""
         return f"{stem}.{self.name}{self.suffix}"
 
 
 RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
-    Runtime("torch", "safetensors", "fp32", None, "TorchPredictor", "torch",
+    Runtime("torch", "safetensors", "fp32", None, "edgedepth.runtime.pytorch:TorchPredictor", "torch",
             "PyTorch eager on our .safetensors weights, fused for inference"),
-    Runtime("onnx", "onnx", "fp32", None, "OnnxPredictor", "onnxruntime", "ONNX Runtime, FP32"),
-    Runtime("onnx-int8", "onnx", "int8", "onnxruntime", "OnnxPredictor", "onnxruntime",
+    Runtime("onnx", "onnx", "fp32", None, "edgedepth.runtime.onnx:OnnxPredictor", "onnxruntime", "ONNX Runtime, FP32"),
+    Runtime("onnx-int8", "onnx", "int8", "onnxruntime", "edgedepth.runtime.onnx:OnnxPredictor", "onnxruntime",
             "ONNX Runtime, INT8 (QDQ) by ONNX Runtime's quantiser"),
-    Runtime("openvino", "openvino", "fp32", None, "OpenVinoPredictor", "openvino", "OpenVINO, the FP32 IR in true f32"),
-    Runtime("openvino-default", "openvino", "default", None, "OpenVinoPredictor", "openvino",
+    Runtime("openvino", "openvino", "fp32", None, "edgedepth.runtime.openvino:OpenVinoPredictor", "openvino", "OpenVINO, the FP32 IR in true f32"),
+    Runtime("openvino-default", "openvino", "default", None, "edgedepth.runtime.openvino:OpenVinoPredictor", "openvino",
             "OpenVINO, the FP32 IR at OpenVINO's own precision (bf16 where the CPU has it)",
             options={"default_precision": True}),
-    Runtime("openvino-int8", "openvino", "int8", "nncf", "OpenVinoPredictor", "openvino", "OpenVINO, INT8 by NNCF"),
-    Runtime("torchscript", "torchscript", "fp32", None, "TorchScriptPredictor", "torch",
+    Runtime("openvino-int8", "openvino", "int8", "nncf", "edgedepth.runtime.openvino:OpenVinoPredictor", "openvino", "OpenVINO, INT8 by NNCF"),
+    Runtime("torchscript", "torchscript", "fp32", None, "edgedepth.runtime.pytorch:TorchScriptPredictor", "torch",
             "TorchScript (what libtorch runs), PyTorch"),
 )}
 

@@ -25,26 +25,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
     from edgedepth.runtime.predictor import Predictor
 
 #: Timed runs and untimed turns before them, wherever a caller does not choose.
 TIMING_RUNS, TIMING_WARMUP = 30, 5
-#: Runtimes whose threads are a setting of the whole process (``torch.set_num_threads``), not of an opened network.
+#: Runtimes whose threads are a setting of the whole process (PyTorch's), not of an opened network: one opened
+#: network serves every thread count, set turn by turn (:meth:`Predictor.use_threads`).
 _PROCESS_THREADS = ("torch", "torchscript")
 #: Seconds a parent waits between checks that its timing process is still alive.
 _POLL_SECONDS = 1.0
 
 
-def random_input(size: tuple[int, int]) -> torch.Tensor:
+def random_input(size: tuple[int, int]) -> np.ndarray:
     """The input every timing runs: a normalised batch of one at ``size = (width, height)``, standard normal, seeded."""
     width, height = size
-    return torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, height, width), dtype=np.float32))
+    return np.random.default_rng(0).standard_normal((1, 3, height, width), dtype=np.float32)
 
 
-def time_turn(predictor: Predictor, batch: torch.Tensor) -> float:
+def time_turn(predictor: Predictor, batch: np.ndarray) -> float:
     """One turn: an untimed run, then the milliseconds of a timed one."""
     predictor.infer(batch)
     start = time.perf_counter()
@@ -209,9 +209,7 @@ def _serve(connection: Connection, networks: list[Network]) -> None:
             if command == "stop":
                 connection.send(("memory", Memory(_resident_mib("VmHWM"), _resident_mib("VmRSS") - baseline)))
                 return
-            network = networks[index]
-            if network.runtime in _PROCESS_THREADS and torch.get_num_threads() != network.threads:
-                torch.set_num_threads(network.threads)
+            predictors[index].use_threads(networks[index].threads)
             connection.send(("ms", time_turn(predictors[index], batches[index])))
     except Exception as exc:  # noqa: BLE001  (reported to the parent, which marks the networks failed and goes on)
         message = str(exc).splitlines()[0][:200] if str(exc) else ""

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgedepth.core.card import RELATIVE_INVERSE_DEPTH
 from edgedepth.core.processing import upsample_prediction
-from edgedepth.models.registry import RELATIVE_INVERSE_DEPTH
 
 #: What a teacher built on a metric-depth model returns: ``1 / max(depth, METRIC_DEPTH_FLOOR)``.
 INVERSE_OF_METRIC_DEPTH = "inverse_of_metric_depth"
@@ -85,15 +85,16 @@ class Teacher(ABC):
     @torch.inference_mode()
     def predict_batch(
         self, images: Sequence[np.ndarray], depths: Sequence[np.ndarray] | None = None
-    ) -> torch.Tensor:
-        """uint8 RGB images (all the same size) to ``N x 1 x H x W`` float32 inverse depth at that size, on the CPU.
+    ) -> np.ndarray:
+        """uint8 RGB images (all the same size) to ``N x 1 x H x W`` float32 inverse depth at that size (NumPy, as a
+        Predictor answers).
 
         ``depths`` (metric ground truth, ``H x W`` per image) is read only by teachers with
         ``requires_depth`` (the oracle); the others ignore it, so a caller may always pass what it has.
         """
         width, height = batch_image_size(images)
         prediction = self._infer(images, depths)
-        return upsample_prediction(prediction.float(), (width, height)).cpu()
+        return upsample_prediction(prediction.float().cpu().numpy(), (width, height))
 
     @abstractmethod
     def _infer(self, images: Sequence[np.ndarray], depths: Sequence[np.ndarray] | None) -> torch.Tensor:

@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgedepth.core.card import RELATIVE_INVERSE_DEPTH
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.models.depth_anything import use_original_position_embeddings
 from edgedepth.models.hub import from_pretrained
-from edgedepth.models.registry import RELATIVE_INVERSE_DEPTH
 from edgedepth.teachers.base import INVERSE_OF_METRIC_DEPTH, Teacher, invert_metric_depth
 
 #: Short names for the common teachers.

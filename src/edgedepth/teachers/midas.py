@@ -215,5 +215,5 @@ class MidasTeacher(Teacher):
         height, width = images[0].shape[:2]
         size = midas_input_size((width, height), self.model_info)
         batch = preprocess(images, size, self.model_info.mean, self.model_info.std, "cubic")
-        prediction = self.model(batch.to(self.device))
+        prediction = self.model(torch.from_numpy(batch).to(self.device))
         return prediction.reshape(len(images), 1, *prediction.shape[-2:])

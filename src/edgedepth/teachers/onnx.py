@@ -93,7 +93,7 @@ class OnnxTeacher(Teacher):
 
     def _infer(self, images: Sequence[np.ndarray], depths: Sequence[np.ndarray] | None) -> torch.Tensor:
         assert self.input_size is not None  # the model's static size or the one given (__init__ refuses neither)
-        batch = preprocess(images, self.input_size, self.mean, self.std, "cubic").numpy()
+        batch = preprocess(images, self.input_size, self.mean, self.std, "cubic")
         chunks = np.split(batch, len(batch)) if self._one_at_a_time else [batch]
         outputs = [self.session.run(None, {self._input_name: chunk})[0] for chunk in chunks]
         prediction = torch.from_numpy(np.concatenate(outputs))

@@ -87,7 +87,7 @@ def make_sample(
     valid = np.isfinite(resized)
     normalized = normalize_inverse_depth(resized)
     return {
-        "image": preprocess([image], size, mean, std, interpolation="area")[0],
+        "image": torch.from_numpy(preprocess([image], size, mean, std, interpolation="area")[0]),
         "target": torch.from_numpy(normalized)[None],
         "mask": torch.from_numpy(valid)[None],
         "key": key,

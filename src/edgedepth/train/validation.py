@@ -51,7 +51,7 @@ def validate(
     from edgedepth.data.nyu import NyuLabeled, read_splits
     from edgedepth.eval.metrics import METRIC_NAMES
     from edgedepth.eval.nyu import PROTOCOLS, evaluate_frames
-    from edgedepth.runtime.predictor import TorchPredictor
+    from edgedepth.runtime.pytorch import TorchPredictor
 
     if world_size > 1:
         for buffer in model.buffers():  # DDP syncs buffers at the start of a forward pass, not after it

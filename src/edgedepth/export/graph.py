@@ -1,4 +1,4 @@
-"""``edgedepth export``: a student to ONNX, OpenVINO IR or TorchScript, FP32 or INT8, checked against PyTorch.
+"""A network to an ONNX, OpenVINO IR or TorchScript file, FP32 or INT8, checked against PyTorch.
 
 The exported network takes the NORMALISED ``N x 3 x H x W`` batch at one fixed size and returns
 ``N x 1 x H x W`` relative inverse depth: pre- and post-processing stay in :mod:`edgedepth.core.processing`,
@@ -34,12 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
+from edgedepth.core.processing import Upsample
+from edgedepth.export.quantize import quantize
 from edgedepth.models.fusion import as_pair
-from edgedepth.models.registry import DepthNetwork, ModelCard, prepare_for_inference
+from edgedepth.models.registry import DepthNetwork, prepare_for_inference
 from edgedepth.runtime.metadata import ExportInfo, ExportMetadata
-from edgedepth.runtime.quantize import DEFAULT_CALIBRATION_LIMIT, calibration_batches, quantize
 from edgedepth.runtime.runtimes import EXPORT_FORMATS, QUANTIZERS, SUFFIXES, ExportFormat, Quantizer, Runtime
 from edgedepth.runtime.timing import LocalTimer, interleaved, median_ms
 
@@ -83,7 +85,7 @@ def export_model(
     """Export ``model`` (a student with a card) to ``out``; with ``calibration`` batches, as INT8.
 
     ``calibration`` holds normalised ``1 x 3 x H x W`` float32 arrays at ``size`` (see
-    :func:`edgedepth.runtime.quantize.calibration_batches`). TorchScript has no INT8 path here.
+    :func:`edgedepth.export.quantize.calibration_batches`). TorchScript has no INT8 path here.
     ``min_correlation`` is the INT8 check's bar and ``fp32_tolerance`` the FP32 one (relative to the output's peak);
     ``None`` skips either: the benchmark times random networks, whose outputs can be near zero (Depth Anything's
     initialisation gives a peak of 1e-3, where float32 rounding alone is a few 1e-3 of it).
@@ -158,7 +160,7 @@ def export_model(
     return ExportResult(out, metadata, max_abs_diff, correlation)
 
 
-def _graph(model: nn.Module, fmt: ExportFormat) -> tuple[nn.Module, str | None]:
+def _graph(model: nn.Module, fmt: ExportFormat) -> tuple[nn.Module, Upsample | None]:
     """The module an ONNX or OpenVINO file holds, and the final upsampling its Predictor adds (``None``: none).
 
     A FastDepth's graph ends before its last x2 upsampling of one channel (``without_final_upsample``): OpenVINO
@@ -304,7 +306,7 @@ def _convert_openvino(onnx_path: Path, path: Path, size: tuple[int, int]) -> Non
 
 
 def _export_torchscript(model: nn.Module, path: Path, size: tuple[int, int], metadata: ExportMetadata) -> None:
-    from edgedepth.runtime.predictor import TORCHSCRIPT_METADATA
+    from edgedepth.runtime.pytorch import TORCHSCRIPT_METADATA
 
     width, height = size
     # ``--format torchscript`` is asked for by name, for C++ (libtorch) and older deployments; PyTorch 2.14 marks
@@ -363,7 +365,7 @@ def _run_file(path: Path, batch: np.ndarray) -> np.ndarray:
     """Run an exported file through its Predictor's network on a normalised batch."""
     from edgedepth.runtime.predictor import load_predictor
 
-    return load_predictor(path).infer(torch.from_numpy(batch)).numpy()
+    return load_predictor(path).infer(batch)
 
 
 def _compare(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
@@ -417,31 +419,5 @@ def runtime_file(
     return path, correlation
 
 
-@dataclass(frozen=True)
-class ExportConfig:
-    """What ``edgedepth export`` was asked to do."""
-
-    weights: Path
-    fmt: ExportFormat
-    out: Path
-    size: tuple[int, int] | None = None
-    int8: bool = False
-    calib: Path | None = None
-    calib_limit: int = DEFAULT_CALIBRATION_LIMIT
-    quantizer: QuantizerChoice = "auto"
 
 
-def run(cfg: ExportConfig) -> ExportResult:
-    """Export our ``.safetensors`` weights as ``cfg`` says; provenance is carried into the file."""
-    from edgedepth.models.weights import load_model, read_metadata
-
-    if cfg.int8 != (cfg.calib is not None):
-        raise EdgedepthError("--int8 and --calib SOURCE go together: INT8 needs calibration images")
-    if cfg.weights.suffix.lower() != ".safetensors":
-        raise EdgedepthError(f"--weights {cfg.weights}: export starts from our .safetensors weights")
-    card, provenance = read_metadata(cfg.weights)
-    model = load_model(cfg.weights)
-    size = cfg.size or card.input_size
-    calibration = calibration_batches(cfg.calib, card, size, cfg.calib_limit) if cfg.calib is not None else None
-    return export_model(model, cfg.out, cfg.fmt, size, provenance, cfg.weights.name, calibration,
-                        quantizer=cfg.quantizer)

@@ -16,7 +16,7 @@ NNCF's default (7 bits on the first layer only) and 0.990 under ONNX Runtime's f
 with the Q/DQ graph computed in float). A file runs wherever it is deployed, so every file gets 7-bit weights.
 
 Which is faster depends on the runtime and the CPU, so ``edgedepth export`` builds both and keeps the
-faster (:mod:`edgedepth.runtime.export`). Calibration images come from any source ``edgedepth label``
+faster (:mod:`edgedepth.export.graph`). Calibration images come from any source ``edgedepth label``
 reads and are normalised by the one pre-processing (:func:`edgedepth.core.processing.preprocess`) with the
 model card's mean and std, so the ranges are those the network sees at inference.
 """
@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import preprocess
 from edgedepth.data.sources import open_source
-from edgedepth.models.registry import ModelCard
 from edgedepth.runtime.runtimes import Quantizer
 
 #: Calibration images used at most: a few hundred fix the ranges; more only costs time.
@@ -59,7 +59,7 @@ def calibration_batches(
         raise EdgedepthError(f"--calib {exc}") from exc
     if len(items) > limit:
         items = [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
-    return [preprocess([item.load_image()], size, card.mean, card.std).numpy() for item in items]
+    return [preprocess([item.load_image()], size, card.mean, card.std) for item in items]
 
 
 class _Reader:
