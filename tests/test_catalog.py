@@ -1,4 +1,4 @@
-"""``edgedepth models``: the catalogue of registered networks, and the README's table, which is its output."""
+"""``edgedepth models``: the shipped catalogue is what the registry measures, and the README's table is its output."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from edgedepth.cli import main
+from edgedepth.core.catalog import catalog, format_catalog, shipped_catalog
 from edgedepth.models import create_model, list_models
-from edgedepth.models.catalog import catalog, format_catalog
+from edgedepth.models.catalog import measure_catalog, write_catalog
 from edgedepth.models.complexity import count_macs, count_parameters
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -20,6 +21,19 @@ BEGIN, END = "<!-- edgedepth models: begin -->\n", "<!-- edgedepth models: end -
 def readme_table() -> str:
     text = README.read_text(encoding="utf-8")
     return text[text.index(BEGIN) + len(BEGIN): text.index(END)].lstrip("\n")
+
+
+def test_the_shipped_catalogue_is_what_the_registry_measures() -> None:
+    """``edgedepth models`` reads a file (no PyTorch needed); it must hold what the networks measure now
+    (``python -m edgedepth.models.catalog`` rewrites it after a network is registered or changed)."""
+    assert shipped_catalog() == measure_catalog(), "run: python -m edgedepth.models.catalog"
+    assert sorted(entry.name for entry in shipped_catalog()) == list_models()
+
+
+def test_write_catalog_writes_what_is_shipped(tmp_path: Path) -> None:
+    path = write_catalog(tmp_path / "catalog.json")
+    assert json.loads(path.read_text()) == json.loads(
+        (Path(__file__).resolve().parents[1] / "src/edgedepth/core/catalog.json").read_text())
 
 
 def test_the_readme_lists_the_networks_as_the_catalogue_measures_them() -> None:
@@ -38,4 +52,3 @@ def test_the_catalogue_measures_what_the_registry_builds(capsys: pytest.CaptureF
     assert entry["macs"] == count_macs(model.eval(), tuple(model.card.input_size))
     assert entry["input_size"] == list(model.card.input_size) == [256, 192]
     assert [e.name for e in catalog("zipdepth_*")] == list_models("zipdepth_*")
-

@@ -9,6 +9,7 @@ import pytest
 
 from edgedepth.cli import build_parser, main
 from edgedepth.eval import nyu as evaluate
+from edgedepth.eval.config import EvalConfig, make_protocol
 from edgedepth.label import job as label
 from edgedepth.label import recipe
 
@@ -23,17 +24,17 @@ def test_label_without_flags_is_the_configs_defaults(monkeypatch: pytest.MonkeyP
 
 
 def test_eval_without_flags_is_the_configs_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[evaluate.EvalConfig] = []
+    seen: list[EvalConfig] = []
     summary = SimpleNamespace(table="", skipped=0, evaluated=0, seconds=0.0, images_per_second=0.0)
     monkeypatch.setattr(evaluate, "run", lambda cfg: seen.append(cfg) or summary)
     assert main(["eval", "nyu", "--baseline", "ramp"]) == 0
-    assert seen == [evaluate.EvalConfig(baseline="ramp", protocol=evaluate.make_protocol("seed"))]
+    assert seen == [EvalConfig(baseline="ramp", protocol=make_protocol("seed"))]
 
 
 def test_help_shows_the_dataclass_defaults() -> None:
     eval_parser = build_parser("eval")._subparsers._group_actions[0].choices["eval"]  # type: ignore[union-attr]
     text = eval_parser._subparsers._group_actions[0].choices["nyu"].format_help()  # type: ignore[union-attr]
-    assert f"(default: {evaluate.EvalConfig.batch_size})" in text and f"(default: {evaluate.EvalConfig.out})" in text
+    assert f"(default: {EvalConfig.batch_size})" in text and f"(default: {EvalConfig.out})" in text
 
 
 @pytest.mark.parametrize("command", [["predict", "x.png"], ["eval", "nyu"], ["export", "--weights", "w", "--format", "onnx",

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from edgedepth import demo
-from edgedepth.demo import DemoConfig, run
+from edgedepth.demo import run as demo
+from edgedepth.demo.config import DemoConfig
+from edgedepth.demo.run import run
 
 
 def _tiny(out: Path) -> DemoConfig:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from edgedepth import __version__
 from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.extras import EXTRA_OF, missing
 from edgedepth.core.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -41,6 +42,12 @@ COMMAND_HELP = {
     "models": "list every registered network: size, cost, default input, where its weights are",
     "prune": "NetAdapt: prune fastdepth_v3 or a fastdepth_<timm encoder> to a latency measured on a runtime (resumable)",
 }
+
+
+#: What each command cannot start without beyond the runtime's own packages (``pip install edgedepth``): its
+#: extra is named when it is missing (:mod:`edgedepth.core.extras`). predict, serve and models need none.
+COMMAND_NEEDS = {"convert": "torch", "eval": "torch", "train": "torch", "synth": "h5py", "demo": "torch",
+                 "export": "torch", "bench": "torch", "label": "torch", "prune": "torch"}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -239,13 +246,14 @@ EVAL_BENCHMARKS = {
 def _cmd_eval_nyu(args: argparse.Namespace) -> int:
     """``eval nyu``: :func:`edgedepth.eval.nyu.run`."""
     from edgedepth.eval import nyu
+    from edgedepth.eval.config import EvalConfig, make_protocol
 
     models = [*(args.weights or []), *(args.teacher or []), *([args.baseline] if args.baseline else [])]
     if len(models) > 1:
         raise EdgedepthError("--weights, --teacher and --baseline name the one model eval nyu scores; pass one "
                              "(eval zeroshot takes several)")
-    protocol = nyu.make_protocol(args.protocol or "seed", ground_truth=args.gt, alignment=args.align, crop=args.crop)
-    cfg = _from_args(nyu.EvalConfig, args, weights=args.weights[0] if args.weights else None,
+    protocol = make_protocol(args.protocol or "seed", ground_truth=args.gt, alignment=args.align, crop=args.crop)
+    cfg = _from_args(EvalConfig, args, weights=args.weights[0] if args.weights else None,
                      teacher=args.teacher[0] if args.teacher else None, protocol=protocol)
     summary = nyu.run(cfg)
     print(summary.table, end="")
@@ -278,10 +286,11 @@ def _cmd_eval_zeroshot(args: argparse.Namespace) -> int:
     """``eval zeroshot``: :func:`edgedepth.eval.zeroshot.run`."""
     from edgedepth.data.marigold import EVAL_SETS
     from edgedepth.eval import zeroshot
+    from edgedepth.eval.config import ZeroShotConfig
 
     datasets = tuple(name.strip() for name in args.datasets.split(",")) if args.datasets else tuple(EVAL_SETS)
     cfg = _from_args(
-        zeroshot.ZeroShotConfig, args, archives=_named_paths(args.tar, "--tar", datasets),
+        ZeroShotConfig, args, archives=_named_paths(args.tar, "--tar", datasets),
         split_files=_named_paths(args.split_file, "--split-file", datasets), datasets=datasets,
         weights=tuple(args.weights or ()), teachers=tuple(args.teacher or ()),
         baselines=(args.baseline,) if args.baseline else (), predictions=tuple(args.predictions or ()),
@@ -306,8 +315,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _add_eval_nyu(benchmarks: argparse._SubParsersAction) -> None:
     from edgedepth.core.sizes import DEFAULT_INPUT_SIZE
     from edgedepth.data.nyu import NYU_CROPS
+    from edgedepth.eval.config import EvalConfig
     from edgedepth.eval.metrics import ALIGNMENTS
-    from edgedepth.eval.nyu import EvalConfig
 
     p = benchmarks.add_parser("nyu", help=EVAL_BENCHMARKS["nyu"])
     p.add_argument("--data", type=Path, help="nyu_depth_v2_labeled.mat (MATLAB v7.3)")
@@ -336,7 +345,7 @@ def _add_eval_nyu(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _add_eval_zeroshot(benchmarks: argparse._SubParsersAction) -> None:
-    from edgedepth.eval.zeroshot import ZeroShotConfig
+    from edgedepth.eval.config import ZeroShotConfig
 
     p = benchmarks.add_parser("zeroshot", help=EVAL_BENCHMARKS["zeroshot"])
     p.add_argument("--data-root", type=Path, metavar="DIR", help="Marigold's base data folder: nyuv2/"
@@ -466,17 +475,18 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from edgedepth import demo
+    from edgedepth.demo.config import DemoConfig
+    from edgedepth.demo.run import run
 
-    cfg = _from_args(demo.DemoConfig, args)
-    demo.run(cfg)
+    cfg = _from_args(DemoConfig, args)
+    run(cfg)
     for step, seconds in cfg.timings.items():
         print(f"  {seconds:7.1f} s  {step}")
     return 0
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.demo import DemoConfig
+    from edgedepth.demo.config import DemoConfig
 
     p = sub.add_parser("demo", help=COMMAND_HELP["demo"])
     _option(p, DemoConfig, "out", "--out", type=Path, help="output folder")
@@ -489,8 +499,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from edgedepth.export import job as export
+    from edgedepth.export.config import ExportConfig
 
-    cfg = _from_args(export.ExportConfig, args)
+    cfg = _from_args(ExportConfig, args)
     result = export.run(cfg)
     info = result.metadata.info
     check = (f"correlation with FP32 {result.correlation:.4f}, max |diff| {result.max_abs_diff:.3g}"
@@ -504,7 +515,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.export.job import ExportConfig
+    from edgedepth.export.config import ExportConfig
     from edgedepth.runtime.runtimes import EXPORT_FORMATS, SUFFIXES
 
     p = sub.add_parser("export", help=COMMAND_HELP["export"])
@@ -575,14 +586,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_prune(args: argparse.Namespace) -> int:
     from edgedepth.prune import netadapt as prune
+    from edgedepth.prune.config import PruneConfig
 
-    result = prune.run(_from_args(prune.PruneConfig, args))
+    result = prune.run(_from_args(PruneConfig, args))
     print(f"{result.message}; wrote {result.weights} and {result.out / prune.TRAJECTORY}")
     return 0 if result.target_met else 1
 
 
 def _add_prune(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.prune.netadapt import PruneConfig
+    from edgedepth.prune.config import PruneConfig
     from edgedepth.runtime.runtimes import RUNTIMES
 
     p = sub.add_parser("prune", help=COMMAND_HELP["prune"])
@@ -606,9 +618,10 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_label(args: argparse.Namespace) -> int:
     from edgedepth.label import job as label
+    from edgedepth.label.config import LabelConfig
     from edgedepth.label.recipe import Recipe
 
-    cfg = _from_args(label.LabelConfig, args, recipe=_from_args(Recipe, args))
+    cfg = _from_args(LabelConfig, args, recipe=_from_args(Recipe, args))
     summary = label.run(cfg)
     if summary.main:  # rank 0 only under torchrun
         print(
@@ -620,7 +633,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
 
 
 def _add_label(sub: argparse._SubParsersAction) -> None:
-    from edgedepth.label.job import LabelConfig
+    from edgedepth.label.config import LabelConfig
     from edgedepth.label.recipe import Recipe
 
     p = sub.add_parser("label", help=COMMAND_HELP["label"])
@@ -640,7 +653,7 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from edgedepth.models import catalog
+    from edgedepth.core import catalog
 
     entries = catalog.catalog(args.pattern)
     if not entries:
@@ -735,7 +748,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if renamed is not None:
         print(f"edgedepth: error: {renamed}", file=sys.stderr)
         return 2
-    args = build_parser(_command(argv)).parse_args(argv)
+    command = _command(argv)
+    if command in COMMAND_NEEDS and missing(COMMAND_NEEDS[command]):  # before its options import its modules
+        package = COMMAND_NEEDS[command]
+        print(f"edgedepth: error: edgedepth {command} needs {package}, which is not installed: pip install "
+              f"'edgedepth[{EXTRA_OF[package]}]'", file=sys.stderr)
+        return 2
+    args = build_parser(command).parse_args(argv)
     configure_logging(-1 if args.quiet_logs else args.verbose)
     try:
         return int(args.func(args) or 0)

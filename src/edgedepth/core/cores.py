@@ -15,8 +15,6 @@ import ctypes
 import os
 import signal
 
-import torch
-
 #: ``prctl`` option that asks the kernel to signal this process when its parent thread exits (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
 
@@ -43,6 +41,8 @@ def set_compute_threads(busy_workers: int = 0) -> int:
 
     An ``OMP_NUM_THREADS`` in the environment (the user's, or ``torchrun``'s one per process) is left to stand.
     """
+    import torch  # the training side's: the rest of this module serves the runtime too
+
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     threads = compute_threads(busy_workers)
@@ -69,5 +69,7 @@ class WorkerInit:
         self.parent_pid = os.getpid()
 
     def __call__(self, worker_id: int) -> None:
+        import torch  # a loader worker's, where PyTorch is loaded already
+
         die_with_parent(self.parent_pid)
         torch.set_num_threads(1)

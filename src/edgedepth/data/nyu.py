@@ -20,15 +20,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-import h5py
 import numpy as np
-import scipy.io
-from scipy.io.matlab import MatReadError
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path, check_input_file
 
 logger = logging.getLogger(__name__)
+
+# h5py and SciPy read the official files; they are imported where a file is read, so that the facts here (frame
+# size, crops) cost nothing to import.
 
 #: The two ground truths of the labeled set: ``depths`` is in-painted (dense), ``rawDepths`` is the sensor's.
 GroundTruth = Literal["depths", "rawDepths"]
@@ -71,6 +71,8 @@ def write_labeled_mat(path: str | Path, images: np.ndarray, depths: np.ndarray, 
     one chunk per frame, with MATLAB's 512-byte header and ``MATLAB_class`` attributes, so MATLAB, h5py-based
     readers and :class:`NyuLabeled` all read it like the real file.
     """
+    import h5py
+
     images = np.asarray(images)
     depths = np.asarray(depths, dtype=np.float32)
     raw_depths = np.asarray(raw_depths, dtype=np.float32)
@@ -103,6 +105,8 @@ def write_splits_mat(path: str | Path, train_indices: np.ndarray, test_indices: 
     The file stores ``trainNdxs`` and ``testNdxs`` as one-based column vectors of doubles, as the official
     file does; :func:`read_splits` gives back the zero-based indices passed here.
     """
+    import scipy.io
+
     columns = {}
     for key, indices in zip(_SPLIT_KEYS, (train_indices, test_indices)):
         array = np.asarray(indices).ravel()
@@ -140,6 +144,8 @@ class NyuLabeled:
     """
 
     def __init__(self, path: str | Path) -> None:
+        import h5py
+
         self.path = Path(path)
         _check_exists(self.path, "labeled data")
         if not h5py.is_hdf5(self.path):
@@ -163,6 +169,8 @@ class NyuLabeled:
             raise
 
     def _check_layout(self) -> None:
+        import h5py
+
         missing = [name for name in _DATASETS if not isinstance(self._file.get(name), h5py.Dataset)]
         if missing:
             if all(isinstance(self._file.get(key), h5py.Dataset) for key in _SPLIT_KEYS):
@@ -230,6 +238,10 @@ def read_splits(path: str | Path, num_images: int | None = None, quiet: bool = F
     is kept once (first occurrence, order kept), with a warning on stderr; test indices that are also train
     indices are kept, with a warning. ``quiet=True`` keeps them to itself (a reader that has warned once already).
     """
+    import h5py
+    import scipy.io
+    from scipy.io.matlab import MatReadError
+
     path = Path(path)
     _check_exists(path, "splits")
     if h5py.is_hdf5(path):
@@ -276,6 +288,8 @@ def _checked_splits(path: Path, train: np.ndarray, test: np.ndarray, quiet: bool
 
 
 def _read_splits_hdf5(path: Path) -> dict[str, np.ndarray]:
+    import h5py
+
     try:
         with h5py.File(path, "r") as handle:
             if all(key in handle for key in _SPLIT_KEYS):
@@ -315,6 +329,8 @@ def _check_exists(path: Path, what: str) -> None:
 
 def _looks_like_splits(path: Path) -> bool:
     """Whether a non-HDF5 file is a MATLAB v5 file holding the split indices."""
+    import scipy.io
+
     try:
         names = {name for name, _, _ in scipy.io.whosmat(path)}
     except Exception:  # noqa: BLE001 - scipy raises ValueError, IndexError, MatReadError...: all mean "not a splits file"

@@ -21,7 +21,7 @@ import logging
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,12 @@ from edgedepth.data.marigold import (
 )
 from edgedepth.data.nyu import NyuLabeled, read_splits
 from edgedepth.eval import report
+from edgedepth.eval.config import ZeroShotConfig
 from edgedepth.eval.metrics import mean_metrics
 from edgedepth.eval.models import open_model
 from edgedepth.eval.nyu import EvalProtocol, evaluate_frames
 from edgedepth.eval.rows import PREDICTIONS_FORMAT, PREDICTIONS_INFO, ModelRow, PredictionsRow, Row
 from edgedepth.eval.zeroshot_metrics import (
-    AlignmentSpace,
     score_zero_shot,
 )
 from edgedepth.eval.zeroshot_protocols import PROTOCOLS, ZeroShotProtocol, prepare_frame, set_settings
@@ -64,29 +64,6 @@ SKIP_WARNINGS = 10
 # The job
 
 
-@dataclass(frozen=True)
-class ZeroShotConfig:
-    """What ``edgedepth eval --suite zero-shot`` was asked to do."""
-
-    data_root: Path | None = None
-    archives: dict[str, Path] = field(default_factory=dict)  # --tar NAME=PATH, over the data root's
-    split_files: dict[str, Path] = field(default_factory=dict)  # --split-file NAME=PATH, over the shipped lists
-    datasets: tuple[str, ...] = tuple(EVAL_SETS)
-    weights: tuple[Path, ...] = ()
-    teachers: tuple[str, ...] = ()
-    baselines: tuple[str, ...] = ()
-    predictions: tuple[Path, ...] = ()
-    prediction_kind: AlignmentSpace | None = None
-    protocol: str = "marigold"
-    alignment_max_res: int | None = None
-    save_predictions: Path | None = None
-    nyu_mat: Path | None = None  # the seed's NYU .mat protocol as one more column
-    nyu_splits: Path | None = None
-    size: tuple[int, int] | None = None
-    device: str = "cpu"
-    limit: int | None = None
-    out: Path = Path("eval_out")
-    progress: bool = True
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, TypeVar, cast
+from typing import TypeVar, cast
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
 from edgedepth.core.processing import Upsample
+from edgedepth.export.config import QuantizerChoice
 from edgedepth.export.quantize import quantize
 from edgedepth.models.fusion import as_pair
 from edgedepth.models.registry import DepthNetwork, prepare_for_inference
@@ -45,8 +46,6 @@ from edgedepth.runtime.metadata import ExportInfo, ExportMetadata
 from edgedepth.runtime.runtimes import EXPORT_FORMATS, QUANTIZERS, SUFFIXES, ExportFormat, Quantizer, Runtime
 from edgedepth.runtime.timing import LocalTimer, interleaved, median_ms
 
-#: How the INT8 quantiser is chosen: ``auto`` builds both and keeps the one whose file runs faster here.
-QuantizerChoice = Literal["auto", Quantizer]
 #: Under ``auto``, each INT8 candidate is timed on this many threads (batch 1): the edge case.
 TIMING_THREADS = 1
 

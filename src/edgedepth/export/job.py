@@ -3,28 +3,12 @@ on the user's images (:mod:`.graph` writes and checks the file, :mod:`.quantize`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.export.graph import ExportResult, QuantizerChoice, export_model
-from edgedepth.export.quantize import DEFAULT_CALIBRATION_LIMIT, calibration_batches
+from edgedepth.export.config import ExportConfig
+from edgedepth.export.graph import ExportResult, export_model
+from edgedepth.export.quantize import calibration_batches
 from edgedepth.models.weights import load_model, read_metadata
-from edgedepth.runtime.runtimes import ExportFormat
 
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """What ``edgedepth export`` was asked to do."""
-
-    weights: Path
-    fmt: ExportFormat
-    out: Path
-    size: tuple[int, int] | None = None
-    int8: bool = False
-    calib: Path | None = None
-    calib_limit: int = DEFAULT_CALIBRATION_LIMIT
-    quantizer: QuantizerChoice = "auto"
 
 def run(cfg: ExportConfig) -> ExportResult:
     """Export our ``.safetensors`` weights as ``cfg`` says; provenance is carried into the file."""

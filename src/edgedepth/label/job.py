@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from edgedepth.data.shards import (
     shard_record_path,
 )
 from edgedepth.data.sources import Source, SourceItem, open_source
+from edgedepth.label.config import LabelConfig
 from edgedepth.label.recipe import Recipe, label_to_png
 from edgedepth.label.workers import Batch, Prepare, Prepared, Skipped, collate, start_loader
 from edgedepth.teachers import Teacher, create_teacher
@@ -59,19 +60,6 @@ SKIPPED_NAME = "skipped.jsonl"
 FINISHING_THREADS = 4
 
 
-@dataclass(frozen=True)
-class LabelConfig:
-    """What ``edgedepth label`` was asked to do."""
-
-    source: str
-    out: Path
-    teacher: str
-    recipe: Recipe = field(default_factory=Recipe)
-    batch_size: int = 8
-    shard_size: int = 1000
-    workers: int = 4
-    device: str = "cpu"
-    progress: bool = True
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from edgedepth.export.graph import runtime_file
 from edgedepth.models import DepthNetwork, load_model, save_weights
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.weights import read_metadata
+from edgedepth.prune.config import PruneConfig
 from edgedepth.prune.tune import Splits, calibration, fine_tune, score, split_labels
 from edgedepth.prune.widths import Group, group_width, layer_groups, prune_group, widths_of
 from edgedepth.runtime.runtimes import Runtime, get_runtime
@@ -68,35 +69,6 @@ PROBE_SHARE = 0.5
 WIDTH_MULTIPLE = 8
 
 
-@dataclass(frozen=True)
-class PruneConfig:
-    """What ``edgedepth prune`` was asked to do; exactly one of ``target_ms`` and ``target_ratio`` is set."""
-
-    weights: Path
-    data: Path
-    runtime: str
-    out: Path
-    target_ms: float | None = None
-    target_ratio: float | None = None
-    threads: int = 1
-    size: tuple[int, int] | None = None
-    step_share: float = 0.1
-    short_steps: int = 20
-    long_steps: int = 200
-    batch_size: int = 8
-    lr: float = 1e-4
-    runs: int = 20
-    max_iterations: int = 50
-    min_width: int = 8
-    #: Restrict pruning to these groups (names as :func:`~.widths.layer_groups` gives them); ``None``: all.
-    groups: tuple[str, ...] | None = None
-    progress: bool = True
-
-    def identity(self) -> dict[str, Any]:
-        """What a resumed run must share with the run it continues."""
-        fields = ("weights", "data", "runtime", "target_ms", "target_ratio", "threads", "size", "step_share",
-                  "short_steps", "long_steps", "batch_size", "lr", "min_width", "groups")
-        return {name: _plain(getattr(self, name)) for name in fields}
 
 
 @dataclass
@@ -177,12 +149,6 @@ class Setting:
     calibration: Sequence[np.ndarray] | None
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value.resolve())
-    if isinstance(value, tuple):
-        return list(value)
-    return value
 
 
 def _say(cfg: PruneConfig, line: str) -> None:

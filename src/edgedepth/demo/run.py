@@ -1,12 +1,4 @@
-"""``edgedepth demo``: the whole pipeline on synthetic scenes, end to end on a laptop CPU.
-
-It renders training scenes and a test set in NYU Depth v2's layout, labels the training scenes with the oracle
-teacher (their exact depth stands in for MiDaS) through the real label pipeline and its shards, trains
-``fastdepth_v3`` from scratch on those shards, evaluates the trained and the untrained student with the seed's
-protocol through the real NYU code path, and writes ``report.html``. Every step is
-the real command's code and resumes, so a second run reuses what is done. It shows that the pipeline
-works; it is not the recipe for a useful model (Places + a MiDaS or Depth Anything teacher on a GPU).
-"""
+"""The demo's steps, in order; :class:`~edgedepth.demo.config.DemoConfig` sizes them."""
 
 from __future__ import annotations
 
@@ -15,7 +7,6 @@ import html
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgedepth.bench import run as bench
@@ -25,38 +16,14 @@ from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path, write_json
 from edgedepth.core.viz import plot_loss_curve
 from edgedepth.data import nyu, synthetic
+from edgedepth.demo.config import DemoConfig
 from edgedepth.eval import nyu as evaluate
 from edgedepth.export import job as export
 from edgedepth.label import job as label
 from edgedepth.label import recipe
-from edgedepth.label.recipe import SEED_CROP
 from edgedepth.models import create_model, save_weights
 from edgedepth.train import loop as train
 from edgedepth.train.config import TrainConfig
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """Sizes of the demo; the defaults fit in 15 minutes on a 2-core CPU (see the README for measured times).
-
-    The student trains at 128x96, a quarter of the seed's pixels, for 800 steps: within the same time as 300
-    steps at 256x192, it learns far more than the positional prior (trained AbsRel about 0.72x the vertical
-    ramp's on the held-out scenes), where 300 steps at 256x192 reached 0.9x.
-    """
-
-    out: Path = Path("demo_out")
-    train_scenes: int = 1600
-    test_scenes: int = 200  # NYU-layout set: the test split is its last 654/1449
-    scene_size: tuple[int, int] = SEED_CROP  # rendered at the seed's crop size, so the crop is the whole scene
-    crop: tuple[int, int] = SEED_CROP
-    train_size: tuple[int, int] = (128, 96)
-    epochs: int = 8
-    batch_size: int = 16
-    bench_runs: int = 30
-    seed: int = 0
-    progress: bool = True
-    timings: dict[str, float] = field(default_factory=dict)
-
 
 #: Each step's share of a whole demo's wall time, measured on a 2-core CPU (see README); the estimate of the time
 #: left scales the shares still to come by how fast this machine ran the ones done.

@@ -1,0 +1,201 @@
+"""The runtime without the training stack: predict, the video loop, metric depth, serve and models run in a process
+where importing PyTorch (and timm, transformers, NNCF, ...) fails, as on a board with ``pip install edgedepth``; the
+commands that need the training stack say in one line which extra to install."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgedepth.core.imageio import encode_png
+from edgedepth.data.synthetic import render_scene
+from edgedepth.export.graph import export_model
+from edgedepth.models import create_model
+from edgedepth.runtime.predictor import load_predictor
+
+#: What a runtime-only install lacks; each is made unimportable in the child process (``sys.modules[name] = None``
+#: is what Python does for a package that is not there: ``import`` raises ModuleNotFoundError, ``find_spec`` is None).
+TRAINING_STACK = ("torch", "torchvision", "timm", "transformers", "nncf", "onnx", "safetensors", "h5py", "scipy",
+                  "yaml", "matplotlib", "kornia")
+SIZE = (128, 96)
+
+_PRELUDE = (
+    "import sys\n"
+    f"for name in {TRAINING_STACK!r}:\n"
+    "    sys.modules[name] = None\n"
+)
+
+
+def run_without_training_stack(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``edgedepth ARGS`` in a fresh process that cannot import the training stack."""
+    code = _PRELUDE + "from edgedepth.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    return subprocess.run([sys.executable, "-c", code, *args], check=False, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory: pytest.TempPathFactory, randomize_batchnorm) -> Path:  # type: ignore[no-untyped-def]
+    """A student exported to ONNX at 128x96: what a board receives."""
+    model = randomize_batchnorm(create_model("fastdepth_v3", card={"input_size": SIZE}), 3).eval()
+    path = tmp_path_factory.mktemp("student") / "student.onnx"
+    export_model(model, path, "onnx", SIZE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("photo") / "room.png"
+    path.write_bytes(encode_png(render_scene(3, (200, 150)).image))
+    return path
+
+
+def test_predict_runs_an_onnx_file_without_the_training_stack(student: Path, photo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = run_without_training_stack("predict", str(photo), "--weights", str(student), "--out", str(out), "--npy")
+    assert done.returncode == 0, done.stderr
+    inverse_depth = np.load(out / "room.npy")
+    expected = load_predictor(student, keep_aspect=True)(cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB))
+    np.testing.assert_allclose(inverse_depth, expected, rtol=0, atol=1e-6)  # the same numbers as with torch around
+    assert (out / "room.color.png").is_file() and (out / "room.depth.png").is_file()
+
+
+def test_a_folder_a_video_stabilised_and_metric_depth_run_too(student: Path, tmp_path: Path) -> None:
+    frames = tmp_path / "in"
+    frames.mkdir()
+    writer = cv2.VideoWriter(str(frames / "clip.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (160, 120))
+    for k in range(4):
+        scene = render_scene(k, (160, 120))
+        writer.write(cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+        (frames / f"{k}.png").write_bytes(encode_png(scene.image))
+    writer.release()
+    done = run_without_training_stack("predict", str(frames), "--weights", str(student), "--out", str(tmp_path / "a"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "a").iterdir() if p.suffix == ".png") == sorted(
+        [f"{k}.{kind}.png" for k in range(4) for kind in ("color", "depth")])
+    done = run_without_training_stack("predict", str(frames / "clip.mp4"), "--weights", str(student), "--stabilize",
+                                      "--out", str(tmp_path / "b"))
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "b" / "clip").glob("*.color.png"))) == 4
+    # Points whose depth the network's own prediction fits (a random student knows no real depth): 1 / (2 p + 0.1).
+    prediction = load_predictor(student, keep_aspect=True)(render_scene(0, (160, 120)).image)
+    pixels = [(20, 100), (150, 20), (80, 60), (40, 30)]
+    points = tmp_path / "points.json"
+    points.write_text(json.dumps([{"x": x, "y": y, "depth": 1.0 / (2.0 * float(prediction[y, x]) + 0.1)}
+                                  for x, y in pixels]))
+    done = run_without_training_stack("predict", str(frames / "0.png"), "--weights", str(student), "--metric",
+                                      str(points), "--fov", "58", "--pointcloud", "--out", str(tmp_path / "c"))
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in (tmp_path / "c").iterdir()} >= {"0.metric.png", "0.metric.npy", "0.metric.json", "0.ply"}
+
+
+def test_the_live_loop_writes_a_video_without_the_training_stack(student: Path, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (160, 120))
+    for k in range(5):
+        writer.write(cv2.cvtColor(render_scene(k, (160, 120)).image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    done = run_without_training_stack("predict", "--video", str(clip), "--weights", str(student), "--stabilize",
+                                      "--out", str(tmp_path / "depth.mp4"))
+    assert done.returncode == 0, done.stderr
+    assert "video: 5 frame(s)" in done.stdout
+    capture = cv2.VideoCapture(str(tmp_path / "depth.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_answers_without_the_training_stack(student: Path, photo: Path) -> None:
+    port = _free_port()
+    code = _PRELUDE + "from edgedepth.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    server = subprocess.Popen([sys.executable, "-c", code, "serve", "--weights", str(student), "--port", str(port),
+                               "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                    assert json.loads(answer.read())["runtime"] == "onnxruntime"
+                break
+            except OSError:
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict?format=npy", data=photo.read_bytes(),
+                                         headers={"Content-Type": "image/png"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            body = answer.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert np.load(io.BytesIO(body)).shape == (150, 200)
+
+
+def test_models_lists_the_catalogue_without_the_training_stack() -> None:
+    done = run_without_training_stack("models", "zipdepth_*")
+    assert done.returncode == 0, done.stderr
+    assert "| `zipdepth_base` |" in done.stdout
+
+
+@pytest.mark.parametrize("command", [["train"], ["export", "--weights", "w.safetensors"], ["eval", "nyu"],
+                                     ["label", "a", "b", "--teacher", "oracle"], ["bench"], ["convert", "a", "b"],
+                                     ["prune"], ["demo"], ["synth", "out", "--count", "1"]])
+def test_a_command_that_needs_the_training_stack_names_its_extra(command: list[str]) -> None:
+    done = run_without_training_stack(*command)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "not installed: pip install 'edgedepth[train]'" in done.stderr, done.stderr
+
+
+def test_our_weights_need_the_training_stack_and_say_so(weights: Path, photo: Path, tmp_path: Path) -> None:
+    done = run_without_training_stack("predict", str(photo), "--weights", str(weights), "--out", str(tmp_path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "the torch runtime needs torch, which is not installed: pip install 'edgedepth[train]'" in done.stderr
+
+
+@pytest.mark.slow  # a fresh virtual environment and a first install from the package registry: a minute or two
+def test_a_runtime_only_install_runs_predict(student: Path, photo: Path, tmp_path: Path) -> None:
+    """``pip install edgedepth`` (no extra) into a fresh environment gives a working ``edgedepth predict`` on an ONNX
+    file, and no PyTorch."""
+    repo = Path(__file__).resolve().parents[1]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(repo)], check=False,
+                             capture_output=True, text=True, timeout=1200)
+    assert install.returncode == 0, install.stderr[-2000:]
+    probe = "import importlib.util as u; print([n for n in ('torch', 'timm', 'transformers') if u.find_spec(n)])"
+    assert subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True).stdout == "[]\n"
+    out = tmp_path / "out"
+    done = subprocess.run([str(venv / "bin" / "edgedepth"), "predict", str(photo), "--weights", str(student), "--out",
+                           str(out), "--npy"], check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert np.load(out / "room.npy").shape == (150, 200)
+    models = subprocess.run([str(venv / "bin" / "edgedepth"), "models"], check=False, capture_output=True, text=True)
+    assert models.returncode == 0 and "| `fastdepth_v3` |" in models.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ("eval", "nyu", "--limit", "x"), ("eval", "zeroshot", "--limit", "x"), ("bench", "--runs", "x"),
+    ("export", "model.safetensors", "--size", "x"), ("label", "--batch", "x"), ("prune", "--step", "x"),
+    ("demo", "--epochs", "x"), ("predict", "--size", "x"), ("serve", "--port", "x"),
+])
+def test_a_wrong_option_fails_before_the_training_framework_loads(argv: tuple[str, ...]) -> None:
+    """Options parse from light config modules: a typo costs a blink, not the seconds PyTorch takes to import."""
+    code = ("import sys\nfrom edgedepth.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(name for name in ('torch', 'timm', 'transformers') if name in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code, *argv], check=False, capture_output=True, text=True, timeout=60)
+    assert "error: argument" in done.stderr, done.stderr
+    assert done.stdout.strip() == "[]", f"{' '.join(argv)} imported {done.stdout.strip()} before failing"
