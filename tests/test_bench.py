@@ -11,13 +11,15 @@ import pytest
 import torch
 
 from edgedepth.bench import config as bench_config
-from edgedepth.bench.cells import Cell, build_network
+from edgedepth.bench.cells import Cell
 from edgedepth.bench.config import BenchConfig
 from edgedepth.bench.machine import Machine, best_peak, cpu_isa
+from edgedepth.bench.networks import build_network
 from edgedepth.bench.report import flop_floor_ms, format_table, int8_summary
 from edgedepth.bench.rounds import format_duration, time_left
 from edgedepth.cli import main
 from edgedepth.models.complexity import count_macs
+from edgedepth.runtime.runtimes import runtime_of_export
 
 X86_CPUINFO = """processor\t: 0
 model name\t: AMD EPYC 9R14
@@ -207,3 +209,20 @@ def test_default_thread_counts_stay_within_the_cores_this_process_may_use(monkey
     assert BenchConfig().threads == (1,)
     monkeypatch.setattr(bench_config, "available_cores", lambda: 8)
     assert BenchConfig().threads == (1, 2)
+
+
+def test_a_file_without_counts_in_its_metadata_has_no_floor_and_no_flag() -> None:
+    """A file exported before its metadata carried parameters and MACs: its row says so (—), never a fake ratio."""
+    cells = [Cell("m", "onnx", 1, (256, 192), None, None, latencies_ms=[0.5, 0.5]),
+             Cell("m", "onnx-int8", 1, (256, 192), None, None, latencies_ms=[0.25, 0.25])]
+    table = format_table(_machine(100.0), cells, BenchConfig(files=(Path("a.onnx"), Path("b.onnx")), runs=2))
+    row = next(line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| m | onnx |"))
+    assert [row[4].strip(), row[5].strip(), row[9].strip()] == ["—", "—", "—"] and "(!)" not in table
+    assert "each file's exported size" in table
+    assert "- m, 1 thread(s): best FP32 onnx 0.5 ms; best INT8 onnx-int8 0.2 ms, 2.00x faster" in table
+
+
+def test_each_exported_file_has_the_runtime_of_its_format_and_precision() -> None:
+    assert [runtime_of_export(fmt, precision).name for fmt, precision in [
+        ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "int8"), ("torchscript", "fp32")]] == [
+        "onnx", "onnx-int8", "openvino", "openvino-int8", "torchscript"]

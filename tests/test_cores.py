@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgedepth.core import cores
+from edgedepth.core import cores, threads
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,10 +34,10 @@ def test_set_compute_threads_leaves_an_exported_omp_num_threads(monkeypatch: pyt
     try:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        assert cores.set_compute_threads(busy_workers=1) == 2 == torch.get_num_threads()
+        assert threads.set_compute_threads(busy_workers=1) == 2 == torch.get_num_threads()
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         torch.set_num_threads(1)
-        assert cores.set_compute_threads() == 1
+        assert threads.set_compute_threads() == 1
     finally:
         torch.set_num_threads(before)
 

@@ -4,11 +4,14 @@ commands that need the training stack say in one line which extra to install."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -17,10 +20,12 @@ import cv2
 import numpy as np
 import pytest
 
+from edgedepth.bench.networks import calibration
 from edgedepth.core.imageio import encode_png
 from edgedepth.data.synthetic import render_scene
 from edgedepth.export.graph import export_model
-from edgedepth.models import create_model
+from edgedepth.models import create_model, prepare_for_inference
+from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.runtime.predictor import load_predictor
 
 #: What a runtime-only install lacks; each is made unimportable in the child process (``sys.modules[name] = None``
@@ -29,18 +34,32 @@ TRAINING_STACK = ("torch", "torchvision", "timm", "transformers", "nncf", "onnx"
                   "yaml", "matplotlib", "kornia")
 SIZE = (128, 96)
 
-_PRELUDE = (
-    "import sys\n"
-    f"for name in {TRAINING_STACK!r}:\n"
-    "    sys.modules[name] = None\n"
-)
+@functools.cache
+def _blocking_site() -> str:
+    """A folder whose ``sitecustomize.py`` makes the training stack unimportable in every Python started with it on
+    ``PYTHONPATH``: the command's process and any it spawns (bench's timing processes)."""
+    folder = Path(tempfile.mkdtemp(prefix="edgedepth-no-torch-"))
+    (folder / "sitecustomize.py").write_text(f"import sys\nfor name in {TRAINING_STACK!r}:\n    sys.modules[name] = None\n")
+    return str(folder)
+
+
+def without_training_stack() -> dict[str, str]:
+    """The environment of a process that cannot import the training stack."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_blocking_site(), os.environ.get("PYTHONPATH")]))}
 
 
 def run_without_training_stack(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """``edgedepth ARGS`` in a fresh process that cannot import the training stack."""
-    code = _PRELUDE + "from edgedepth.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run([sys.executable, "-c", code, *args], check=False, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "edgedepth.cli", *args], check=False, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=without_training_stack())
+
+
+def test_the_training_stack_is_really_blocked() -> None:
+    done = run_without_training_stack("--version")
+    assert done.returncode == 0, done.stderr
+    probe = subprocess.run([sys.executable, "-c", "import torch"], check=False, capture_output=True, text=True,
+                           env=without_training_stack())
+    assert probe.returncode == 1 and "ModuleNotFoundError" in probe.stderr
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +139,9 @@ def _free_port() -> int:
 
 def test_serve_answers_without_the_training_stack(student: Path, photo: Path) -> None:
     port = _free_port()
-    code = _PRELUDE + "from edgedepth.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    server = subprocess.Popen([sys.executable, "-c", code, "serve", "--weights", str(student), "--port", str(port),
-                               "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "edgedepth.cli", "serve", "--weights", str(student), "--port",
+                               str(port), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=without_training_stack())
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -142,6 +161,42 @@ def test_serve_answers_without_the_training_stack(student: Path, photo: Path) ->
         server.terminate()
         server.wait(timeout=30)
     assert np.load(io.BytesIO(body)).shape == (150, 200)
+
+
+def test_bench_times_exported_files_without_the_training_stack(student: Path, tmp_path: Path) -> None:
+    """Each file on the runtime its metadata names (an INT8 ONNX file on onnx-int8), with the parameters and MACs
+    counted at export, in timing processes that cannot import PyTorch either."""
+    model = create_model("fastdepth_v3", card={"input_size": SIZE}).eval()
+    int8 = tmp_path / "student_int8.onnx"
+    export_model(model, int8, "onnx", SIZE, calibration=calibration(model.card), quantizer="onnxruntime",
+                 min_correlation=None)
+    out = tmp_path / "bench"
+    done = run_without_training_stack("bench", "--files", str(student), str(int8), "--threads", "1", "--runs", "3",
+                                      "--warmup", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    cells = json.loads((out / "bench.json").read_text())["cells"]
+    assert [(c["model"], c["runtime"], c["input_size"]) for c in cells] == [
+        ("fastdepth_v3", "onnx", list(SIZE)), ("fastdepth_v3", "onnx-int8", list(SIZE))]
+    fused = prepare_for_inference(model)
+    assert {c["macs"] for c in cells} == {count_macs(fused, SIZE)}
+    assert {c["params"] for c in cells} == {count_parameters(fused)}
+    assert all(len(c["latencies_ms"]) == 3 and c["error"] is None for c in cells)
+    assert "| fastdepth_v3 | onnx-int8 | 1 | 128x96 |" in done.stdout
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--models", "fastdepth"], "drop --models, --runtimes and --size"),
+    (["--size", "64x48"], "drop --models, --runtimes and --size"),
+])
+def test_bench_files_refuses_registry_options(student: Path, tmp_path: Path, extra: list[str], message: str) -> None:
+    done = run_without_training_stack("bench", "--files", str(student), *extra, "--out", str(tmp_path / "b"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_bench_files_names_a_missing_file(tmp_path: Path) -> None:
+    done = run_without_training_stack("bench", "--files", str(tmp_path / "gone.onnx"), "--out", str(tmp_path / "b"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "gone.onnx" in done.stderr, done.stderr
 
 
 def test_models_lists_the_catalogue_without_the_training_stack() -> None:
@@ -167,8 +222,8 @@ def test_our_weights_need_the_training_stack_and_say_so(weights: Path, photo: Pa
 
 @pytest.mark.slow  # a fresh virtual environment and a first install from the package registry: a minute or two
 def test_a_runtime_only_install_runs_predict(student: Path, photo: Path, tmp_path: Path) -> None:
-    """``pip install edgedepth`` (no extra) into a fresh environment gives a working ``edgedepth predict`` on an ONNX
-    file, and no PyTorch."""
+    """``pip install edgedepth`` (no extra) into a fresh environment gives a working ``edgedepth predict``, ``models``
+    and ``bench --files`` on an ONNX file, and no PyTorch."""
     repo = Path(__file__).resolve().parents[1]
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -185,6 +240,11 @@ def test_a_runtime_only_install_runs_predict(student: Path, photo: Path, tmp_pat
     assert np.load(out / "room.npy").shape == (150, 200)
     models = subprocess.run([str(venv / "bin" / "edgedepth"), "models"], check=False, capture_output=True, text=True)
     assert models.returncode == 0 and "| `fastdepth_v3` |" in models.stdout
+    bench = subprocess.run([str(venv / "bin" / "edgedepth"), "bench", "--files", str(student), "--threads", "1",
+                            "--runs", "2", "--warmup", "0", "--out", str(tmp_path / "bench")], check=False,
+                           capture_output=True, text=True, timeout=300)
+    assert bench.returncode == 0 and "| fastdepth_v3 | onnx | 1 |" in bench.stdout, bench.stderr
+    assert "torch not installed" in bench.stdout  # the versions line says what this environment lacks
 
 
 @pytest.mark.parametrize("argv", [

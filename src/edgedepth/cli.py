@@ -540,8 +540,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from edgedepth.core.files import check_output_folder
 
     check_output_folder(args.out or BenchConfig.out)  # now, not after minutes of timing
+    if args.files and (args.models or args.runtimes or args.size):
+        raise EdgedepthError("bench --files times each file as it was exported (its model, runtime and size): "
+                             "drop --models, --runtimes and --size")
     size = {} if args.size is None else {"size": None if args.size == "default" else args.size}
-    cfg = _from_args(BenchConfig, args, **size)
+    cfg = _from_args(BenchConfig, args, files=tuple(args.files or ()), **size)
     result = run(cfg)
     print(result.table, end="")
     print(f"wrote {cfg.out / 'bench.md'} and {cfg.out / 'bench.json'}")
@@ -577,6 +580,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=_size_or_default,
                    help="input WIDTHxHEIGHT as each network takes it (Depth Anything: nearest multiples of 14), or "
                    f"'default' for each network's own default input (default: {_shown(_default(BenchConfig, 'size'))})")
+    p.add_argument("--files", type=Path, nargs="+", metavar="F", help="time these exported files (.onnx, .xml) "
+                   "instead of registry networks, each on the runtime its metadata names; needs no PyTorch")
     _option(p, BenchConfig, "runs", "--runs", type=int, help="timed runs per cell")
     _option(p, BenchConfig, "warmup", "--warmup", type=int, help="untimed runs first")
     _option(p, BenchConfig, "out", "--out", type=Path, help="folder for bench.md, bench.json (and .png)")
@@ -742,6 +747,11 @@ def _command(argv: Sequence[str]) -> str:
     return next((word for word in argv if not word.startswith("-")), "")
 
 
+def _times_files(command: str, argv: Sequence[str]) -> bool:
+    """``bench --files``: exported files timed on their runtimes, which needs no training framework."""
+    return command == "bench" and any(arg == "--files" or arg.startswith("--files=") for arg in argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     renamed = _old_eval_spelling(argv)
@@ -749,7 +759,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgedepth: error: {renamed}", file=sys.stderr)
         return 2
     command = _command(argv)
-    if command in COMMAND_NEEDS and missing(COMMAND_NEEDS[command]):  # before its options import its modules
+    if command in COMMAND_NEEDS and missing(COMMAND_NEEDS[command]) and not _times_files(command, argv):
+        # before its options import its modules; bench --files times exported files with their runtimes alone
         package = COMMAND_NEEDS[command]
         print(f"edgedepth: error: edgedepth {command} needs {package}, which is not installed: pip install "
               f"'edgedepth[{EXTRA_OF[package]}]'", file=sys.stderr)

@@ -1,9 +1,9 @@
 """The cells of a benchmark (a model on a runtime at a thread count) and the process each model x runtime runs in.
 
-Each model is a registry network with random weights (seeded): speed only. It is made into the file each runtime
-runs (:func:`edgedepth.export.graph.runtime_file`; INT8 calibrated on synthetic scenes) and opened in a
+Each model x runtime's file (made by :mod:`.networks`, or given with ``--files``) is opened in a
 :class:`~edgedepth.runtime.timing.TimingProcess` of its own, one network per thread count, so a cell's memory is
-that of its model on its runtime alone.
+that of its model on its runtime alone. This module imports no training framework: ``bench --files`` times
+exported files on a runtime-only install.
 """
 
 from __future__ import annotations
@@ -12,17 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from edgedepth.core.card import ModelCard
-from edgedepth.core.processing import preprocess
-from edgedepth.models import DepthNetwork, create_model, prepare_for_inference
-from edgedepth.runtime.runtimes import get_runtime
 from edgedepth.runtime.timing import Network, Timer, TimingProcess
-
-#: Synthetic scenes used to calibrate the INT8 cells (speed only: a few are enough for realistic ranges).
-CALIBRATION_SCENES = 8
 
 
 @dataclass
@@ -33,8 +23,8 @@ class Cell:
     runtime: str
     threads: int
     input_size: tuple[int, int]
-    params: int
-    macs: int
+    params: int | None  # None: not known (a file exported before its metadata carried them)
+    macs: int | None
     latencies_ms: list[float] = field(default_factory=list)
     peak_rss_mib: float | None = None
     runtime_rss_mib: float | None = None
@@ -83,29 +73,3 @@ class Row:
             if memory is not None:
                 cell.peak_rss_mib, cell.runtime_rss_mib = memory.peak_mib, memory.runtime_mib
             cell.error = cell.error or (self.process.error if self.process is not None else None)
-
-
-def build_network(name: str, size: tuple[int, int] | None) -> DepthNetwork:
-    """A registry network with random weights (seeded), fused for inference, in eval mode, its card at the size it
-    is timed at: ``size`` as the network takes it, or its own default."""
-    torch.manual_seed(0)
-    model = create_model(name, card={"input_size": size} if size is not None else None)
-    return prepare_for_inference(model)
-
-
-def calibration(card: ModelCard) -> list[np.ndarray]:
-    """Normalised synthetic scenes at the card's size: realistic activation ranges for the INT8 cells."""
-    from edgedepth.data.synthetic import render_scene
-
-    width, height = card.input_size
-    scenes = [render_scene(1000 + k, (width * 5 // 4, height * 5 // 4)).image for k in range(CALIBRATION_SCENES)]
-    return [preprocess([image], card.input_size, card.mean, card.std) for image in scenes]
-
-
-def cell_file(model: DepthNetwork, runtime: str, folder: Path) -> tuple[Path, float | None]:
-    """The file a runtime's cells run; for INT8, also its output's correlation with FP32 (``None`` where it is
-    undefined: a random-weight peer whose output is constant)."""
-    from edgedepth.export.graph import runtime_file
-
-    chosen = get_runtime(runtime)
-    return runtime_file(model, chosen, folder / model.card.name, calibration(model.card) if chosen.int8 else None)

@@ -17,9 +17,10 @@ from edgedepth.runtime.runtimes import RUNTIMES
 BELOW_FLOOR_MARK = "(!)"
 
 
-def flop_floor_ms(macs: int, gflops: float) -> float:
-    """The time ``2 x macs`` FLOPs take at the measured single-thread sgemm rate, in milliseconds."""
-    return 2 * macs / (gflops * 1e9) * 1e3
+def flop_floor_ms(macs: int | None, gflops: float) -> float | None:
+    """The time ``2 x macs`` FLOPs take at the measured single-thread sgemm rate, in milliseconds (``None`` where the
+    MACs are not known)."""
+    return None if macs is None else 2 * macs / (gflops * 1e9) * 1e3
 
 
 def _is_int8(cell: Cell) -> bool:
@@ -39,22 +40,26 @@ def below_floor(cell: Cell, gflops: float) -> bool:
     load (too low) or the cell's runs were disturbed. INT8 and bf16 (several times the FP32 operations per
     instruction) and several threads can legitimately go below 1x, so they are not flagged.
     """
-    return (cell.threads == 1 and computes_in_fp32(cell) and bool(cell.latencies_ms)
-            and cell.median_ms < flop_floor_ms(cell.macs, gflops))
+    floor = flop_floor_ms(cell.macs, gflops)
+    return (floor is not None and cell.threads == 1 and computes_in_fp32(cell) and bool(cell.latencies_ms)
+            and cell.median_ms < floor)
 
 
 def format_table(machine: Machine, cells: list[Cell], cfg: BenchConfig) -> str:
     """The markdown report: a header on the machine, then one row per cell."""
     versions = ", ".join(f"{k} {v.split('-')[0]}" for k, v in machine.versions.items())
-    requested = format_size(cfg.size) if cfg.size is not None else "each model's default"
-    title = f"# edgedepth bench: batch 1, {cfg.runs} timed runs after {cfg.warmup} warm-up, requested size {requested}"
+    if cfg.files:
+        requested = "each file's exported size"
+    else:
+        requested = "requested size " + (format_size(cfg.size) if cfg.size is not None else "each model's default")
+    title = f"# edgedepth bench: batch 1, {cfg.runs} timed runs after {cfg.warmup} warm-up, {requested}"
     samples = machine.sgemm_samples or (machine.sgemm_gflops,)
     cpu = (f"CPU: {machine.cpu}; instruction sets: {', '.join(machine.isa) or 'none detected'}; single-thread "
            f"FP32 sgemm peak {machine.sgemm_gflops:.1f} GFLOP/s (the best of {len(samples)} measurements through "
            f"the run, lowest {min(samples):.1f}); load average at start {machine.load_average[0]:.2f}; {versions}")
     legend = ("× floor: median latency / (2 × MACs / single-thread sgemm peak), for every thread count (below 1 "
-              "at INT8 or several threads is possible). Peak RSS: the cell's own process (PyTorch imported in "
-              "all); runtime RSS: resident memory after the runs minus after the common imports (runtime "
+              "at INT8 or several threads is possible; — where a file's metadata has no MACs). Peak RSS: the cell's own "
+              "process (PyTorch imported only in torch and torchscript cells); runtime RSS: resident memory after the runs minus after the common imports (runtime "
               "library, weights, compiled graph, buffers).")
     header = ("| model | runtime | threads | input | params (M) | GMACs | median ms | p90 ms | FPS | × floor "
               "| vs torch | peak RSS MiB | runtime RSS MiB |")
@@ -63,15 +68,17 @@ def format_table(machine: Machine, cells: list[Cell], cfg: BenchConfig) -> str:
     for cell in cells:
         own_choice = RUNTIMES[cell.runtime].precision == "default" and cell.precision
         runtime = f"{cell.runtime} ({cell.precision})" if own_choice else cell.runtime
-        head = [cell.model, runtime, str(cell.threads), format_size(cell.input_size), f"{cell.params / 1e6:.2f}",
-                f"{cell.macs / 1e9:.3f}"]
+        head = [cell.model, runtime, str(cell.threads), format_size(cell.input_size),
+                "—" if cell.params is None else f"{cell.params / 1e6:.2f}",
+                "—" if cell.macs is None else f"{cell.macs / 1e9:.3f}"]
         if cell.error is not None or not cell.latencies_ms:
             lines.append("| " + " | ".join([*head, f"failed: {cell.error}", *[""] * 6]) + " |")
             continue
         torch_cell = next((c for c in cells if (c.model, c.runtime, c.threads) == (cell.model, "torch", cell.threads)
                            and c.latencies_ms), None)
         speedup = f"{torch_cell.median_ms / cell.median_ms:.2f}x" if torch_cell else "—"
-        ratio = f"{cell.median_ms / flop_floor_ms(cell.macs, machine.sgemm_gflops):.2f}"
+        floor = flop_floor_ms(cell.macs, machine.sgemm_gflops)
+        ratio = "—" if floor is None else f"{cell.median_ms / floor:.2f}"
         if below_floor(cell, machine.sgemm_gflops):
             ratio, flagged = f"{ratio} {BELOW_FLOOR_MARK}", flagged + 1
         rss = (f"{cell.peak_rss_mib:.0f}", f"{cell.runtime_rss_mib:.0f}") if cell.peak_rss_mib else ("—", "—")
@@ -102,12 +109,13 @@ def int8_summary(cells: list[Cell], sgemm_gflops: float) -> list[str]:
             continue
         floor = flop_floor_ms(fp32.macs, sgemm_gflops)
         mark = f" {BELOW_FLOOR_MARK}" if below_floor(fp32, sgemm_gflops) else ""
+        versus_floor = "" if floor is None else f" ({fp32.median_ms / floor:.2f}x the FLOP floor{mark})"
         versus_reduced = (f", {reduced.median_ms / int8.median_ms:.2f}x faster than {reduced.runtime} "
                           f"({reduced.precision}) {reduced.median_ms:.1f} ms") if reduced else ""
         versus_eager = f", {eager.median_ms / int8.median_ms:.2f}x faster than PyTorch eager" if eager else ""
         lines.append(
-            f"- {model}, {threads} thread(s): best FP32 {fp32.runtime} {fp32.median_ms:.1f} ms "
-            f"({fp32.median_ms / floor:.2f}x the FLOP floor{mark}); best INT8 {int8.runtime} {int8.median_ms:.1f} ms, "
+            f"- {model}, {threads} thread(s): best FP32 {fp32.runtime} {fp32.median_ms:.1f} ms"
+            f"{versus_floor}; best INT8 {int8.runtime} {int8.median_ms:.1f} ms, "
             f"{fp32.median_ms / int8.median_ms:.2f}x faster than the best FP32{versus_reduced}{versus_eager}"
         )
     return lines
@@ -118,7 +126,7 @@ def write_outputs(cfg: BenchConfig, machine: Machine, cells: list[Cell], table: 
     with atomic_path(out / "bench.md") as tmp:
         tmp.write_text(table)
     document = {
-        "config": {**asdict(cfg), "out": str(cfg.out)},
+        "config": {**asdict(cfg), "out": str(cfg.out), "files": [str(path) for path in cfg.files]},
         "machine": asdict(machine),
         "cells": [
             {**asdict(cell), "median_ms": cell.median_ms if cell.latencies_ms else None,

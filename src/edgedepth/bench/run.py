@@ -3,7 +3,7 @@
 One run measures everything, so ratios are comparable even where absolute times are not:
 
 - the CPU's instruction sets (``/proc/cpuinfo`` flags) and its single-thread FP32 matrix-multiply peak
-  (``torch.mm`` on one thread, GFLOP/s), so every latency is also a multiple of the network's FLOP floor
+  (NumPy's BLAS on one thread, GFLOP/s), so every latency is also a multiple of the network's FLOP floor
   (``2 x MACs / peak``: what the network would take if every FLOP ran at sgemm speed). Load only ever slows
   sgemm down, so the peak is measured again after every round of cells (interleaved with them, as the cells are
   with each other) and the best of all those measurements is the peak. An FP32 cell on one thread below 1x its floor would be
@@ -14,11 +14,15 @@ One run measures everything, so ratios are comparable even where absolute times 
   run by run (:mod:`.rounds`, the one timing loop of :mod:`edgedepth.runtime.timing`), so the machine's drift hits
   them alike;
 - memory: ``VmHWM``, the peak resident memory of the cell's process, which loaded only that model on
-  that runtime (every cell process imports PyTorch, so this includes PyTorch's few hundred MiB); and the
-  runtime's own cost, resident memory after the timed runs minus resident memory after the common imports
-  (Python, NumPy, PyTorch): the runtime library, the weights, the compiled graph and its buffers.
+  that runtime (only the ``torch`` and ``torchscript`` cells import PyTorch); and the runtime's own cost, resident
+  memory after the timed runs minus resident memory after the common imports (Python, NumPy, OpenCV): the runtime
+  library, the weights, the compiled graph and its buffers.
 
-Every model is a registry network (``edgedepth models``) with random weights: speed only. Each is timed at the
+With ``files`` (``bench --files``), the cells are those exported files, each on the runtime its metadata names
+(an INT8 ONNX file on ``onnx-int8``), at the size it was exported at; parameters and MACs come from its metadata.
+That needs no training framework: a board with ``pip install edgedepth`` times the files it will run.
+
+Otherwise every model is a registry network (``edgedepth models``) with random weights: speed only. Each is timed at the
 requested size as its card takes it (Depth Anything at the nearest multiples of 14), or with ``size=None`` at its own
 default input; the eager PyTorch cell runs the network fused for inference, as ``predict`` does (ZipDepth's RepVGG
 blocks folded). Each runtime name means what :data:`edgedepth.runtime.runtimes.RUNTIMES` says: ``openvino`` cells
@@ -38,15 +42,15 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgedepth.bench.cells import Cell, Row, build_network, cell_file
+from edgedepth.bench.cells import Cell, Row
 from edgedepth.bench.config import BenchConfig
 from edgedepth.bench.machine import Machine, best_peak, describe_machine
 from edgedepth.bench.report import format_table, write_outputs
 from edgedepth.bench.rounds import Progress, format_duration, time_left, time_rounds
 from edgedepth.core.cores import available_cores
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.models.complexity import count_macs, count_parameters
-from edgedepth.runtime.runtimes import RUNTIMES
+from edgedepth.runtime.predictor import existing_model_file, load_predictor
+from edgedepth.runtime.runtimes import RUNTIMES, runtime_of_export
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +64,17 @@ class BenchResult:
 
 def run(cfg: BenchConfig) -> BenchResult:
     """Measure every cell of ``cfg`` in one interleaved run; write ``bench.md``, ``bench.json`` (and ``bench.png``)."""
-    from edgedepth.models import model_info
+    if cfg.files:
+        for path in cfg.files:
+            existing_model_file(path)  # a missing file fails now, not after the others were opened
+    else:
+        from edgedepth.models import model_info
 
-    unknown = sorted(set(cfg.runtimes) - set(RUNTIMES))
-    if unknown:
-        raise EdgedepthError(f"unknown runtime(s) {', '.join(unknown)}; use some of {', '.join(RUNTIMES)}")
-    for name in cfg.models:
-        model_info(name)  # an unknown name fails now, naming the registered ones, not after the exports
+        unknown = sorted(set(cfg.runtimes) - set(RUNTIMES))
+        if unknown:
+            raise EdgedepthError(f"unknown runtime(s) {', '.join(unknown)}; use some of {', '.join(RUNTIMES)}")
+        for name in cfg.models:
+            model_info(name)  # an unknown name fails now, naming the registered ones, not after the exports
     if cfg.runs < 1 or cfg.warmup < 0 or not cfg.threads or min(cfg.threads) < 1:
         raise EdgedepthError("--runs must be >= 1, --warmup >= 0 and --threads positive")
     progress = Progress(cfg.progress)
@@ -75,12 +83,17 @@ def run(cfg: BenchConfig) -> BenchResult:
                        "core(s); cells with more threads than cores measure contention, not the network")
     machine = describe_machine()
     sgemm = list(machine.sgemm_samples)
-    pairs, rounds = len(cfg.models) * len(cfg.runtimes), len(cfg.threads) * (cfg.warmup + cfg.runs)
-    progress.say(f"bench: {pairs * len(cfg.threads)} cells ({len(cfg.models)} model(s) x {len(cfg.runtimes)} "
-                 f"runtime(s) x {len(cfg.threads)} thread count(s)): preparing {pairs} model x runtime processes "
-                 f"(exports, INT8 calibration), then {rounds} rounds of timing")
+    rounds = len(cfg.threads) * (cfg.warmup + cfg.runs)
+    if cfg.files:
+        progress.say(f"bench: {len(cfg.files) * len(cfg.threads)} cells ({len(cfg.files)} file(s) x "
+                     f"{len(cfg.threads)} thread count(s)), then {rounds} rounds of timing")
+    else:
+        pairs = len(cfg.models) * len(cfg.runtimes)
+        progress.say(f"bench: {pairs * len(cfg.threads)} cells ({len(cfg.models)} model(s) x {len(cfg.runtimes)} "
+                     f"runtime(s) x {len(cfg.threads)} thread count(s)): preparing {pairs} model x runtime processes "
+                     f"(exports, INT8 calibration), then {rounds} rounds of timing")
     with tempfile.TemporaryDirectory(prefix="edgedepth-bench-") as folder:
-        rows = _prepare(cfg, Path(folder), progress)
+        rows = _open_files(cfg, progress) if cfg.files else _prepare(cfg, Path(folder), progress)
         try:
             time_rounds(rows, cfg.threads, cfg.runs, cfg.warmup, sgemm, progress)
         finally:
@@ -95,6 +108,9 @@ def run(cfg: BenchConfig) -> BenchResult:
 
 def _prepare(cfg: BenchConfig, folder: Path, progress: Progress) -> list[Row]:
     """Build each model, make its file for each runtime and start its timing process; one progress line per pair."""
+    from edgedepth.bench.networks import build_network, cell_file
+    from edgedepth.models.complexity import count_macs, count_parameters
+
     pairs = len(cfg.models) * len(cfg.runtimes)
     start = last = time.monotonic()
     rows: list[Row] = []
@@ -118,4 +134,23 @@ def _prepare(cfg: BenchConfig, folder: Path, progress: Progress) -> list[Row]:
             left = f"; about {format_duration(time_left(done, pairs, now - start))} left to prepare" if done < pairs else ""
             progress.say(f"[prepare {done}/{pairs}] {name} {runtime}: {status} in {now - last:.1f} s{left}")
             last = now
+    return rows
+
+
+def _open_files(cfg: BenchConfig, progress: Progress) -> list[Row]:
+    """One row per exported file, on the runtime its metadata names, with its card's name, size and counts."""
+    rows: list[Row] = []
+    for done, path in enumerate(cfg.files, start=1):
+        opened = load_predictor(path)  # its metadata, read the way predict reads it; closed before the row opens
+        info = opened.export
+        if info is None:
+            raise EdgedepthError(f"{path}: bench --files times exported files (.onnx, .xml, .pt); time our "
+                                 ".safetensors weights with --models and --runtimes")
+        runtime = runtime_of_export(info.runtime, info.precision).name
+        name, size = opened.card.name, opened.size
+        del opened
+        cells = {count: Cell(name, runtime, count, size, info.params, info.macs) for count in cfg.threads}
+        rows.append(Row(cells, Path(path)))
+        status = f"failed ({rows[-1].error})" if rows[-1].error else "ready"
+        progress.say(f"[open {done}/{len(cfg.files)}] {path}: {name} on {runtime}, {status}")
     return rows

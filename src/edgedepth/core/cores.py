@@ -6,7 +6,8 @@ other busy process. Every job sizes its threads and workers here, from the cores
 CPU affinity, which containers, ``taskset`` and batch schedulers restrict), never from the machine's core count.
 
 Loader workers are also tied to their parent's life: a worker whose parent was killed (``kill -9``) dies with it
-instead of blocking on a queue nobody reads.
+instead of blocking on a queue nobody reads. This module imports no framework (the runtime sizes its threads here
+too); :mod:`edgedepth.core.threads` applies the counts to PyTorch.
 """
 
 from __future__ import annotations
@@ -36,20 +37,6 @@ def compute_threads(busy_workers: int = 0) -> int:
     return max(1, available_cores() - busy_workers)
 
 
-def set_compute_threads(busy_workers: int = 0) -> int:
-    """Give PyTorch's intra-op pool the cores left to this process; returns the thread count it now uses.
-
-    An ``OMP_NUM_THREADS`` in the environment (the user's, or ``torchrun``'s one per process) is left to stand.
-    """
-    import torch  # the training side's: the rest of this module serves the runtime too
-
-    if os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
-    threads = compute_threads(busy_workers)
-    torch.set_num_threads(threads)
-    return threads
-
-
 def die_with_parent(parent_pid: int) -> None:
     """Have the kernel kill this process when its parent dies (Linux), and exit now if it already has."""
     libc_name = "libc.so.6" if os.uname().sysname == "Linux" else None
@@ -57,19 +44,3 @@ def die_with_parent(parent_pid: int) -> None:
         ctypes.CDLL(libc_name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before the request took effect
         os._exit(1)
-
-
-class WorkerInit:
-    """A DataLoader ``worker_init_fn``: one thread per worker, and death with the process that started it.
-
-    A class rather than a closure so that it pickles under the ``spawn`` start method too.
-    """
-
-    def __init__(self) -> None:
-        self.parent_pid = os.getpid()
-
-    def __call__(self, worker_id: int) -> None:
-        import torch  # a loader worker's, where PyTorch is loaded already
-
-        die_with_parent(self.parent_pid)
-        torch.set_num_threads(1)

@@ -40,6 +40,7 @@ from edgedepth.core.files import atomic_path
 from edgedepth.core.processing import Upsample
 from edgedepth.export.config import QuantizerChoice
 from edgedepth.export.quantize import quantize
+from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.fusion import as_pair
 from edgedepth.models.registry import DepthNetwork, prepare_for_inference
 from edgedepth.runtime.metadata import ExportInfo, ExportMetadata
@@ -113,9 +114,10 @@ def export_model(
         calibration_images=len(calibration) if calibration is not None else 0,
         source=source,
     )
-    metadata = ExportMetadata(replace(card, input_size=size), dict(provenance or {}), info)
     model = prepare_for_inference(model.cpu(), copy=True)  # fused (ZipDepth), the caller's model left as it was
     model = static_same_padding(model, size)
+    info = replace(info, params=count_parameters(model), macs=count_macs(model, size))
+    metadata = ExportMetadata(replace(card, input_size=size), dict(provenance or {}), info)
     check = _check_batch(size, calibration)
     with torch.no_grad():
         expected = model(torch.from_numpy(check)).numpy()

@@ -31,11 +31,12 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from edgedepth.core.cores import WorkerInit, loader_workers, set_compute_threads
+from edgedepth.core.cores import loader_workers
 from edgedepth.core.distributed import Place, place, process_group, under_torchrun
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path, make_folder, write_json
 from edgedepth.core.processing import resize_image
+from edgedepth.core.threads import WorkerInit, set_compute_threads
 from edgedepth.data.shards import (
     FORMAT,
     FORMAT_VERSION,

@@ -33,7 +33,9 @@ class ExportInfo:
     was chosen by speed, ``quantizer_latency_ms`` holds each candidate's measured median latency.
     ``final_upsample`` (``bilinear`` or ``nearest``; ``None``: the graph is the whole network) says that the graph
     ends before a FastDepth's last x2 upsampling and ReLU, which the Predictor then applies
-    (:func:`edgedepth.core.processing.final_upsample`).
+    (:func:`edgedepth.core.processing.final_upsample`). ``params`` and ``macs`` are the network's parameters and
+    multiply-accumulates at the exported size, counted at export (``None`` in files made before they were), so that
+    ``bench --files`` shows the FLOP floor without the training framework.
     """
 
     runtime: str
@@ -43,6 +45,8 @@ class ExportInfo:
     source: str = ""
     quantizer_latency_ms: dict[str, float] = field(default_factory=dict)
     final_upsample: Upsample | None = None
+    params: int | None = None
+    macs: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExportInfo:
@@ -54,6 +58,8 @@ class ExportInfo:
             source=str(data.get("source", "")),
             quantizer_latency_ms={str(k): float(v) for k, v in dict(data.get("quantizer_latency_ms", {})).items()},
             final_upsample=_final_upsample_mode(data.get("final_upsample")),
+            params=None if data.get("params") is None else int(data["params"]),
+            macs=None if data.get("macs") is None else int(data["macs"]),
         )
 
 

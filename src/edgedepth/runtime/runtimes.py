@@ -103,6 +103,16 @@ def runtime_of_file(path: str | Path) -> Runtime | None:
     return RUNTIMES[name] if name is not None else None
 
 
+def runtime_of_export(fmt: str, precision: str) -> Runtime:
+    """The runtime that runs an exported file of format ``fmt`` made at ``precision`` (its metadata's
+    :class:`~edgedepth.runtime.metadata.ExportInfo`): an INT8 file's runtime, or the format's FP32 one."""
+    wanted = "int8" if precision == "int8" else "fp32"
+    for runtime in RUNTIMES.values():
+        if runtime.fmt == fmt and runtime.precision == wanted:
+            return runtime
+    raise EdgedepthError(f"no runtime runs {precision} {fmt} files")
+
+
 def package_versions() -> dict[str, str]:
     """The installed version of every runtime's package (``not installed`` where it is missing), read from the
     package's metadata without importing it."""

@@ -34,11 +34,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgedepth.core.config import check_values, dump_config, save_config, to_dict
-from edgedepth.core.cores import WorkerInit, available_cores, loader_workers, set_compute_threads
+from edgedepth.core.cores import available_cores, loader_workers
 from edgedepth.core.devices import resolve_device
 from edgedepth.core.distributed import Place, backend_for, place, process_group
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import check_output_folder
+from edgedepth.core.threads import WorkerInit, set_compute_threads
 from edgedepth.models import save_weights
 from edgedepth.train.checkpoint import check_resumable, load_checkpoint, save_checkpoint, truncate_log
 from edgedepth.train.config import TrainConfig
