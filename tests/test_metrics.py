@@ -198,6 +198,18 @@ def test_robust_fit_ignores_a_fifth_of_wild_points() -> None:
     assert abs(plain[1] - 0.5) > 0.1  # least squares alone is dragged off: the test can tell
 
 
+@pytest.mark.parametrize("size", [2, 3, 4, 5, 768, 1001])
+def test_the_fits_fast_median_and_quartiles_are_numpys(size: int) -> None:
+    """The robust fit's own median and quartiles (cheap on a video frame's few hundred points) give NumPy's
+    ``median`` and linear ``percentile``, ties and even counts included."""
+    from edgedepth.robot.fits import _median, _quartiles
+
+    values = np.random.default_rng(size).standard_normal(size)
+    values[: size // 3] = values[0]  # ties
+    assert _median(values) == pytest.approx(float(np.median(values)), abs=1e-15)
+    np.testing.assert_allclose(_quartiles(values), np.percentile(values, [25.0, 50.0, 75.0]), rtol=0, atol=1e-14)
+
+
 def _floor_scene(table: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(floor plane's inverse depth, true inverse depth, prediction) for a camera 1.5 m up, pitched 20 degrees down:
     the floor, and with ``table`` a table top 0.7 m high over most of the lower frame (its inverse depth is the

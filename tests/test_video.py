@@ -132,3 +132,35 @@ def test_a_camera_slot_keeps_only_the_newest_frame() -> None:
     file.put("frame 2")  # a file's reader waits instead (here until stopped): no frame is dropped
     assert file.get() == "frame 1"
     assert file.get() is _END  # stopped and empty
+
+
+def test_the_loop_sizes_its_threads_to_share_the_cores(
+    tmp_path: Path, video: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default the network gets every core this process may use but its idle threads sleep, and OpenCV runs on
+    one thread per stage: the stages are the parallelism (a spinning network pool ran the loop 30 % slower)."""
+    from edgedepth.export.graph import export_model
+    from edgedepth.models import load_model
+    from edgedepth.predict import video as loop
+    from edgedepth.runtime import predictor as predictors
+
+    onnx = tmp_path / "student.onnx"
+    export_model(load_model(weights), onnx, "onnx")
+    opened: list[predictors.Predictor] = []
+    real = predictors.load_predictor
+    monkeypatch.setattr(predictors, "load_predictor", lambda *a, **k: opened.append(real(*a, **k)) or opened[-1])
+    monkeypatch.setattr(loop, "available_cores", lambda: 3)
+    before = cv2.getNumThreads()
+    try:
+        summary = loop.run(loop.VideoConfig(weights=onnx, source=str(video), limit=2))
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
+    options = opened[0].session.get_session_options()  # type: ignore[attr-defined]
+    assert (summary.threads, options.intra_op_num_threads) == (3, 3)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # Elsewhere (predict, bench, serve) the network has the cores to itself, and spinning saves a wake-up per operator:
+    # ONNX Runtime's default, which has no entry to read back.
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        load_predictor(onnx, threads=1).session.get_session_options().get_session_config_entry(  # type: ignore[attr-defined]
+            "session.intra_op.allow_spinning")

@@ -167,7 +167,7 @@ def _predict_video(args: argparse.Namespace) -> int:
         f"video: {summary.frames} frame(s) in {summary.seconds:.1f} s, {summary.fps:.1f} FPS end to end; per frame: "
         f"network {summary.model_seconds * per_frame:.1f} ms, read + pre-process {summary.read_seconds * per_frame:.1f} "
         f"ms and upsample + colour + output {summary.post_seconds * per_frame:.1f} ms{stabilized} in their own threads; "
-        f"the loop adds {summary.overhead:.0%} to the network's time"
+        f"the loop adds {summary.overhead:.0%} to the network's time (network on {summary.threads} thread(s))"
         + (f" -> {cfg.out}" if cfg.out else "")
     )
     return 0
@@ -185,7 +185,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera", type=int, metavar="N", help="real-time loop over camera N (e.g. 0)")
     p.add_argument("--show", action="store_true", help="with --video/--camera: show the loop in a window (q quits)")
     p.add_argument("--limit", type=int, help="with --video/--camera: stop after N frames")
-    p.add_argument("--threads", type=int, help="threads for the network, any runtime (default: all cores)")
+    p.add_argument("--threads", type=int, help="threads for the network, any runtime (default: every core this "
+                   "process may use; in the video loop its idle threads sleep, so the loop's stages get the cores)")
     p.add_argument("--weights", type=Path, help="student weights (.safetensors) or an export (.onnx, .xml, .pt)")
     _option(p, PredictConfig, "out", "--out", type=Path,
             help="output folder; with --video/--camera, the .mp4 file to write (there: none unless given)")

@@ -31,8 +31,29 @@ class ScaleShiftFit:
     sigma: float
 
 
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a 1-D array, by partition: a third of its cost on the few hundred points a video frame's
+    fit uses (:class:`~edgedepth.robot.stabilize.Stabilizer` runs it on every frame)."""
+    half = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, half)[half])
+    lower, upper = np.partition(values, (half - 1, half))[half - 1 : half + 1]
+    return 0.5 * (float(lower) + float(upper))
+
+
+def _quartiles(values: np.ndarray) -> tuple[float, float, float]:
+    """``np.percentile(values, [25, 50, 75])`` (linear interpolation) of a 1-D array, from one sort."""
+    ordered = np.sort(values)
+    found = []
+    for position in (0.25 * (ordered.size - 1), 0.5 * (ordered.size - 1), 0.75 * (ordered.size - 1)):
+        low = int(position)
+        high = min(low + 1, ordered.size - 1)
+        found.append(float(ordered[low]) + (float(ordered[high]) - float(ordered[low])) * (position - low))
+    return found[0], found[1], found[2]
+
+
 def _robust_sigma(residuals: np.ndarray) -> float:
-    return _MAD_TO_SIGMA * float(np.median(np.abs(residuals - np.median(residuals))))
+    return _MAD_TO_SIGMA * _median(np.abs(residuals - _median(residuals)))
 
 
 def fit_scale_shift_robust(
@@ -50,8 +71,8 @@ def fit_scale_shift_robust(
     tm = np.asarray(target, dtype=np.float64)[mask]
     if pm.size < 2:
         raise UnscorableImage(f"{pm.size} valid point(s), alignment needs at least 2")
-    p_low, p_mid, p_high = np.percentile(pm, [25.0, 50.0, 75.0])
-    t_low, t_mid, t_high = np.percentile(tm, [25.0, 50.0, 75.0])
+    p_low, p_mid, p_high = _quartiles(pm)
+    t_low, t_mid, t_high = _quartiles(tm)
     everything = np.ones(pm.size, dtype=bool)
     if p_high > p_low:
         scale = float((t_high - t_low) / (p_high - p_low))
@@ -62,7 +83,7 @@ def fit_scale_shift_robust(
     used = None  # the points the current scale and shift were fitted on (None: the start from quartiles)
     for _ in range(iterations):
         residual = scale * pm + shift - tm
-        residual -= np.median(residual)  # the start from quartiles may be off by a shift
+        residual -= _median(residual)  # the start from quartiles may be off by a shift
         kept = np.abs(residual) <= cutoff * max(_robust_sigma(residual), floor)
         if (used is not None and np.array_equal(kept, used)) or np.count_nonzero(kept) < 2:
             break

@@ -22,7 +22,9 @@ from edgedepth.runtime.predictor import (
 class OnnxPredictor(ExportedPredictor):
     """An exported ``.onnx`` (FP32 or INT8 QDQ) run by ONNX Runtime on the CPU.
 
-    ``threads`` sets ``intra_op_num_threads`` (``None``: ONNX Runtime's default, all cores).
+    ``threads`` sets ``intra_op_num_threads`` (``None``: ONNX Runtime's default, all cores); ``spin``: its idle
+    threads spin-wait for the next operator (ONNX Runtime's default), else they sleep (see ``load_predictor``'s
+    ``share_cores``).
     """
 
     runtime = "onnxruntime"
@@ -33,6 +35,7 @@ class OnnxPredictor(ExportedPredictor):
         size: tuple[int, int] | None = None,
         interpolation: Interpolation = "cubic",
         threads: int | None = None,
+        spin: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -42,6 +45,8 @@ class OnnxPredictor(ExportedPredictor):
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ONNX Runtime's InvalidProtobuf, Fail, ... derive from Exception only
@@ -55,10 +60,10 @@ class OnnxPredictor(ExportedPredictor):
 
     @classmethod
     def open(cls, path: Path, size: tuple[int, int] | None, device: str, interpolation: Interpolation,
-             threads: int | None, **options: Any) -> OnnxPredictor:
+             threads: int | None, share_cores: bool, **options: Any) -> OnnxPredictor:
         """The file as :func:`edgedepth.runtime.predictor.load_predictor` opens it: on the CPU."""
         check_cpu(device, f"{path}: ONNX Runtime")
-        return cls(path, size, interpolation, threads, **options)
+        return cls(path, size, interpolation, threads, spin=not share_cores, **options)
 
     def run_graph(self, batch: np.ndarray) -> np.ndarray:
         (output,) = self.session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})

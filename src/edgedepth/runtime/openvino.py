@@ -64,7 +64,7 @@ class OpenVinoPredictor(ExportedPredictor):
 
     @classmethod
     def open(cls, path: Path, size: tuple[int, int] | None, device: str, interpolation: Interpolation,
-             threads: int | None, **options: Any) -> OpenVinoPredictor:
+             threads: int | None, share_cores: bool, **options: Any) -> OpenVinoPredictor:
         """The file as :func:`edgedepth.runtime.predictor.load_predictor` opens it: on the CPU."""
         check_cpu(device, f"{path}: OpenVINO")
         return cls(path, size, interpolation, threads, **options)

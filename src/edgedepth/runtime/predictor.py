@@ -179,6 +179,7 @@ def load_predictor(
     threads: int | None = None,
     keep_aspect: bool = False,
     runtime: str | None = None,
+    share_cores: bool = False,
 ) -> Predictor:
     """Open a model file with the Predictor of ``runtime`` (a name of :data:`edgedepth.runtime.runtimes.RUNTIMES`),
     by default the runtime its suffix names (see the module docstring).
@@ -186,8 +187,12 @@ def load_predictor(
     ``threads`` sets the network's intra-op threads (``None``: the runtime's default, all cores); for PyTorch
     (``.safetensors``, ``.pt``) that is ``torch.set_num_threads``, and OpenCV's (post-processing) follows, both
     process-wide settings. ``keep_aspect``: images keep their shape (PyTorch: aspect-kept input; exports of a fixed
-    size: letterboxed), else they are stretched. A runtime whose package is not installed is a one-line
-    EdgedepthError naming the extra to install.
+    size: letterboxed), else they are stretched. ``share_cores``: the network shares the cores with other busy
+    threads (the video loop's stages), so its runtime's idle threads sleep instead of spin-waiting for the next
+    operator (ONNX Runtime's ``allow_spinning``; PyTorch's threads always sleep, ``OMP_WAIT_POLICY=PASSIVE``;
+    OpenVINO has no such setting). Spinning saves a wake-up per operator when the network has the cores to
+    itself, and steals them from every other thread when it does not. A runtime whose package is not installed is
+    a one-line EdgedepthError naming the extra to install.
     """
     path = Path(weights)
     if threads is not None and threads < 1:
@@ -197,7 +202,7 @@ def load_predictor(
     chosen = get_runtime(runtime) if runtime is not None else runtime_of_file(path) or RUNTIMES["torch"]
     if runtime is not None and path.suffix.lower() != chosen.suffix:
         raise EdgedepthError(f"{path}: the {chosen.name} runtime runs {chosen.suffix} files")
-    predictor = opener(chosen).open(path, size, device, interpolation, threads, **chosen.options)
+    predictor = opener(chosen).open(path, size, device, interpolation, threads, share_cores, **chosen.options)
     if keep_aspect:
         predictor.fit = "aspect" if chosen.fmt == "safetensors" else "letterbox"
     return predictor

@@ -54,7 +54,7 @@ class TorchPredictor(Predictor):
 
     @classmethod
     def open(cls, path: Path, size: tuple[int, int] | None, device: str, interpolation: Interpolation,
-             threads: int | None, **options: Any) -> TorchPredictor:
+             threads: int | None, share_cores: bool, **options: Any) -> TorchPredictor:
         """Our weights as :func:`edgedepth.runtime.predictor.load_predictor` opens them, on ``device``."""
         resolved = str(resolve_device(device))
         _set_threads(threads)
@@ -107,7 +107,7 @@ class TorchScriptPredictor(ExportedPredictor):
 
     @classmethod
     def open(cls, path: Path, size: tuple[int, int] | None, device: str, interpolation: Interpolation,
-             threads: int | None, **options: Any) -> TorchScriptPredictor:
+             threads: int | None, share_cores: bool, **options: Any) -> TorchScriptPredictor:
         """The file as :func:`edgedepth.runtime.predictor.load_predictor` opens it, on ``device``."""
         resolved = str(resolve_device(device))
         _set_threads(threads)
