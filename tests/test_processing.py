@@ -135,3 +135,64 @@ def test_final_upsample_by_opencv_is_the_decoders_own(mode: str) -> None:
         assert actual.shape == expected.shape == (2, 1, 2 * height, 2 * width)
         assert (expected == 0).any() and (expected > 0).any()
         assert (actual - expected).abs().max().item() <= 1e-6 * expected.abs().max().item()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One processing for every path (issue 29): NumPy and OpenCV are the definition, the PyTorch and exported paths meet
+
+
+#: Landscape, portrait, odd-sided and tiny images: where resizes differ (borders, odd phases, upscaling).
+SHAPES = [(640, 480), (480, 640), (517, 333), (77, 101)]
+
+
+@pytest.mark.parametrize(("width", "height"), SHAPES)
+@pytest.mark.parametrize("interpolation", ["cubic", "area", "linear"])
+def test_preprocess_is_the_float64_definition(width: int, height: int, interpolation: str) -> None:
+    """Resize then normalise, computed here in float64 from the definition (the image in [0, 1] resized by OpenCV,
+    then ``(x - mean) / std``): the runtime's fast float32 path meets it within float32 rounding, stretched and
+    letterboxed. OpenCV's float32 bicubic keeps its weights in float32, 2.4e-5 of full scale (0.006 grey levels)
+    from its float64 one: 1.1e-4 after dividing by the smallest std; a wrong kernel, order or constant is 1e-2 off."""
+    import cv2
+
+    flags = {"cubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+    image = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    for size, box in (((256, 192), None), ((256, 192), letterbox_box((width, height), (256, 192)))):
+        x, y, box_width, box_height = box or (0, 0, *size)
+        resized = cv2.resize(image.astype(np.float64) / 255.0, (box_width, box_height), interpolation=flags[interpolation])
+        expected = np.zeros((3, size[1], size[0]))
+        expected[:, y : y + box_height, x : x + box_width] = ((resized - mean) / std).transpose(2, 0, 1)
+        actual = preprocess([image], size, mean, std, interpolation, box)[0]  # type: ignore[arg-type]
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1.5e-4)
+
+
+@pytest.mark.parametrize(("width", "height"), SHAPES)
+def test_upsampling_is_the_seeds_bicubic(width: int, height: int) -> None:
+    """The prediction brought to the image's size equals the seed's ``F.interpolate`` (bicubic, half-pixel
+    centres), computed in float64 so that PyTorch's own float32 rounding is not the reference."""
+    from edgedepth.core.processing import upsample_prediction
+
+    low = torch.rand(2, 1, 48, 64, generator=torch.Generator().manual_seed(width), dtype=torch.float64)
+    expected = torch.nn.functional.interpolate(low, size=(height, width), mode="bicubic", align_corners=False)
+    actual = upsample_prediction(low.float().numpy(), (width, height))
+    assert actual.shape == (2, 1, height, width) and actual.dtype == np.float32
+    np.testing.assert_allclose(actual, expected.numpy(), rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("fit", ["stretch", "letterbox"])
+def test_the_pytorch_and_the_exported_path_give_the_same_depth(fit: str, tmp_path, randomize_batchnorm) -> None:  # type: ignore[no-untyped-def]
+    """Our weights run by PyTorch and their FP32 ONNX export run by ONNX Runtime: the same depth at each image's
+    resolution, within 1e-4 of its peak, on landscape, portrait and odd-sized images, stretched or letterboxed."""
+    from edgedepth.export.graph import export_model
+
+    model = randomize_batchnorm(create_model("fastdepth_v3", card={"input_size": (128, 96)}), 5).eval()
+    weights = save_weights(model, tmp_path / "student.safetensors")
+    onnx = export_model(model, tmp_path / "student.onnx", "onnx").path
+    eager, exported = load_predictor(weights), load_predictor(onnx)
+    eager.fit = exported.fit = fit  # type: ignore[assignment]
+    for width, height in SHAPES:
+        image = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        expected, actual = eager(image), exported(image)
+        assert actual.shape == expected.shape == (height, width)
+        assert np.ptp(expected) > 0.05 * np.abs(expected).max()  # a map with structure, not a constant
+        assert np.abs(actual - expected).max() <= 1e-4 * np.abs(expected).max(), (width, height)
