@@ -51,7 +51,8 @@ def cpu_isa(cpuinfo: str) -> tuple[str, ...]:
     return ()
 
 
-def _cpu_name(cpuinfo: str) -> str:
+def cpu_name(cpuinfo: str) -> str:
+    """The CPU's model name from a ``/proc/cpuinfo`` text (x86 ``model name``, ARM ``Model`` or ``CPU part``)."""
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("model name", "Model", "CPU part"):
@@ -91,7 +92,7 @@ def describe_machine() -> Machine:
     cpuinfo = read_cpuinfo()
     versions = package_versions()
     sgemm = sgemm_peak_gflops()
-    return Machine(_cpu_name(cpuinfo), cpu_isa(cpuinfo), sgemm, _load_average(), versions, (sgemm,))
+    return Machine(cpu_name(cpuinfo), cpu_isa(cpuinfo), sgemm, _load_average(), versions, (sgemm,))
 
 
 def _load_average() -> tuple[float, float, float]:
