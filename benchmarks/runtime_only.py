@@ -22,7 +22,9 @@ sizes, exported by the full install as ONNX FP32, ONNX INT8 and OpenVINO INT8 (b
    the default: FPS now and before, stabilised too, and the peak RSS after 50 frames against after the whole clip
    (flat: within 5 %);
 4. ``serve`` with ``fastdepth_v3`` ONNX FP32 under 4 concurrent clients for ``--requests`` requests: requests/s,
-   p50 and p99 latency, the server's peak RSS, now and before.
+   p50 and p99 latency, the server's peak RSS, now and before;
+5. ``--stabilize`` alone: :class:`~edgedepth.robot.stabilize.Stabilizer` on ``fastdepth_v3``'s 256x192 outputs for the
+   clip's frames, in this process on one core, median ms per frame (``--stabilizer-only`` prints just this).
 
 The CPU's name and instruction sets head the output; run it on a quiet machine (the load average is printed).
 """
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edgedepth.bench.machine import cpu_isa, cpu_name, read_cpuinfo
 from edgedepth.data.synthetic import render_scene
@@ -266,6 +269,48 @@ def serve_table(sides: Sides, path: Path, photo: Path, requests: int) -> dict[st
             "before": serve_side(sides.old(*flags), sides.before_env, image, requests)}
 
 
+def stabilizer_ms(clip: Path, frames: int) -> float:
+    """Median wall ms per frame of the Stabilizer alone on fastdepth_v3's 256x192 outputs (random weights, batch
+    norms drawn so the maps have structure) for the clip's frames, after the first, each given the flicker it exists
+    to remove (a global scale off by 5 % and 1 % noise, drawn per frame), so its robust fit does its full work."""
+    from edgedepth.models import create_model
+    from edgedepth.robot.stabilize import Stabilizer
+    from edgedepth.runtime.pytorch import TorchPredictor
+
+    model = create_model("fastdepth_v3").eval()
+    for module in model.modules():
+        if hasattr(module, "running_var"):
+            module.running_var.uniform_(0.5, 2.0)
+    predictor = TorchPredictor(model)
+    capture = cv2.VideoCapture(str(clip))
+    outputs = []
+    while len(outputs) < frames:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        outputs.append(predictor.network_output([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)])[0, 0])
+    generator = np.random.default_rng(0)
+    flickering = [output * np.float32(1 + 0.05 * generator.standard_normal())
+                  + np.float32(0.01 * np.abs(output).mean()) * generator.standard_normal(output.shape).astype(np.float32)
+                  for output in outputs]
+    stabilizer, times = Stabilizer(), []
+    stabilizer(flickering[0])
+    for output in flickering[1:]:
+        start = time.perf_counter()
+        stabilizer(output)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def write_clip(path: Path, frames: int) -> None:
+    """A ``frames``-frame 640x480 MP4 of ten synthetic rooms, each held for a tenth of it."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (640, 480))
+    scenes = [cv2.cvtColor(render_scene(k, (640, 480)).image, cv2.COLOR_RGB2BGR) for k in range(10)]
+    for k in range(frames):
+        writer.write(scenes[k * len(scenes) // frames])
+    writer.release()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", default="b49d515", help="the commit before issue 29 (torch everywhere)")
@@ -274,12 +319,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgedepth-runtime-only")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--stabilizer-only", action="store_true", help="time the Stabilizer alone, nothing else")
     args = parser.parse_args()
     cpuinfo = read_cpuinfo()
     header = (f"CPU: {cpu_name(cpuinfo)}, {os.cpu_count()} CPUs; instruction sets: {', '.join(cpu_isa(cpuinfo))}; "
               f"load average at start {os.getloadavg()[0]:.2f}")
     print(header, file=sys.stderr, flush=True)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.stabilizer_only:
+        write_clip(args.work / "clip.mp4", args.frames)
+        print(f"{header}\n\nStabilizer alone, 256x192: {stabilizer_ms(args.work / 'clip.mp4', args.frames):.3f} ms/frame")
+        return
     sides = Sides(args.work, args.before)
     try:
         print("building the runtime-only environment and the worktree before ...", file=sys.stderr, flush=True)
@@ -288,15 +338,12 @@ def main() -> None:
         photo = args.work / "one.jpg"
         cv2.imwrite(str(photo), cv2.cvtColor(render_scene(7, (640, 480)).image, cv2.COLOR_RGB2BGR))
         clip = args.work / "clip.mp4"
-        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (640, 480))
-        scenes = [cv2.cvtColor(render_scene(k, (640, 480)).image, cv2.COLOR_RGB2BGR) for k in range(10)]
-        for k in range(args.frames):
-            writer.write(scenes[k * len(scenes) // args.frames])
-        writer.release()
+        write_clip(clip, args.frames)
         floor_mib = run_process(["true"]).peak_mib
         predicted = predict_table(sides, files, photo, args.work, args.repeats)
         video = video_table(sides, files, clip, args.frames)
         served = serve_table(sides, files["fastdepth_v3", "onnx"], photo, args.requests)
+        stabilize_alone = stabilizer_ms(clip, args.frames)
     finally:
         sides.remove()
 
@@ -325,8 +372,9 @@ def main() -> None:
     print("| side | requests/s | p50 ms | p99 ms | peak RSS MiB |\n|---|---|---|---|---|")
     for side, s in served.items():
         print(f"| {side} | {s['requests_per_s']:.1f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {s['peak_mib']:.0f} |")
+    print(f"\n`--stabilize` alone (Stabilizer, fastdepth_v3's 256x192 outputs, one core): {stabilize_alone:.3f} ms/frame")
     if args.out:
-        document = {"machine": header, "sizes_mib": sizes, "launcher_floor_mib": floor_mib, "predict": predicted, "video": video, "serve": served,
+        document = {"stabilizer_alone_ms": stabilize_alone, "machine": header, "sizes_mib": sizes, "launcher_floor_mib": floor_mib, "predict": predicted, "video": video, "serve": served,
                     "args": {k: str(v) for k, v in vars(args).items()}}
         args.out.write_text(json.dumps(document, indent=2) + "\n")
 
