@@ -88,6 +88,19 @@ def test_predict_runs_an_onnx_file_without_the_training_stack(student: Path, pho
     assert (out / "room.color.png").is_file() and (out / "room.depth.png").is_file()
 
 
+def test_predict_runs_an_openvino_file_without_the_training_stack(photo: Path, tmp_path: Path) -> None:
+    """The [openvino] extra beside the runtime: an INT8 IR made by NNCF runs with OpenVINO alone."""
+    model = create_model("fastdepth_v3", card={"input_size": SIZE}).eval()
+    xml = tmp_path / "student_int8.xml"
+    export_model(model, xml, "openvino", SIZE, calibration=calibration(model.card), quantizer="nncf",
+                 min_correlation=None)
+    done = run_without_training_stack("predict", str(photo), "--weights", str(xml), "--out", str(tmp_path / "out"),
+                                      "--npy")
+    assert done.returncode == 0, done.stderr
+    expected = load_predictor(xml, keep_aspect=True)(cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB))
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "room.npy"), expected, rtol=0, atol=1e-6)
+
+
 def test_a_folder_a_video_stabilised_and_metric_depth_run_too(student: Path, tmp_path: Path) -> None:
     frames = tmp_path / "in"
     frames.mkdir()
