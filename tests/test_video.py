@@ -120,7 +120,8 @@ def test_an_error_in_a_stage_reaches_the_caller(video: Path, weights: Path) -> N
 def test_a_camera_slot_keeps_only_the_newest_frame() -> None:
     import threading
 
-    from edgedepth.predict.video import _END, _Slot
+    from edgedepth.predict.pipeline import END as _END
+    from edgedepth.predict.pipeline import Slot as _Slot
 
     stop = threading.Event()
     live, file = _Slot(stop, latest=True), _Slot(stop)

@@ -1,16 +1,11 @@
 """The real-time loop: frames from a video file or a camera, depth colour-mapped with an FPS overlay.
 
-A three-stage pipeline, as real-time video systems are built, so each core does one thing:
-
-1. a reader thread decodes a frame and pre-processes it;
-2. an inference thread runs the network (its runtime on the threads it was given, e.g. ``--threads 1``);
-3. the calling thread brings the prediction back to the frame's size, colour-maps it, draws the FPS and
-   writes or shows it (OpenCV's windows belong to the main thread).
-
-Between stages sits a queue of ONE item, so nothing piles up and a frame is never more than a stage
-behind: a video file's reader waits for the network; a camera's newest frame replaces one the network
-has not taken yet (and the driver's own buffer is held to one frame), so a slow model drops frames
-instead of falling behind. OpenCV, NumPy and the runtimes release the GIL while they work.
+The frames go through :func:`edgedepth.predict.pipeline.pipelined`: a reader thread decodes and pre-processes, an
+inference thread runs the network (its runtime on the threads it was given, e.g. ``--threads 1``), and this
+module's loop, in the calling thread, brings the prediction back to the frame's size, colour-maps it, draws the FPS
+and writes or shows it (OpenCV's windows belong to the main thread). A camera's newest frame replaces one the
+network has not taken yet (and the driver's own buffer is held to one frame), so a slow model drops frames instead
+of falling behind.
 
 Threads are sized so that the stages and the network do not fight over the cores (:func:`run`): the network
 runs on every core this process may use, but its idle threads sleep instead of spin-waiting (``share_cores``),
@@ -27,14 +22,11 @@ output, before upsampling it: no extra network run, and its own time is reported
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -42,15 +34,13 @@ import numpy as np
 from edgedepth.core.cores import available_cores
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
-from edgedepth.core.processing import crop_box, upsample_prediction
-from edgedepth.core.sizes import Box
+from edgedepth.core.processing import upsample_prediction
 from edgedepth.core.viz import colorize
+from edgedepth.predict.pipeline import pipelined
 from edgedepth.robot.stabilize import Stabilizer
 from edgedepth.runtime.predictor import Predictor
 
 WINDOW = "edgedepth"
-#: What a stage puts in its queue after its last item.
-_END = object()
 
 
 @dataclass(frozen=True)
@@ -77,74 +67,6 @@ class LoopSummary:
     def overhead(self) -> float:
         """What the loop adds to the network's own time, as a fraction of it (0.15 = 15 %)."""
         return self.seconds / self.model_seconds - 1.0 if self.model_seconds > 0 else 0.0
-
-
-@dataclass
-class _InFlight:
-    """A frame on its way through the pipeline: its size, network input and output, and each stage's time."""
-
-    size: tuple[int, int]
-    batch: np.ndarray
-    input_size: tuple[int, int]
-    box: Box | None
-    read_seconds: float
-    prediction: np.ndarray | None = None
-    model_seconds: float = 0.0
-
-
-class _Slot:
-    """A one-item queue between two stages. ``latest``: a new item replaces one not yet taken (a camera)."""
-
-    def __init__(self, stop: threading.Event, latest: bool = False) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self._stop, self._latest = stop, latest
-
-    def put(self, item: Any) -> None:
-        if self._latest and item is not _END and not isinstance(item, BaseException):
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                pass
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
-
-    def get(self) -> Any:
-        """The next item, or :data:`_END`; an exception raised in the stage that feeds this slot is raised here."""
-        while True:
-            try:
-                item = self._queue.get(timeout=0.05)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return _END
-                continue
-            if isinstance(item, BaseException):
-                raise item
-            return item
-
-    def drain(self) -> None:
-        try:
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
-
-
-def _start_stage(name: str, work: Callable[[], None], outbox: _Slot) -> threading.Thread:
-    """Run ``work`` in a daemon thread; an exception it raises is handed on through ``outbox``."""
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:  # noqa: BLE001  (raised again by the stage that reads outbox)
-            outbox.put(exc)
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
 
 
 def open_capture(source: str | int) -> cv2.VideoCapture:
@@ -183,44 +105,28 @@ def run_loop(
     if show:
         _open_window()
     capture = open_capture(source)
-    stop = threading.Event()
-    frames_slot, predictions_slot = _Slot(stop, latest=isinstance(source, int)), _Slot(stop)
 
-    def read() -> None:
-        while not stop.is_set():
-            start = time.perf_counter()
+    def frames() -> Iterator[tuple[None, np.ndarray]]:
+        while True:
             ok, bgr = capture.read()
             if not ok:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            batch, input_size, box = predictor.prepare([rgb])
-            frames_slot.put(_InFlight((rgb.shape[1], rgb.shape[0]), batch, input_size, box, time.perf_counter() - start))
-        frames_slot.put(_END)
+                return
+            yield None, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
-    def infer() -> None:
-        while (frame := frames_slot.get()) is not _END:
-            start = time.perf_counter()
-            frame.prediction = crop_box(predictor.infer(frame.batch), frame.box, frame.input_size)
-            frame.model_seconds = time.perf_counter() - start
-            predictions_slot.put(frame)
-        predictions_slot.put(_END)
-
-    frames, read_seconds, model_seconds, post_seconds, stabilize_seconds, fps, last = 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    frame_count, read_seconds, model_seconds, post_seconds, stabilize_seconds, fps, last = 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     start = time.perf_counter()
-    threads = [_start_stage("edgedepth-read", read, frames_slot), _start_stage("edgedepth-infer", infer, predictions_slot)]
     try:
         with ExitStack() as stack:
             writer = None
-            while limit is None or frames < limit:
-                frame = predictions_slot.get()
-                if frame is _END:
-                    break
+            stream = stack.enter_context(closing(pipelined(predictor, frames(), latest=isinstance(source, int))))
+            for frame in stream:
                 tick = time.perf_counter()
                 prediction = frame.prediction
+                assert prediction is not None
                 if stabilizer is not None:
                     prediction = stabilizer(prediction[0, 0])[None, None]
                     stabilize_seconds += time.perf_counter() - tick
-                output = colour_depth(prediction, frame.size)
+                output = colour_depth(prediction, (frame.image.shape[1], frame.image.shape[0]))
                 draw_fps(output, fps)
                 if out is not None:
                     if writer is None:
@@ -230,7 +136,7 @@ def run_loop(
                     writer.write(output)
                 if show and _show(output):
                     break
-                frames += 1
+                frame_count += 1
                 done = time.perf_counter()
                 read_seconds += frame.read_seconds
                 model_seconds += frame.model_seconds
@@ -238,19 +144,16 @@ def run_loop(
                 if last:  # the FPS shown is the rate frames come out at, smoothed
                     fps = 1.0 / (done - last) if fps == 0.0 else 0.9 * fps + 0.1 / (done - last)
                 last = done
-            if frames == 0:
+                if limit is not None and frame_count >= limit:
+                    break
+            if frame_count == 0:
                 raise EdgedepthError(f"{source}: no frame could be read")
             seconds = time.perf_counter() - start
     finally:
-        stop.set()
-        for slot in (frames_slot, predictions_slot):
-            slot.drain()
-        for thread in threads:
-            thread.join(timeout=5.0)  # a stage checks ``stop`` at least every 50 ms, or when a camera read returns
         capture.release()
         if show:
             cv2.destroyAllWindows()
-    return LoopSummary(frames, seconds, model_seconds, read_seconds, post_seconds, stabilize_seconds)
+    return LoopSummary(frame_count, seconds, model_seconds, read_seconds, post_seconds, stabilize_seconds)
 
 
 def _open_writer(path: Path, capture: cv2.VideoCapture, shape: tuple[int, ...]) -> cv2.VideoWriter:
