@@ -133,10 +133,17 @@ def _metric_config(args: argparse.Namespace) -> MetricConfig:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from edgedepth.core.imageio import is_bag
     from edgedepth.predict import images as predict
 
     if args.weights is None:
         raise EdgedepthError(predict.MISSING_WEIGHTS_HINT)
+    if args.source is not None and is_bag(args.source):
+        return _predict_bag(args)
+    bag_flags = [flag for flag, value in (("--topic", args.topic), ("--depth-mm", args.depth_mm),
+                                          ("--sync-tolerance", args.sync_tolerance)) if value]
+    if bag_flags:
+        raise EdgedepthError(f"{bag_flags[0]} is for ROS 2 bags: give a .mcap or .db3 file or a bag folder as the input")
     metric = _metric_config(args)
     if args.video is not None or args.camera is not None:
         return _predict_video(args)
@@ -150,6 +157,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         f"({summary.images_per_second:.1f} images/s; model loaded in {summary.load_seconds:.1f} s) "
         f"-> {cfg.out}{skipped}"
     )
+    return 0
+
+
+def _predict_bag(args: argparse.Namespace) -> int:
+    """``predict BAG``: :func:`edgedepth.predict.bags.run` (needs the [ros] extra: rosbags)."""
+    from edgedepth.core.extras import require
+    from edgedepth.robot.geometry import parse_intrinsics
+    from edgedepth.robot.metric_scale import MetricConfig
+
+    require("rosbags", "reading ROS 2 bags")
+    from edgedepth.predict import bags
+
+    if args.video is not None or args.camera is not None:
+        raise EdgedepthError("pass one source: a bag as the input, or --video FILE / --camera N")
+    metric = _from_args(MetricConfig, args,
+                        intrinsics=parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None)
+    cfg = _from_args(bags.BagConfig, args, source=Path(args.source), metric=metric, millimetres=args.depth_mm)
+    summary = bags.run(cfg)
+    written = ", ".join(f"{topic} ({count})" for topic, count in summary.topics.items())
+    unfitted = f"; {summary.without_metric} frame(s) without metric depth (see warnings)" if summary.without_metric else ""
+    print(f"bag: {summary.frames} frame(s) in {summary.seconds:.1f} s, {summary.fps:.1f} FPS (network on "
+          f"{summary.threads} thread(s)); wrote {written}{unfitted} -> {summary.out}")
     return 0
 
 
@@ -194,13 +223,22 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
             shown=f"the model's, e.g. {_shown(DEFAULT_INPUT_SIZE)}")
     _option(p, PredictConfig, "device", "--device", help="cpu or cuda")
     p.add_argument("--npy", dest="save_npy", action="store_true", help="also write the raw float32 prediction as .npy")
+    bags = p.add_argument_group("ROS 2 bags (an .mcap or .db3 file or a bag folder as the input; needs edgedepth[ros])")
+    bags.add_argument("--topic", help="the image topic to read (Image or CompressedImage; default: the bag's only "
+                      "one); depth goes to <its namespace>/depth/...")
+    bags.add_argument("--depth-mm", action="store_true",
+                      help="with --metric: metric depth as 16UC1 millimetres (0 = none) instead of 32FC1 metres (NaN)")
+    bags.add_argument("--sync-tolerance", type=float, metavar="S",
+                      help="with --metric /depth/topic: seconds between an image's stamp and its depth's (default: "
+                      "0.05)")
     p.add_argument("--stabilize", action="store_true",
                    help="videos: align each frame to a running estimate and blend it in, so depth does not flicker")
     metric = p.add_argument_group("metric depth and point clouds")
     metric.add_argument("--metric", metavar="FROM",
                         help="fit each frame's scale and shift to metres from points.json (pixels with known depth), "
                         "a sparse depth map (.npy in m, 16-bit .png in mm, 0 = missing) or ground (the floor under a "
-                        "camera at --camera-height); writes NAME.metric.png (mm), .npy (m) and .json (the fit)")
+                        "camera at --camera-height); writes NAME.metric.png (mm), .npy (m) and .json (the fit); for a "
+                        "bag, also a depth topic of it (/lidar/depth: 32FC1 m or 16UC1 mm), matched by stamp")
     metric.add_argument("--camera-height", type=float, metavar="H", help="--metric ground: metres from floor to camera")
     _option(metric, MetricConfig, "pitch_deg", "--pitch", type=float, metavar="DEG",
             help="--metric ground: degrees the camera looks below the horizontal")

@@ -23,6 +23,8 @@ from edgedepth.core.files import atomic_path
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+#: ROS 2 bags on their own: one MCAP or SQLite file (a rosbag2 folder holds ``metadata.yaml`` and such files).
+BAG_SUFFIXES = frozenset({".mcap", ".db3"})
 
 #: The most pixels (width x height) an image may have: Pillow's own default guard against decompression bombs
 #: (about 89.5 megapixels, e.g. 10,000 x 8,948; 268 MB as 8-bit RGB). Pillow only warns between one and two
@@ -199,3 +201,13 @@ def write_png(path: str | Path, image: np.ndarray) -> None:
         tmp.write_bytes(data)
 
 
+def is_bag(path: str | Path) -> bool:
+    """Whether ``path`` is a ROS 2 bag: an ``.mcap`` or ``.db3`` file, or a folder holding ``metadata.yaml`` or such
+    files (a recording whose metadata was never written). Decided from names alone, before rosbags is imported."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() in BAG_SUFFIXES
+    if not path.is_dir():
+        return False
+    return (path / "metadata.yaml").is_file() or any(
+        child.is_file() and child.suffix.lower() in BAG_SUFFIXES for child in path.iterdir())

@@ -124,8 +124,10 @@ class MetricFit:
                 "meaning": "metric inverse depth (1/m) = scale * prediction + shift"}
 
 
-def check_config(cfg: MetricConfig, live: bool = False) -> None:
-    """Refuse impossible combinations at once, before any model loads, naming the flag that is missing."""
+def check_config(cfg: MetricConfig, live: bool = False, camera_known: bool = False) -> None:
+    """Refuse impossible combinations at once, before any model loads, naming the flag that is missing.
+
+    ``camera_known``: the camera comes from the input itself (a bag's camera info), not only from the flags."""
     if cfg.intrinsics is not None and cfg.fov is not None:
         raise EdgedepthError("give the camera once: --intrinsics fx,fy,cx,cy or --fov DEG, not both")
     if cfg.fov is not None and not 0 < cfg.fov < 180:
@@ -138,14 +140,15 @@ def check_config(cfg: MetricConfig, live: bool = False) -> None:
     if cfg.pointcloud and cfg.metric is None:
         raise EdgedepthError("--pointcloud needs metric depth: add --metric points.json, --metric sparse.npy|.png "
                              "or --metric ground --camera-height H")
-    if cfg.pointcloud and cfg.intrinsics is None and cfg.fov is None:
+    camera = camera_known or cfg.intrinsics is not None or cfg.fov is not None
+    if cfg.pointcloud and not camera:
         raise EdgedepthError("--pointcloud needs the camera: add --intrinsics fx,fy,cx,cy or --fov DEG")
     if cfg.metric == "ground":
         if cfg.camera_height is None:
             raise EdgedepthError("--metric ground needs --camera-height H (metres from the floor to the camera)")
         if not cfg.camera_height > 0:
             raise EdgedepthError(f"--camera-height {cfg.camera_height:g}: give a positive number of metres")
-        if cfg.intrinsics is None and cfg.fov is None:
+        if not camera:
             raise EdgedepthError("--metric ground needs the camera: add --intrinsics fx,fy,cx,cy or --fov DEG")
         if not -90 < cfg.pitch_deg < 90:
             raise EdgedepthError(f"--pitch {cfg.pitch_deg:g}: give degrees below the horizontal, between -90 and 90")
