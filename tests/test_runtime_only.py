@@ -212,6 +212,38 @@ def test_bench_files_names_a_missing_file(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "gone.onnx" in done.stderr, done.stderr
 
 
+def _image_bag(path: Path, count: int) -> Path:
+    from edgedepth.robot import rosmsgs
+    from edgedepth.robot.bags import BagWriter
+
+    writer = BagWriter(path)
+    for k in range(count):
+        image = render_scene(k, (160, 120)).image
+        message = rosmsgs.TYPESTORE.types[rosmsgs.IMAGE](
+            header=rosmsgs.header(10**9 + k * 10**8, "cam"), height=120, width=160, encoding="rgb8", is_bigendian=0,
+            step=480, data=image.reshape(-1))
+        writer.write("/camera/image_raw", rosmsgs.IMAGE, 10**9 + k * 10**8, message)
+    writer.close()
+    return path
+
+
+def test_a_ros_bag_predicts_without_the_training_stack(student: Path, tmp_path: Path) -> None:
+    bag = _image_bag(tmp_path / "run.mcap", 3)
+    done = run_without_training_stack("predict", str(bag), "--weights", str(student), "--out", str(tmp_path / "d.mcap"))
+    assert done.returncode == 0, done.stderr
+    assert "bag: 3 frame(s)" in done.stdout and "/camera/depth/relative_inverse (3)" in done.stdout
+
+
+def test_a_ros_bag_without_rosbags_names_the_extra(student: Path, tmp_path: Path) -> None:
+    bag = _image_bag(tmp_path / "run.mcap", 1)
+    code = ("import sys\nsys.modules['rosbags'] = None\nfrom edgedepth.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    done = subprocess.run([sys.executable, "-c", code, "predict", str(bag), "--weights", str(student)],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "reading ROS 2 bags needs rosbags, which is not installed: pip install 'edgedepth[ros]'" in done.stderr
+
+
 def test_models_lists_the_catalogue_without_the_training_stack() -> None:
     done = run_without_training_stack("models", "zipdepth_*")
     assert done.returncode == 0, done.stderr

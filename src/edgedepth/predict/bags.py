@@ -150,7 +150,7 @@ def run(cfg: BagConfig) -> BagSummary:
             stream = pipelined(predictor, _frames(reader, topics, cfg))
             with closing(stream):
                 last_stamp = None
-                for frame in tqdm(stream, desc=cfg.source.name, unit="frame", total=total):
+                for frame in tqdm(stream, desc=cfg.source.name, unit="frame", total=total, disable=None):
                     tag = frame.tag
                     assert frame.prediction is not None
                     low = frame.prediction[0, 0]
@@ -192,8 +192,13 @@ def _finish(writer: BagWriter, frames: int) -> None:
 
 def _choose_topics(reader: BagReader, cfg: BagConfig) -> _Topics:
     """The image topic (``--topic``, or the bag's only one), its camera info and the ``--metric`` depth topic."""
-    images = {t: info for t, info in reader.topics.items()
-              if info[0] in rosmsgs.IMAGE_TYPES and t != cfg.metric_topic}
+    depth = cfg.metric_topic
+    if depth is not None and reader.topics.get(depth, ("", 0))[0] != rosmsgs.IMAGE:
+        found = reader.topics.get(depth)
+        what = f"it carries {found[0]}" if found else "the bag has no such topic"
+        raise EdgedepthError(f"--metric {depth}: a depth topic is a sensor_msgs/msg/Image (32FC1 m or 16UC1 mm); "
+                             f"{what}")
+    images = {t: info for t, info in reader.topics.items() if info[0] in rosmsgs.IMAGE_TYPES and t != depth}
     listing = ", ".join(f"{t} ({info[0].rsplit('/', 1)[-1]}, {info[1]})" for t, info in sorted(images.items()))
     damage = f" (it ends early: {reader.damage})" if reader.damage else ""
     if cfg.topic is None:
@@ -212,12 +217,6 @@ def _choose_topics(reader: BagReader, cfg: BagConfig) -> _Topics:
     namespace = rosmsgs.image_namespace(topic)
     info = f"{namespace}/camera_info"
     camera_info = info if reader.topics.get(info, ("", 0))[0] == rosmsgs.CAMERA_INFO else None
-    depth = cfg.metric_topic
-    if depth is not None and reader.topics.get(depth, ("", 0))[0] != rosmsgs.IMAGE:
-        found = reader.topics.get(depth)
-        what = f"it carries {found[0]}" if found else "the bag has no such topic"
-        raise EdgedepthError(f"--metric {depth}: a depth topic is a sensor_msgs/msg/Image (32FC1 m or 16UC1 mm); "
-                             f"{what}")
     return _Topics(topic, camera_info, depth, namespace)
 
 
