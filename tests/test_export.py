@@ -394,9 +394,10 @@ def test_export_raises_no_warning(tmp_path: Path, students: dict[str, nn.Module]
 
 
 @pytest.mark.parametrize("quantizer", ["onnxruntime", "nncf"])
-def test_int8_weights_use_seven_bits(tmp_path: Path, quantizer: str) -> None:
+def test_int8_weights_use_seven_bits(tmp_path: Path, quantizer: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Weights span half the INT8 range in every layer, or CPUs without VNNI saturate (runtime/quantize.py): on an
-    AVX2 EPYC, full-range weights took fastdepth_v3's INT8 correlation with FP32 down to 0.84 (NNCF) and 0.99."""
+    AVX2 EPYC, full-range weights took fastdepth_v3's INT8 correlation with FP32 down to 0.84 (NNCF) and 0.99.
+    Quantising prints nothing on stdout (NNCF's progress bars go to stderr), which holds only a command's results."""
     from onnx import numpy_helper
 
     from edgedepth.export.graph import _export_onnx
@@ -407,6 +408,7 @@ def test_int8_weights_use_seven_bits(tmp_path: Path, quantizer: str) -> None:
     _export_onnx(network, tmp_path / "fp32.onnx", (16, 16))
     batches = [np.random.default_rng(k).standard_normal((1, 3, 16, 16), dtype=np.float32) for k in range(2)]
     quantize(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "onnx", quantizer, batches)
+    assert capsys.readouterr().out == ""
     graph = onnx.load(str(tmp_path / "int8.onnx")).graph
     initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
     weights = [initializers[node.input[0]] for node in graph.node

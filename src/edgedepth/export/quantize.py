@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,14 +87,14 @@ def quantize(
         import nncf
         import onnx
 
-        with _no_cuda_probe_message():
+        with _no_cuda_probe_message(), _progress_on_stderr():
             quantized = nncf.quantize(onnx.load(str(fp32)), nncf.Dataset([{input_name: b} for b in batches]),
                                       subset_size=len(batches), advanced_parameters=_nncf_seven_bit_weights())
         onnx.save(quantized, str(out))
     else:
         import nncf
 
-        with _no_cuda_probe_message():
+        with _no_cuda_probe_message(), _progress_on_stderr():
             quantized = nncf.quantize(_openvino_model(fp32, batches), nncf.Dataset(list(batches)),
                                       subset_size=len(batches), advanced_parameters=_nncf_seven_bit_weights())
         _save_openvino(quantized, out)
@@ -137,6 +138,14 @@ def _no_cuda_probe_message() -> contextlib.AbstractContextManager[None]:
     message (a ``logging`` record of PyTorch's, not a Python warning) is noise; only that record is dropped.
     """
     return _dropped_records("torch.utils.cpp_extension", "No CUDA runtime is found")
+
+
+def _progress_on_stderr() -> contextlib.AbstractContextManager[object]:
+    """Send NNCF's progress bars to stderr, with every other progress bar, so stdout holds only a command's results.
+
+    NNCF draws them with a rich Console made without a file, which writes to whatever ``sys.stdout`` is then.
+    """
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _no_per_channel_axis_messages() -> contextlib.AbstractContextManager[None]:
