@@ -202,6 +202,48 @@ def _predict_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_weights(p: argparse.ArgumentParser, *, required: bool, runtime: bool = False, many: bool = False,
+                 what: str = "student weights (.safetensors) or an export (.onnx, .xml, .pt)", each: str = "") -> None:
+    """``--weights FILE`` or ``--model NAME`` (released weights by name, from the cache), and with ``runtime``
+    ``--runtime`` for a named model; :func:`_resolve_named_weights` turns a name into the file."""
+    from edgedepth.pretrained.releases import RELEASES
+    from edgedepth.runtime.runtimes import RUNTIMES
+
+    nargs = "+" if many else None
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("--weights", type=Path, nargs=nargs, metavar="FILE", help=what + (f", {each}" if each else ""))
+    group.add_argument("--model", nargs=nargs, metavar="NAME", choices=list(RELEASES),
+                       help=f"released weights by name ({', '.join(RELEASES)}): downloaded, verified and converted "
+                       "once into the cache ($EDGEDEPTH_CACHE, else ~/.cache/edgedepth)" + (f", {each}" if each else ""))
+    if runtime:
+        p.add_argument("--runtime", choices=list(RUNTIMES),
+                       help="with --model: the runtime to run it on (default: torch); its export is built once into "
+                       "the cache (INT8 calibrated on scenes the package renders, or --calib)")
+        p.add_argument("--calib", type=Path, metavar="SOURCE", help="with --model and an INT8 --runtime: calibration "
+                       "images (a folder, a list file or shards) instead of the package's rendered scenes")
+    p.set_defaults(named_weights="with-runtime" if runtime else "file")
+
+
+def _resolve_named_weights(args: argparse.Namespace) -> None:
+    """``--model NAME [--runtime R]`` becomes ``--weights`` the cached file (built first if missing); an export's
+    ``--size`` is the size it is built at, so the file is then run at its own."""
+    from edgedepth.pretrained.resolve import model_file
+
+    with_runtime = args.named_weights == "with-runtime"
+    runtime, calib = (args.runtime, args.calib) if with_runtime else (None, None)
+    if args.model is None:
+        if runtime is not None or calib is not None:
+            raise EdgedepthError(f"{'--runtime' if runtime is not None else '--calib'} goes with --model NAME; a "
+                                 "--weights file runs on the runtime its suffix names")
+        return
+    names = args.model if isinstance(args.model, list) else [args.model]
+    size = getattr(args, "size", None)
+    files = [model_file(name, runtime, size, calib) for name in names]
+    args.weights = files if isinstance(args.model, list) else files[0]
+    if runtime is not None and runtime != "torch" and size is not None:
+        args.size = None
+
+
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     from edgedepth.core.sizes import DEFAULT_INPUT_SIZE
     from edgedepth.predict.images import PredictConfig
@@ -216,7 +258,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="with --video/--camera: stop after N frames")
     p.add_argument("--threads", type=int, help="threads for the network, any runtime (default: every core this "
                    "process may use; in the video loop its idle threads sleep, so the loop's stages get the cores)")
-    p.add_argument("--weights", type=Path, help="student weights (.safetensors) or an export (.onnx, .xml, .pt)")
+    _add_weights(p, required=False, runtime=True)
     _option(p, PredictConfig, "out", "--out", type=Path,
             help="output folder; with --video/--camera, the .mp4 file to write (there: none unless given)")
     _option(p, PredictConfig, "size", "--size", type=_size, help="network input WIDTHxHEIGHT",
@@ -360,8 +402,7 @@ def _add_eval_nyu(benchmarks: argparse._SubParsersAction) -> None:
     p = benchmarks.add_parser("nyu", help=EVAL_BENCHMARKS["nyu"])
     p.add_argument("--data", type=Path, help="nyu_depth_v2_labeled.mat (MATLAB v7.3)")
     p.add_argument("--splits", type=Path, help="splits.mat with trainNdxs / testNdxs")
-    p.add_argument("--weights", type=Path, nargs="+", metavar="W",
-                   help="student weights (.safetensors) or an export (.onnx, .xml, .pt)")
+    _add_weights(p, required=False, runtime=True, many=True)
     p.add_argument("--teacher", metavar="SPEC", nargs="+", help="a teacher instead: hf:, midas:, onnx: or an alias")
     p.add_argument("--baseline", choices=["ramp", "constant"],
                    help="a model-free baseline: ramp = inverse depth rising towards the bottom row (the positional "
@@ -396,8 +437,7 @@ def _add_eval_zeroshot(benchmarks: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", metavar="LIST", help="comma-separated sets (default: nyu,kitti,eth3d,scannet,diode)")
     p.add_argument("--split-file", action="append", metavar="NAME=PATH",
                    help="one set's sample list in Marigold's format, instead of the shipped one (repeatable)")
-    p.add_argument("--weights", type=Path, nargs="+", metavar="W",
-                   help="student weights (.safetensors) or exports (.onnx, .xml, .pt), one row each")
+    _add_weights(p, required=False, runtime=True, many=True, each="one row each")
     p.add_argument("--teacher", metavar="SPEC", nargs="+", help="teachers: hf:, midas:, onnx: or an alias, one row each")
     p.add_argument("--baseline", choices=["ramp"],
                    help="the model-free baseline: inverse depth rising towards the bottom row")
@@ -558,7 +598,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     from edgedepth.runtime.runtimes import EXPORT_FORMATS, SUFFIXES
 
     p = sub.add_parser("export", help=COMMAND_HELP["export"])
-    p.add_argument("--weights", type=Path, required=True, help="student weights (.safetensors)")
+    _add_weights(p, required=True, what="student weights (.safetensors)")
     p.add_argument("--format", dest="fmt", required=True, help=", ".join(
         f"{fmt} ({SUFFIXES[fmt]}{' + .bin' if fmt == 'openvino' else ''})" for fmt in EXPORT_FORMATS))
     p.add_argument("--out", type=Path, required=True, help="output file, with the format's suffix")
@@ -735,7 +775,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help=COMMAND_HELP["serve"])
-    p.add_argument("--weights", type=Path, required=True, help="a .safetensors, .onnx, OpenVINO .xml or TorchScript .pt")
+    _add_weights(p, required=True, runtime=True)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
     p.add_argument("--size", type=_size, help="network input WIDTHxHEIGHT (default: the model's)")
@@ -807,6 +847,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(command).parse_args(argv)
     configure_logging(-1 if args.quiet_logs else args.verbose)
     try:
+        if getattr(args, "named_weights", False):
+            _resolve_named_weights(args)
         return int(args.func(args) or 0)
     except EdgedepthError as exc:
         if os.environ.get("EDGEDEPTH_DEBUG"):  # with its cause: the library's exception it was raised from

@@ -81,11 +81,13 @@ def export_model(
     min_correlation: float | None = INT8_MIN_CORRELATION,
     quantizer: QuantizerChoice = "auto",
     fp32_tolerance: float | None = FP32_TOLERANCE,
+    calibration_set: str = "",
 ) -> ExportResult:
     """Export ``model`` (a student with a card) to ``out``; with ``calibration`` batches, as INT8.
 
     ``calibration`` holds normalised ``1 x 3 x H x W`` float32 arrays at ``size`` (see
-    :func:`edgedepth.export.quantize.calibration_batches`). TorchScript has no INT8 path here.
+    :func:`edgedepth.export.quantize.calibration_batches`), ``calibration_set`` names them in the file's metadata.
+    TorchScript has no INT8 path here.
     ``min_correlation`` is the INT8 check's bar and ``fp32_tolerance`` the FP32 one (relative to the output's peak);
     ``None`` skips either: the benchmark times random networks, whose outputs can be near zero (Depth Anything's
     initialisation gives a peak of 1e-3, where float32 rounding alone is a few 1e-3 of it).
@@ -112,6 +114,7 @@ def export_model(
         precision="int8" if int8 else "fp32",
         quantizer=None,
         calibration_images=len(calibration) if calibration is not None else 0,
+        calibration_set=calibration_set if calibration is not None else "",
         source=source,
     )
     model = prepare_for_inference(model.cpu(), copy=True)  # fused (ZipDepth), the caller's model left as it was

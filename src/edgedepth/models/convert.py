@@ -240,11 +240,13 @@ def convert_state_dict(checkpoint: Mapping[str, Any], model: str | None = None) 
     return _convert(checkpoint, "state dict", model)[0]
 
 
-def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | None = None) -> ModelCard:
+def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | None = None,
+                       provenance: Mapping[str, Any] | None = None) -> ModelCard:
     """Convert a ``.pth``/``.pt`` file to our ``.safetensors`` weights (written atomically).
 
     Accepted: the seed's or FastDepth's state dict or training checkpoint, a ``checkpoint.pt`` of
     ``edgedepth train``, and a plain ``state_dict()`` of one of our students when ``model`` names it.
+    ``provenance`` adds to what the file records of its source (a release's URL, hash and licence).
     """
     in_path, out_path = Path(in_path), Path(out_path)
     if out_path.suffix.lower() != ".safetensors":
@@ -252,17 +254,18 @@ def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | N
     if out_path.is_dir():
         raise EdgedepthError(f"{out_path}: a folder, not a file; choose another output file name")
     check_output_folder(out_path.parent)
+    extra = dict(provenance or {})
     if in_path.is_dir():
         converted = convert_transformers_folder(in_path, model)
-        save_weights(converted, out_path, source=in_path.name, converted_from=TRANSFORMERS_FOLDER)
+        save_weights(converted, out_path, source=in_path.name, converted_from=TRANSFORMERS_FOLDER, **extra)
         return converted.card
     checkpoint = load_checkpoint(in_path)
     converted, source = _convert(checkpoint, str(in_path), model)
-    provenance: dict[str, Any] = {"source": in_path.name, "converted_from": source}
+    recorded: dict[str, Any] = {"source": in_path.name, "converted_from": source}
     training = training_checkpoint(checkpoint)
     if training is not None:
-        provenance.update(_training_provenance(checkpoint, training[1]))
-    save_weights(converted, out_path, **provenance)
+        recorded.update(_training_provenance(checkpoint, training[1]))
+    save_weights(converted, out_path, **recorded, **extra)
     return converted.card
 
 

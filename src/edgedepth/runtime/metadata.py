@@ -29,7 +29,8 @@ class ExportInfo:
     """How an exported file was made.
 
     ``precision`` is ``fp32`` or ``int8``; ``quantizer`` names the INT8 tool (``onnxruntime`` or ``nncf``,
-    ``None`` for FP32) and ``calibration_images`` how many images fixed its activation ranges. When the tool
+    ``None`` for FP32), ``calibration_images`` how many images fixed its activation ranges and ``calibration_set``
+    which they were (the ``--calib`` source's name, or the package's rendered scenes). When the tool
     was chosen by speed, ``quantizer_latency_ms`` holds each candidate's measured median latency.
     ``final_upsample`` (``bilinear`` or ``nearest``; ``None``: the graph is the whole network) says that the graph
     ends before a FastDepth's last x2 upsampling and ReLU, which the Predictor then applies
@@ -42,6 +43,7 @@ class ExportInfo:
     precision: str = "fp32"
     quantizer: str | None = None
     calibration_images: int = 0
+    calibration_set: str = ""
     source: str = ""
     quantizer_latency_ms: dict[str, float] = field(default_factory=dict)
     final_upsample: Upsample | None = None
@@ -55,6 +57,7 @@ class ExportInfo:
             precision=str(data["precision"]),
             quantizer=None if data.get("quantizer") is None else str(data["quantizer"]),
             calibration_images=int(data.get("calibration_images", 0)),
+            calibration_set=str(data.get("calibration_set", "")),
             source=str(data.get("source", "")),
             quantizer_latency_ms={str(k): float(v) for k, v in dict(data.get("quantizer_latency_ms", {})).items()},
             final_upsample=_final_upsample_mode(data.get("final_upsample")),
