@@ -167,7 +167,7 @@ def test_real_nyu_frame(tmp_path: Path, weights: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["predict", "missing.png"], "--weights is required"),
+        (["predict", "missing.png"], "predict needs a network: --model NAME"),
         (["predict", "{missing}", "--weights", "{weights}"], "no such file or folder"),
         (["predict", "{truncated}", "--weights", "{weights}"], "unreadable image"),
         (["predict", "{image}", "--weights", "{garbage}"], "not a readable .safetensors"),

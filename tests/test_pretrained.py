@@ -3,11 +3,14 @@ converted, cached, and run again offline; every way a download goes wrong is one
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import json
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,9 +21,10 @@ import pytest
 import torch
 
 from edgedepth.cli import main
+from edgedepth.core import releases
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.models.weights import load_model, read_metadata
-from edgedepth.pretrained import download, releases, store
+from edgedepth.pretrained import download, store
 from edgedepth.pretrained.build import CALIBRATION_SET
 from edgedepth.runtime.predictor import load_predictor
 from tests.foreign import weights_for
@@ -40,8 +44,9 @@ class FileServer:
     url: str = ""
 
 
-@pytest.fixture
-def server() -> Iterator[FileServer]:
+@contextmanager
+def file_server() -> Iterator[FileServer]:
+    """A local HTTP server of :class:`FileServer`'s files, honouring ranges (or not) and cutting once where told."""
     state = FileServer()
 
     class Handler(BaseHTTPRequestHandler):
@@ -80,6 +85,12 @@ def server() -> Iterator[FileServer]:
 
 
 @pytest.fixture
+def server() -> Iterator[FileServer]:
+    with file_server() as state:
+        yield state
+
+
+@pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FileServer) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("EDGEDEPTH_CACHE", str(folder))
@@ -91,13 +102,27 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def zipdepth_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+@functools.cache
+def zipdepth_bytes() -> bytes:
     """A checkpoint in ZipDepth's own layout and wrapping, as its repository publishes them."""
-    path = tmp_path_factory.mktemp("zipdepth") / "zipdepth_base.pth"
+    buffer = io.BytesIO()
     state = weights_for("zipdepth_base")
-    torch.save({"epoch": 5, "model_state_dict": {f"module._orig_mod.{k}": v for k, v in state.items()}}, path)
-    return path.read_bytes()
+    torch.save({"epoch": 5, "model_state_dict": {f"module._orig_mod.{k}": v for k, v in state.items()}}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def zipdepth_checkpoint() -> bytes:
+    return zipdepth_bytes()
+
+
+@contextmanager
+def serve_release(name: str) -> Iterator[tuple[str, bytes]]:
+    """Serve a ZipDepth checkpoint as release ``name``'s file: yields the mirror's URL and the bytes."""
+    data = zipdepth_bytes()
+    with file_server() as state:
+        state.files[download.urlsplit(releases.RELEASES[name].url).path] = data
+        yield state.url, data
 
 
 def publish(monkeypatch: pytest.MonkeyPatch, server: FileServer, name: str, data: bytes, pinned: bool = True) -> None:

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from edgedepth import __version__
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.extras import EXTRA_OF, missing
 from edgedepth.core.logs import configure_logging
+from edgedepth.core.version import __version__
 
 if TYPE_CHECKING:
     from edgedepth.robot.metric_scale import MetricConfig
@@ -206,7 +206,7 @@ def _add_weights(p: argparse.ArgumentParser, *, required: bool, runtime: bool = 
                  what: str = "student weights (.safetensors) or an export (.onnx, .xml, .pt)", each: str = "") -> None:
     """``--weights FILE`` or ``--model NAME`` (released weights by name, from the cache), and with ``runtime``
     ``--runtime`` for a named model; :func:`_resolve_named_weights` turns a name into the file."""
-    from edgedepth.pretrained.releases import RELEASES
+    from edgedepth.core.releases import RELEASES
     from edgedepth.runtime.runtimes import RUNTIMES
 
     nargs = "+" if many else None

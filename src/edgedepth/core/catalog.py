@@ -63,8 +63,9 @@ def format_catalog(entries: list[CatalogEntry]) -> str:
                      f"{format_size(e.input_size)} | {e.licence or '—'} | {e.weights} |")
     lines += ["", (f"Also {ENCODER_FAMILY}: the FastDepth decoder on any timm or torchvision encoder "
                    "(e.g. fastdepth_mobilenetv4_conv_small), trained with edgedepth train. Params as the weights hold them; "
-                   "GMACs of the network as it runs (fused), batch 1, at the default input. Convert downloaded "
-                   "weights with: edgedepth convert FILE OUT.safetensors")]
+                   "GMACs of the network as it runs (fused), batch 1, at the default input. Released weights run by "
+                   "name (--model NAME, or edgedepth.load(NAME)); other checkpoints: edgedepth convert FILE "
+                   "OUT.safetensors")]
     return "\n".join(lines) + "\n"
 
 

@@ -23,11 +23,11 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from edgedepth import __version__
 from edgedepth.core.depth import UnscorableImage
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import check_input_file, check_output_folder
 from edgedepth.core.sizes import SIZE_MULTIPLE, format_size, parse_size
+from edgedepth.core.version import __version__
 from edgedepth.data.nyu import NYU_CROPS, NyuLabeled, read_splits
 from edgedepth.eval import report
 from edgedepth.eval.config import PROTOCOLS, EvalConfig, EvalProtocol

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgedepth import __version__
 from edgedepth.core.depth import UnscorableImage
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import check_output_folder, write_npy
+from edgedepth.core.version import __version__
 from edgedepth.data.marigold import (
     EVAL_SETS,
     EvalArchive,

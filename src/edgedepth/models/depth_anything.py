@@ -30,6 +30,7 @@ from torch import nn
 from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
+from edgedepth.core.releases import released_weights
 from edgedepth.models.registry import DepthNetwork, ModelInfo, register_model
 
 if TYPE_CHECKING:
@@ -142,8 +143,8 @@ class DepthAnythingV2(DepthNetwork):
 def _create(variant: str, pretrained: bool) -> DepthAnythingV2:
     if pretrained:
         raise EdgedepthError(
-            f"depth_anything_v2_{variant}: edgedepth downloads no weights; convert the released ones with "
-            f"`edgedepth convert depth_anything_v2_vit{variant[0]}.pth OUT.safetensors` (or a transformers folder)"
+            f"depth_anything_v2_{variant}: pretrained=True builds only the network; load the released weights with "
+            f"edgedepth.load('depth_anything_v2_{variant}') or --model depth_anything_v2_{variant}"
         )
     card = ModelCard(
         name=f"depth_anything_v2_{variant}", input_size=DEPTH_ANYTHING_INPUT_SIZE, mean=IMAGENET_MEAN,
@@ -157,8 +158,8 @@ _SUMMARY = "DINOv2 ViT encoder, DPT head (transformers)"
 
 @register_model(info=ModelInfo(
     family="depth_anything", licence="Apache-2.0", summary=_SUMMARY,
-    weights="https://huggingface.co/depth-anything/Depth-Anything-V2-Small/resolve/main/depth_anything_v2_vits.pth "
-    "(or the transformers folder depth-anything/Depth-Anything-V2-Small-hf)",
+    weights=released_weights("depth_anything_v2_small")
+    + " (or convert the transformers folder depth-anything/Depth-Anything-V2-Small-hf)",
 ))
 def depth_anything_v2_small(pretrained: bool = False) -> DepthAnythingV2:
     """Depth Anything V2 Small (ViT-S/14), 24.8 M parameters."""
@@ -167,8 +168,8 @@ def depth_anything_v2_small(pretrained: bool = False) -> DepthAnythingV2:
 
 @register_model(info=ModelInfo(
     family="depth_anything", licence="CC-BY-NC-4.0", summary=_SUMMARY,
-    weights="https://huggingface.co/depth-anything/Depth-Anything-V2-Base/resolve/main/depth_anything_v2_vitb.pth "
-    "(or the transformers folder depth-anything/Depth-Anything-V2-Base-hf)",
+    weights=released_weights("depth_anything_v2_base")
+    + " (or convert the transformers folder depth-anything/Depth-Anything-V2-Base-hf)",
 ))
 def depth_anything_v2_base(pretrained: bool = False) -> DepthAnythingV2:
     """Depth Anything V2 Base (ViT-B/14), 97.5 M parameters (non-commercial weights)."""

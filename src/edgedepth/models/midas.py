@@ -17,6 +17,7 @@ from torch import nn
 
 from edgedepth.core.card import ModelCard
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
+from edgedepth.core.releases import RELEASES, released_weights
 from edgedepth.models.registry import DepthNetwork, ModelInfo, register_model
 
 #: timm's EfficientNet-Lite3, and the feature indices MiDaS taps (1/4, 1/8, 1/16, 1/32).
@@ -111,11 +112,11 @@ class MidasSmall(DepthNetwork):
 
 
 #: Where MiDaS publishes the trained weights of v2.1 small.
-MIDAS_SMALL_URL = "https://github.com/isl-org/MiDaS/releases/download/v2_1/midas_v21_small_256.pt"
+MIDAS_SMALL_URL = RELEASES["midas_v21_small"].url
 
 
 @register_model(info=ModelInfo(
-    family="midas", licence="MIT", weights=MIDAS_SMALL_URL,
+    family="midas", licence="MIT", weights=released_weights("midas_v21_small"),
     summary="MiDaS v2.1 small: EfficientNet-Lite3 encoder, RefineNet-style decoder",
 ))
 def midas_v21_small(pretrained: bool = False) -> MidasSmall:

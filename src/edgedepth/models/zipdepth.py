@@ -28,6 +28,7 @@ from torch import nn
 from edgedepth.core.card import ModelCard
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import IMAGENET_MEAN, IMAGENET_STD
+from edgedepth.core.releases import RELEASES, released_weights
 from edgedepth.models.fusion import batchnorm_affine, fold_parallel_branches, fold_sequential_batchnorms, scaled_conv
 from edgedepth.models.registry import DepthNetwork, ModelInfo, register_model
 
@@ -462,8 +463,9 @@ def _init_weights(module: nn.Module) -> None:
 def _create(variant: str, pretrained: bool, global_mode: GlobalMode, upsample: UpsampleHead) -> ZipDepth:
     if pretrained:
         raise EdgedepthError(
-            f"zipdepth_{variant} has no weights edgedepth can download; convert ZipDepth's checkpoint with "
-            f"`edgedepth convert zipdepth_{variant}.pth OUT.safetensors` or build it with pretrained=False"
+            f"zipdepth_{variant}: pretrained=True builds only the network; "
+            + (f"load the released weights with edgedepth.load('zipdepth_{variant}') or --model zipdepth_{variant}"
+               if f"zipdepth_{variant}" in RELEASES else "ZipDepth released no weights for it; train your own")
         )
     model_args: dict[str, object] = {}
     if global_mode != "balanced":
@@ -477,8 +479,7 @@ def _create(variant: str, pretrained: bool, global_mode: GlobalMode, upsample: U
     return ZipDepth(VARIANTS[variant], card, global_mode, upsample)
 
 
-_RELEASED = "https://github.com/fabiotosi92/ZipDepth/raw/main/checkpoints/zipdepth_base.pth (convex head), " \
-    "zipdepth_base_npu.pth (upsample=blend)"
+_RELEASED = released_weights("zipdepth_base", "zipdepth_base_npu") + " (the NPU head: upsample=blend)"
 _UNRELEASED = "none released (github.com/fabiotosi92/ZipDepth ships base only); train your own"
 
 

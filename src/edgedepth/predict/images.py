@@ -42,8 +42,8 @@ from edgedepth.runtime.predictor import Predictor, load_predictor
 logger = logging.getLogger(__name__)
 
 MISSING_WEIGHTS_HINT = (
-    "--weights is required: no trained edgedepth weights can be downloaded yet; train your own with "
-    "`edgedepth train`, or convert the seed's or FastDepth's checkpoint with `edgedepth convert IN.pth OUT.safetensors`"
+    "predict needs a network: --model NAME for released weights (e.g. --model zipdepth_base, downloaded once), or "
+    "--weights FILE for your own (edgedepth train, or a checkpoint converted with edgedepth convert)"
 )
 
 

@@ -15,13 +15,13 @@ import numpy as np
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import preprocess
+from edgedepth.core.releases import Release
 from edgedepth.data.synthetic import render_scene, scene_seed
 from edgedepth.export.graph import export_model
 from edgedepth.export.quantize import calibration_batches
 from edgedepth.models.convert import convert_checkpoint
 from edgedepth.models.weights import load_model, read_metadata
 from edgedepth.pretrained import store
-from edgedepth.pretrained.releases import Release
 from edgedepth.runtime.runtimes import ExportFormat, Runtime
 
 #: The default calibration set: rendered indoor scenes, the same on every machine.

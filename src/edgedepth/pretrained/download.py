@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from edgedepth.core.errors import EdgedepthError
-from edgedepth.pretrained.releases import HashAlgorithm
+from edgedepth.core.releases import HashAlgorithm
 
 MIRROR_ENV = "EDGEDEPTH_MIRROR"
 #: Seconds a connection may stay silent before the download counts as failed (it resumes on the next call).

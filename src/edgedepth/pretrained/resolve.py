@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgedepth.core.extras import require
+from edgedepth.core.releases import find_release
 from edgedepth.pretrained import store
-from edgedepth.pretrained.releases import find_release
 from edgedepth.runtime.runtimes import get_runtime
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from edgedepth.core.catalog import catalog
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
+from edgedepth.core.releases import Release
 from edgedepth.core.sizes import format_size
 from edgedepth.pretrained.download import download, file_digest
-from edgedepth.pretrained.releases import Release
 from edgedepth.runtime.runtimes import Runtime
 
 CACHE_ENV = "EDGEDEPTH_CACHE"

@@ -90,3 +90,8 @@ def find_release(name: str) -> Release:
         raise EdgedepthError(f"--model {name}: no released weights by that name; edgedepth downloads "
                              f"{', '.join(RELEASES)} (other networks: --weights FILE)")
     return RELEASES[name]
+
+
+def released_weights(*names: str) -> str:
+    """Where the catalogue says the weights of a network come from: ``--model NAME`` and the URL, for each name."""
+    return "; ".join(f"--model {name} downloads {RELEASES[name].url}" for name in names)
