@@ -4,7 +4,7 @@
 
 Kernel names say which instructions run: ``brgconv_avx512_1x1_I8`` is AVX-512 (VNNI) INT8, an AMX CPU shows
 ``brgconv_avx512_amx_*``; ``_bf16`` kernels are the bf16 precision OpenVINO picks by default on AVX-512 BF16 CPUs.
-Random weights: the kernels do not depend on them, and times are one run's, for shares, not for the README.
+Random weights: the kernels do not depend on them, and times are one run's, for shares, not for benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from edgedepth.label.recipe import SEED_CROP
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo; the defaults fit in 15 minutes on a 2-core CPU (see the README for measured times).
+    """Sizes of the demo; the defaults fit in 15 minutes on a 2-core CPU (measured times: benchmarks/README.md).
 
     The student trains at 128x96, a quarter of the seed's pixels, for 800 steps: within the same time as 300
     steps at 256x192, it learns far more than the positional prior (trained AbsRel about 0.72x the vertical

@@ -25,8 +25,8 @@ from edgedepth.models import create_model, save_weights
 from edgedepth.train import loop as train
 from edgedepth.train.config import TrainConfig
 
-#: Each step's share of a whole demo's wall time, measured on a 2-core CPU (see README); the estimate of the time
-#: left scales the shares still to come by how fast this machine ran the ones done.
+#: Each step's share of a whole demo's wall time, measured on a 2-core CPU (see benchmarks/README.md); the estimate
+#: of the time left scales the shares still to come by how fast this machine ran the ones done.
 STEP_SHARES = {"render train": 0.14, "render test": 0.035, "label": 0.015, "train": 0.75, "evaluate": 0.03,
                "export": 0.002, "bench": 0.028}
 

@@ -8,7 +8,7 @@ repository's ``depth_anything_v2_vits.pth`` / ``_vitb.pth``, both through ``edge
 One function differs from transformers', on purpose: the interpolation of DINOv2's position embeddings to the input's
 patch grid. transformers resamples the 37 x 37 grid to the target size; the original DINOv2 (in Depth Anything's own
 code) resamples it by a scale factor with a 0.1 offset, which places the samples slightly differently. At 518x518
-they agree (no interpolation), elsewhere the outputs differ (the README says by how much); with the original's rule (:func:`original_position_embeddings`) the converted network computes what Depth Anything's
+they agree (no interpolation), elsewhere the outputs differ (docs/networks.md says by how much); with the original's rule (:func:`original_position_embeddings`) the converted network computes what Depth Anything's
 own code computes, at every size.
 
 Inputs are multiples of the 14-pixel patch: a requested size moves to the nearest such size (the card's

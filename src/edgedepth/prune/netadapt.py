@@ -13,9 +13,9 @@ students (MobileNetV4, EfficientNet, ... blocks):
   a multiple of :data:`WIDTH_MULTIPLE`. That slope is a per-group latency table; every proposal it leads to is
   then timed itself as a whole network, so the latency kept and reported is always measured, never estimated.
   Timing every proposal was chosen over trusting the table: a table may stand in for measurement only where it
-  predicts the whole network's measured latency within 5%, and it did not (the README's runs; graph fusion and
-  layout choices need not add up layer by layer); ``trajectory.json`` keeps each estimate beside its measurement,
-  so that can be checked run by run;
+  predicts the whole network's measured latency within 5%, and it did not (the runs in benchmarks/README.md; graph
+  fusion and layout choices need not add up layer by layer); ``trajectory.json`` keeps each estimate beside its
+  measurement, so that can be checked run by run;
 - each proposal is fine-tuned briefly by ``edgedepth train`` (``model.init_weights``) on the training label shards
   and scored on held-out ones (:mod:`.tune`); the best score among the proposals whose measured cut reaches half
   the step is kept (the largest cut where none does, see :func:`_choose`). Once the target is met, a long fine-tune
