@@ -8,6 +8,7 @@ import functools
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from edgedepth.bench.networks import calibration
-from edgedepth.core.imageio import encode_png
+from edgedepth.core.imageio import encode_png, read_rgb
 from edgedepth.data.synthetic import render_scene
 from edgedepth.export.graph import export_model
 from edgedepth.models import create_model, prepare_for_inference
@@ -48,10 +49,11 @@ def without_training_stack() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_blocking_site(), os.environ.get("PYTHONPATH")]))}
 
 
-def run_without_training_stack(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``edgedepth ARGS`` in a fresh process that cannot import the training stack."""
+def run_without_training_stack(*args: str, cwd: Path | None = None, timeout: float = 300,
+                               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``edgedepth ARGS`` in a fresh process that cannot import the training stack (``env``: variables to add)."""
     return subprocess.run([sys.executable, "-m", "edgedepth.cli", *args], check=False, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=without_training_stack())
+                          timeout=timeout, cwd=cwd, env={**without_training_stack(), **(env or {})})
 
 
 def test_the_training_stack_is_really_blocked() -> None:
@@ -304,3 +306,31 @@ def test_a_wrong_option_fails_before_the_training_framework_loads(argv: tuple[st
     done = subprocess.run([sys.executable, "-c", code, *argv], check=False, capture_output=True, text=True, timeout=60)
     assert "error: argument" in done.stderr, done.stderr
     assert done.stdout.strip() == "[]", f"{' '.join(argv)} imported {done.stdout.strip()} before failing"
+
+
+def test_a_named_model_runs_from_the_cache_without_the_training_stack(student: Path, photo: Path,
+                                                                      tmp_path: Path) -> None:
+    """Building a release's export needs PyTorch; running one already in the cache (built on another machine and
+    copied in, as here) needs only the runtime, from the command line and from Python."""
+    cache = tmp_path / "cache"
+    env = {"EDGEDEPTH_CACHE": str(cache), "EDGEDEPTH_MIRROR": "http://127.0.0.1:9"}  # and offline
+    argv = ("predict", str(photo), "--model", "zipdepth_base", "--runtime", "onnx", "--size", "128x96", "--out",
+            str(tmp_path / "out"), "--npy")
+    done = run_without_training_stack(*argv, env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (f"edgedepth: error: --model zipdepth_base (the first time: download, convert and "
+                                   f"export into {cache}) needs torch, which is not installed: pip install "
+                                   "'edgedepth[train]'")
+    cached = cache / "exports" / "zipdepth_base" / "128x96" / "zipdepth_base.onnx.onnx"
+    cached.parent.mkdir(parents=True)
+    shutil.copyfile(student, cached)
+    done = run_without_training_stack(*argv, env=env)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "room.npy"),
+                                  load_predictor(student, keep_aspect=True)(read_rgb(photo)))
+    script = ("import edgedepth\nmodel = edgedepth.load('zipdepth_base', runtime='onnx', size=(128, 96))\n"
+              f"print(model, model({str(photo)!r}).shape)")
+    probe = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True,
+                           env={**without_training_stack(), **env})
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "DepthModel(fastdepth_v3, runtime=onnxruntime, input 128x96) (150, 200)"
