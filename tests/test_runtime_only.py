@@ -12,9 +12,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
+from importlib import metadata
 from pathlib import Path
 
 import cv2
@@ -269,15 +271,29 @@ def test_our_weights_need_the_training_stack_and_say_so(weights: Path, photo: Pa
 
 @pytest.mark.slow  # a fresh virtual environment and a first install from the package registry: a minute or two
 def test_a_runtime_only_install_runs_predict(student: Path, photo: Path, tmp_path: Path) -> None:
-    """``pip install edgedepth`` (no extra) into a fresh environment gives a working ``edgedepth predict``, ``models``
-    and ``bench --files`` on an ONNX file, and no PyTorch."""
+    """``python -m build`` makes a wheel and an sdist; the wheel installed (no extra) into a fresh environment gives
+    ``edgedepth --version`` and a working ``edgedepth predict``, ``models`` and ``bench --files`` on an ONNX file, and
+    no PyTorch; the sdist holds the package's data and installs too."""
     repo = Path(__file__).resolve().parents[1]
+    dist = tmp_path / "dist"
+    built = subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(repo)], check=False,
+                           capture_output=True, text=True, timeout=1200)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    version = metadata.version("edgedepth")
+    wheel, sdist = dist / f"edgedepth-{version}-py3-none-any.whl", dist / f"edgedepth-{version}.tar.gz"
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"README.md", "CHANGELOG.md", "LICENSE", "src/edgedepth/core/catalog.json", "src/edgedepth/static/index.html",
+            "src/edgedepth/data/marigold_splits/LICENSE"} <= names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(repo)], check=False,
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], check=False,
                              capture_output=True, text=True, timeout=1200)
     assert install.returncode == 0, install.stderr[-2000:]
+    edgedepth = str(venv / "bin" / "edgedepth")
+    assert subprocess.run([edgedepth, "--version"], check=True, capture_output=True, text=True).stdout == (
+        f"edgedepth {version}\n")
     probe = "import importlib.util as u; print([n for n in ('torch', 'timm', 'transformers') if u.find_spec(n)])"
     assert subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True).stdout == "[]\n"
     out = tmp_path / "out"
@@ -292,6 +308,12 @@ def test_a_runtime_only_install_runs_predict(student: Path, photo: Path, tmp_pat
                            capture_output=True, text=True, timeout=300)
     assert bench.returncode == 0 and "| fastdepth_v3 | onnx | 1 |" in bench.stdout, bench.stderr
     assert "torch not installed" in bench.stdout  # the versions line says what this environment lacks
+    reinstall = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
+                                str(sdist)], check=False, capture_output=True, text=True, timeout=1200)
+    assert reinstall.returncode == 0, reinstall.stderr[-2000:]
+    done = subprocess.run([edgedepth, "predict", str(photo), "--weights", str(student), "--out", str(tmp_path / "o")],
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("argv", [
