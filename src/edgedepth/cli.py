@@ -719,7 +719,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.timeout > 0:
         raise EdgedepthError(f"--timeout {args.timeout:g}: give a positive number of seconds")
-    predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads, keep_aspect=True)
+    predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads)
     server = make_server(predictor, args.host, args.port, quiet=args.quiet, timeout=args.timeout,
                          max_image_pixels=args.max_image_pixels)
     print(f"serving {predictor.name} ({predictor.runtime}) on {server.url}: open it in a browser, POST an image to "

@@ -157,7 +157,7 @@ def run(cfg: PredictConfig) -> PredictSummary:
     first = read_rgb(inputs.images[0][0], max_pixels=cfg.max_image_pixels) if single else None
     first_read = time.perf_counter() - read_start
     load_start = time.perf_counter()
-    predictor: Predictor = load_predictor(cfg.weights, cfg.size, cfg.device, keep_aspect=True)
+    predictor: Predictor = load_predictor(cfg.weights, cfg.size, cfg.device)
     # One untimed run at the network's size: the first call of a runtime sets itself up (kernel selection,
     # allocation), which is start-up, not the cost of an image.
     predictor(np.zeros((predictor.size[1], predictor.size[0], 3), dtype=np.uint8))
