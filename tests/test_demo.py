@@ -23,10 +23,11 @@ def _tiny(out: Path) -> DemoConfig:
 
 
 @pytest.mark.slow
-def test_tiny_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
+def test_tiny_demo_end_to_end_and_rerun(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _tiny(tmp_path / "demo")
     report = run(cfg)
     page = report.read_text()
+    printed = capsys.readouterr().out
     for section in ('id="metrics"', 'id="loss"', 'id="latency"', 'id="timings"', 'id="grid"', "untrained", "trained",
                     "vertical ramp, no image input", "median (oracle)"):
         assert section in page
@@ -37,12 +38,27 @@ def test_tiny_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
     assert set(summary["metrics"]) == {"trained", "untrained", "ramp", "constant"}
     assert summary["verdict"] and html.escape(summary["verdict"]) in page
     assert all(0 < summary["metrics"][row]["abs_rel"] < 1 for row in ("ramp", "constant"))
+    # The terminal shows the report's metrics table and verdict at the end, figures as in demo.json.
+    ending = printed[printed.index("demo: metrics on the held-out test scenes"):]
+    assert "| model | AbsRel | SqRel | RMSE log | RMSE | δ1 | δ2 | δ3 |" in ending
+    ramp = summary["metrics"]["ramp"]
+    assert f"| vertical ramp, no image input (the positional prior) | {ramp['abs_rel']:.3f} |" in ending
+    assert summary["verdict"] in ending and ending.rstrip().endswith(f"demo: report -> {report}")
     assert (tmp_path / "demo" / "run" / "final.safetensors").is_file()
 
     again = _tiny(cfg.out)
     run(again)
     rendering = [seconds for step, seconds in again.timings.items() if step.startswith("render")]
     assert max(rendering) < 1.0  # scenes are reused, not rendered again
+
+
+def test_results_table_is_the_reports_metrics_in_the_seeds_columns() -> None:
+    metrics: dict[str, dict[str, float] | str] = {"trained": "a constant map",
+                                                   "ramp": dict.fromkeys(demo.METRIC_KEYS, 0.5)}
+    table = demo.results_table(metrics).splitlines()
+    assert table[0] == "| model | AbsRel | SqRel | RMSE log | RMSE | δ1 | δ2 | δ3 |"
+    assert table[2:] == ["| trained student | not scored |  |  |  |  |  |  |",
+                         "| vertical ramp, no image input (the positional prior) | " + " | ".join(["0.500"] * 7) + " |"]
 
 
 def _chromium() -> str | None:

@@ -522,10 +522,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from edgedepth.demo.config import DemoConfig
     from edgedepth.demo.run import run
 
-    cfg = _from_args(DemoConfig, args)
-    run(cfg)
-    for step, seconds in cfg.timings.items():
-        print(f"  {seconds:7.1f} s  {step}")
+    run(_from_args(DemoConfig, args))  # it prints its timings, metrics table and verdict at the end
     return 0
 
 
