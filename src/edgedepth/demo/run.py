@@ -174,6 +174,27 @@ def results_table(metrics: dict[str, dict[str, float] | str]) -> str:
     return markdown_table(("model", *TABLE_COLUMNS), rows)
 
 
+def markdown_html(text: str) -> str:
+    """A markdown report of ``edgedepth bench`` (headings, paragraphs, bullet lists, pipe tables) as HTML, every
+    piece of text escaped: the report shows a real table, not markdown source."""
+    parts = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        if lines[0].startswith("|"):
+            cells = [[html.escape(cell.strip()) for cell in line.strip().split("|")[1:-1]] for line in lines
+                     if not set(line) <= set("|-: ")]  # the separator row under the header
+            head = "".join(f"<th>{cell}</th>" for cell in cells[0])
+            body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in cells[1:])
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif lines[0].startswith("#"):
+            parts.append(f"<h3>{html.escape(block.lstrip('#').strip())}</h3>")
+        elif all(line.startswith("- ") for line in lines):
+            parts.append("<ul>" + "".join(f"<li>{html.escape(line[2:])}</li>" for line in lines) + "</ul>")
+        else:
+            parts.append(f"<p>{html.escape(block)}</p>")
+    return "\n".join(parts)
+
+
 def _embed_png(path: Path) -> str:
     if not path.is_file():
         return "<p>(missing)</p>"
@@ -197,7 +218,7 @@ def write_report(out: Path, metrics: dict[str, dict[str, float] | str], timings:
     loss_png = out / "loss.png"
     plot_loss_curve(out / "run" / train.LOG, loss_png)
     bench_md = out / "bench" / "bench.md"
-    bench_table = bench_md.read_text() if bench_md.is_file() else "(no benchmark)"
+    bench_report = markdown_html(bench_md.read_text()) if bench_md.is_file() else "<p>(no benchmark)</p>"
     rows = "".join(
         f"<tr><td>{html.escape(ROW_TITLES.get(student, student))}</td>"
         + (
@@ -222,7 +243,7 @@ in for MiDaS) through the label pipeline, evaluated with the seed's NYU protocol
 <p>{html.escape(verdict)}</p>
 <h2 id="loss">Training loss</h2>{_embed_png(loss_png)}
 <h2 id="latency">Latency of fastdepth_v3 at the training size, batch 1, one thread</h2>{_embed_png(out / 'bench' / 'bench.png')}
-<pre>{html.escape(bench_table)}</pre>
+{bench_report}
 <h2 id="timings">Wall time per step (this run; a step reused from an earlier run takes about 0 s)</h2><table>{timing_rows}</table>
 <h2 id="grid">Test scenes (best, median, worst): image, ground truth, prediction, error</h2>
 <h3>trained</h3>{_embed_png(out / 'eval_trained' / 'grid.png')}
