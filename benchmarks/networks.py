@@ -120,7 +120,7 @@ def drift(model: nn.Module, size: tuple[int, int], folder: Path) -> list[tuple[s
     for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
         path = folder / f"int8-{size[0]}x{size[1]}{suffix}"
         export_model(model, path, fmt, size, calibration=calibration, min_correlation=None)
-        predictor = load_predictor(path)
+        predictor = load_predictor(path, keep_aspect=False)  # stretched, as the FP32 reference
         predictors[f"int8 ({fmt}, {predictor.export.quantizer})"] = predictor
     reference = [fp32(scene.image) for scene in tests]
     rows = []

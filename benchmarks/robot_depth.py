@@ -130,7 +130,7 @@ def main() -> None:
     synthetic.write_sequence(sequence, args.frames, (640, 480), args.seed, progress=False)
     synthetic.write_folder(scenes, args.scenes, (640, 480), args.seed, progress=False)
     print(f"scenes ready in {time.perf_counter() - start:.1f} s: {sequence}, {scenes}")
-    predictor = load_predictor(args.weights, threads=args.threads)
+    predictor = load_predictor(args.weights, threads=args.threads, keep_aspect=False)
     cameras = json.loads((sequence / synthetic.CAMERAS_NAME).read_text())
     depths = [_read_depth(sequence / synthetic.SEQUENCE_DEPTH / f"{key}.png") for key in sorted(cameras)]
     frames, outputs = _network_outputs(predictor, sequence / synthetic.SEQUENCE_VIDEO)
@@ -211,7 +211,7 @@ def main() -> None:
     print("| video loop | network threads | frames | FPS | post stage ms/frame | of which stabilise ms/frame |")
     print("| --- | --- | --- | --- | --- | --- |")
     for threads in (args.threads, 1):  # with one network thread, the post stage has a core of its own
-        looped = load_predictor(args.weights, threads=threads)
+        looped = load_predictor(args.weights, threads=threads, keep_aspect=False)
         for stabilize in (False, True):
             summary = run_loop(looped, str(sequence / synthetic.SEQUENCE_VIDEO), stabilize=stabilize)
             print(f"| {'--stabilize' if stabilize else 'per frame'} | {threads or 'all cores'} | {summary.frames} | "

@@ -62,7 +62,7 @@ def _drift(weights: Path, size: tuple[int, int], scenes: int) -> list[tuple[str,
     for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
         path = folder / f"int8{suffix}"
         export_model(model, path, fmt, size, calibration=calibration)
-        predictor = load_predictor(path)
+        predictor = load_predictor(path, keep_aspect=False)  # stretched, as the FP32 reference
         predictors[f"int8 ({fmt}, {predictor.export.quantizer})"] = predictor
     rows = []
     for name, predictor in predictors.items():
@@ -102,7 +102,9 @@ def _video_loop(weights: Path | None, size: tuple[int, int], frames: int) -> lis
     for name, path in files.items():
         export_model(model, path, "onnx" if name == "onnx" else "openvino", size,
                      calibration=calibration if name.endswith("int8") else None, quantizer="nncf")
-    predictors = {"torch": TorchPredictor(model, size)} | {name: load_predictor(p, threads=1) for name, p in files.items()}
+    # stretched, as TorchPredictor runs the frames
+    exported = {name: load_predictor(p, threads=1, keep_aspect=False) for name, p in files.items()}
+    predictors = {"torch": TorchPredictor(model, size)} | exported
     results = []
     for name, predictor in predictors.items():
         # warmed up, as the loop's frames would be

@@ -423,6 +423,24 @@ def test_plain_state_dict_of_a_student_converts_with_model(
     assert _outputs_equal(convert_state_dict(net.state_dict(), model="fastdepth_v3"), net)
 
 
+def test_our_own_weights_need_no_conversion(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Our .safetensors carries its card: convert says so, names its model and writes nothing, with --model or
+    without; a .safetensors of the bare tensors (no card) still converts with --model."""
+    target = tmp_path / "out.safetensors"
+    for model in ([], ["--model", "fastdepth_v3"]):
+        assert main(["convert", str(weights), str(target), *model]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("edgedepth: error: ") and err.count("\n") == 1, err
+        assert f"{weights}: already edgedepth weights of fastdepth_v3" in err and "need no conversion" in err
+        assert "--model" not in err and not target.exists()
+    from safetensors.torch import save_file
+
+    bare = tmp_path / "bare.safetensors"
+    save_file({key: value.contiguous() for key, value in load_model(weights).state_dict().items()}, str(bare))
+    assert main(["convert", str(bare), str(target), "--model", "fastdepth_v3"]) == 0
+    assert load_model(target).card.name == "fastdepth_v3"
+
+
 def test_own_state_dict_must_fit_exactly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Missing and unexpected tensors are named; another student's name is answered with the one that fits."""
     state = create_model("fastdepth_v3").state_dict()

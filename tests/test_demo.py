@@ -23,10 +23,11 @@ def _tiny(out: Path) -> DemoConfig:
 
 
 @pytest.mark.slow
-def test_tiny_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
+def test_tiny_demo_end_to_end_and_rerun(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _tiny(tmp_path / "demo")
     report = run(cfg)
     page = report.read_text()
+    printed = capsys.readouterr().out
     for section in ('id="metrics"', 'id="loss"', 'id="latency"', 'id="timings"', 'id="grid"', "untrained", "trained",
                     "vertical ramp, no image input", "median (oracle)"):
         assert section in page
@@ -37,12 +38,49 @@ def test_tiny_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
     assert set(summary["metrics"]) == {"trained", "untrained", "ramp", "constant"}
     assert summary["verdict"] and html.escape(summary["verdict"]) in page
     assert all(0 < summary["metrics"][row]["abs_rel"] < 1 for row in ("ramp", "constant"))
+    # The terminal shows the report's metrics table and verdict at the end, figures as in demo.json.
+    ending = printed[printed.index("demo: metrics on the held-out test scenes"):]
+    assert "| model | AbsRel | SqRel | RMSE log | RMSE | δ1 | δ2 | δ3 |" in ending
+    ramp = summary["metrics"]["ramp"]
+    assert f"| vertical ramp, no image input (the positional prior) | {ramp['abs_rel']:.3f} |" in ending
+    assert summary["verdict"] in ending and ending.rstrip().endswith(f"demo: report -> {report}")
+    # The bench section is an HTML table, not markdown source.
+    latency = page[page.index('id="latency"'):page.index('id="timings"')]
+    assert "<table><tr><th>model</th><th>runtime</th>" in latency and "<td>onnx</td>" in latency
+    assert "<pre>" not in page and "|---" not in page and "| model |" not in page
     assert (tmp_path / "demo" / "run" / "final.safetensors").is_file()
 
     again = _tiny(cfg.out)
     run(again)
     rendering = [seconds for step, seconds in again.timings.items() if step.startswith("render")]
     assert max(rendering) < 1.0  # scenes are reused, not rendered again
+
+
+def test_results_table_is_the_reports_metrics_in_the_seeds_columns() -> None:
+    metrics: dict[str, dict[str, float] | str] = {"trained": "a constant map",
+                                                   "ramp": dict.fromkeys(demo.METRIC_KEYS, 0.5)}
+    table = demo.results_table(metrics).splitlines()
+    assert table[0] == "| model | AbsRel | SqRel | RMSE log | RMSE | δ1 | δ2 | δ3 |"
+    assert table[2:] == ["| trained student | not scored |  |  |  |  |  |  |",
+                         "| vertical ramp, no image input (the positional prior) | " + " | ".join(["0.500"] * 7) + " |"]
+
+
+def test_report_renders_the_bench_markdown_as_html(tmp_path: Path) -> None:
+    """Headings, paragraphs, lists and the pipe table of bench.md become HTML, every piece escaped."""
+    from edgedepth.train import loop as train
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / train.LOG).write_text('{"step": 1, "loss": 0.5}\n')
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "bench.md").write_text(
+        "# edgedepth bench: batch 1\n\nCPU: x86 <AVX2> & more\n\n| model | runtime | median ms |\n|---|---|---|\n"
+        "| fastdepth_v3 | torch | 1.5 |\n| fastdepth_v3 | onnx | failed: a < b |\n\n- best FP32 onnx 1.2 ms\n")
+    page = demo.write_report(tmp_path, {"ramp": dict.fromkeys(demo.METRIC_KEYS, 0.5)}, {"train": 1.0}).read_text()
+    latency = page[page.index('id="latency"'):page.index('id="timings"')]
+    assert "<h3>edgedepth bench: batch 1</h3>" in latency and "<p>CPU: x86 &lt;AVX2&gt; &amp; more</p>" in latency
+    assert ("<table><tr><th>model</th><th>runtime</th><th>median ms</th></tr><tr><td>fastdepth_v3</td><td>torch</td>"
+            "<td>1.5</td></tr><tr><td>fastdepth_v3</td><td>onnx</td><td>failed: a &lt; b</td></tr></table>") in latency
+    assert "<ul><li>best FP32 onnx 1.2 ms</li></ul>" in latency and "<pre>" not in page and "|" not in latency
 
 
 def _chromium() -> str | None:

@@ -137,6 +137,53 @@ def test_glob_and_name_clash(tmp_path: Path, weights: Path) -> None:
     assert sorted(p.name for p in out.glob("*.color.png")) == ["x_jpg.color.png", "x_png.color.png"]
 
 
+def test_several_inputs_of_every_kind_in_one_run(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:
+    """Images, a folder and a glob together, each named as on its own; names shared across inputs keep their
+    suffix; a file given twice is predicted once; an unreadable one is skipped as in a folder."""
+    _write_image(tmp_path / "a" / "one.jpg", seed=1)
+    _write_image(tmp_path / "b" / "one.png", seed=2)
+    _write_image(tmp_path / "folder" / "nested" / "two.png", seed=3)
+    _write_image(tmp_path / "g" / "three.bmp", seed=4)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    inputs = [tmp_path / "a" / "one.jpg", tmp_path / "b" / "one.png", tmp_path / "folder", tmp_path / "g" / "*.bmp",
+              tmp_path / "folder" / "nested" / "two.png", tmp_path / "broken.png"]
+    assert main(["predict", *map(str, inputs), "--weights", str(weights), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.color.png"))
+    assert written == ["nested/two.color.png", "one_jpg.color.png", "one_png.color.png", "three.color.png"]
+    assert "predicted 4 image(s)" in captured.out and "skipped 1" in captured.out
+    assert "broken.png" in captured.err and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (["{x1}", "{x2}"], "{x1} and {x2} would both write x.*"),
+        (["{d1}", "{d2}"], "{x1} and {x2} would both write x.*"),
+        (["{image}", "{video}"], "{video}: a video is predicted on its own; give it as the only input"),
+        (["{video}", "{image}"], "{video}: a video is predicted on its own; give it as the only input"),
+        (["{image}", "{bag}"], "{bag}: a ROS 2 bag is predicted on its own; give it as the only input"),
+    ],
+)
+def test_several_inputs_that_cannot_run_together_are_one_line_before_any_work(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture, inputs: list[str], message: str
+) -> None:
+    paths = {"x1": tmp_path / "d1" / "x.jpg", "x2": tmp_path / "d2" / "x.jpg", "d1": tmp_path / "d1",
+             "d2": tmp_path / "d2", "image": tmp_path / "img.png", "video": tmp_path / "clip.mp4",
+             "bag": tmp_path / "drive.mcap"}
+    for key in ("x1", "x2", "image"):
+        _write_image(paths[key])
+    paths["video"].write_bytes(b"never read")
+    paths["bag"].write_bytes(b"never read")
+    out = tmp_path / "out"
+    code = main(["predict", *(a.format(**paths) for a in inputs), "--weights", str(weights), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("edgedepth: error:"), err
+    assert message.format(**paths) in err
+    assert not out.exists()
+
+
 def test_video(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))
@@ -358,7 +405,7 @@ def test_summary_times_the_images_not_the_start_up(
     assert main(["predict", str(tmp_path / "in"), "--weights", "w.safetensors", "--out", str(tmp_path / "out")]) == 0
     line = capsys.readouterr().out
     assert "predicted 2 image(s) in 0.5 s (4.0 images/s; model loaded in 3.5 s)" in line, line
-    summary = predict.run(predict.PredictConfig(str(tmp_path / "in" / "a.png"), Path("w"), tmp_path / "out2"))
+    summary = predict.run(predict.PredictConfig((str(tmp_path / "in" / "a.png"),), Path("w"), tmp_path / "out2"))
     assert (summary.processed, summary.seconds, summary.load_seconds) == (1, 0.25, 3.5)
 
 
@@ -442,7 +489,7 @@ def test_unusual_images_predict_as_their_8bit_rgb_equivalent(tmp_path: Path, wei
     for folder in ("odd", "plain"):
         out = tmp_path / f"{folder}_out"
         assert main(["predict", str(tmp_path / folder), "--weights", str(weights), "--out", str(out), "--npy"]) == 0
-    stems = {file.name: stem for file, stem in collect_inputs(str(tmp_path / "odd")).images}
+    stems = {file.name: stem for file, stem in collect_inputs([str(tmp_path / "odd")]).images}
     for name, rgb in expected.items():
         odd = np.load(tmp_path / "odd_out" / f"{stems[name]}.npy")
         assert odd.shape == rgb.shape[:2], name

@@ -101,12 +101,26 @@ def cv2_smooth(image: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), 6)
 
 
-@pytest.mark.parametrize(("keep_aspect", "fit"), [(False, "stretch"), (True, "aspect")])
-def test_load_predictor_keeps_the_shape_when_asked(keep_aspect: bool, fit: str, tmp_path) -> None:
+@pytest.mark.parametrize(("options", "fit"), [({}, "aspect"), ({"keep_aspect": True}, "aspect"),
+                                             ({"keep_aspect": False}, "stretch")])
+def test_load_predictor_keeps_the_shape_unless_told_to_stretch(options: dict[str, bool], fit: str, tmp_path) -> None:
+    """By default as the command line runs it (predict, serve, the video loop); stretched only when asked."""
     weights = save_weights(create_model("fastdepth_v3"), tmp_path / "student.safetensors")
-    predictor = load_predictor(weights, keep_aspect=keep_aspect)
+    predictor = load_predictor(weights, **options)
     assert predictor.fit == fit
     assert predictor(np.zeros((320, 240, 3), dtype=np.uint8)).shape == (320, 240)
+
+
+def test_an_export_is_letterboxed_by_default(tmp_path) -> None:
+    """A fixed-size export keeps a portrait's shape by default too: letterboxed inside its landscape input."""
+    from edgedepth.export.graph import export_model
+
+    model = create_model("fastdepth_v3", card={"input_size": (128, 96)}).eval()
+    onnx = export_model(model, tmp_path / "student.onnx", "onnx").path
+    predictor = load_predictor(onnx)
+    assert predictor.fit == "letterbox"
+    assert predictor.input_size_for(PORTRAIT) == ((128, 96), letterbox_box(PORTRAIT, (128, 96)))
+    assert load_predictor(onnx, keep_aspect=False).input_size_for(PORTRAIT) == ((128, 96), None)
 
 
 def test_preprocess_without_a_box_is_the_seeds_stretch() -> None:

@@ -138,7 +138,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.weights is None:
         raise EdgedepthError(predict.MISSING_WEIGHTS_HINT)
-    if args.source is not None and is_bag(args.source):
+    bags = [source for source in args.sources if is_bag(source)]
+    if bags and len(args.sources) > 1:
+        raise EdgedepthError(f"{bags[0]}: a ROS 2 bag is predicted on its own; give it as the only input")
+    if bags:
         return _predict_bag(args)
     bag_flags = [flag for flag, value in (("--topic", args.topic), ("--depth-mm", args.depth_mm),
                                           ("--sync-tolerance", args.sync_tolerance)) if value]
@@ -147,9 +150,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     metric = _metric_config(args)
     if args.video is not None or args.camera is not None:
         return _predict_video(args)
-    if args.source is None:
+    if not args.sources:
         raise EdgedepthError("nothing to predict: pass an image, folder, glob or video, or --video FILE / --camera N")
-    cfg = _from_args(predict.PredictConfig, args, metric=metric)
+    cfg = _from_args(predict.PredictConfig, args, sources=tuple(args.sources), metric=metric)
     summary = predict.run(cfg)
     skipped = f", skipped {summary.skipped} (see warnings)" if summary.skipped else ""
     print(
@@ -173,7 +176,7 @@ def _predict_bag(args: argparse.Namespace) -> int:
         raise EdgedepthError("pass one source: a bag as the input, or --video FILE / --camera N")
     metric = _from_args(MetricConfig, args,
                         intrinsics=parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None)
-    cfg = _from_args(bags.BagConfig, args, source=Path(args.source), metric=metric, millimetres=args.depth_mm)
+    cfg = _from_args(bags.BagConfig, args, source=Path(args.sources[0]), metric=metric, millimetres=args.depth_mm)
     summary = bags.run(cfg)
     written = ", ".join(f"{topic} ({count})" for topic, count in summary.topics.items())
     unfitted = f"; {summary.without_metric} frame(s) without metric depth (see warnings)" if summary.without_metric else ""
@@ -186,7 +189,7 @@ def _predict_video(args: argparse.Namespace) -> int:
     """``predict --video FILE | --camera N``: :func:`edgedepth.predict.video.run`."""
     from edgedepth.predict import video
 
-    if args.source is not None or (args.video is not None and args.camera is not None):
+    if args.sources or (args.video is not None and args.camera is not None):
         raise EdgedepthError("pass one source: an input argument, --video FILE or --camera N")
     cfg = _from_args(video.VideoConfig, args, source=args.video if args.video is not None else args.camera)
     summary = video.run(cfg)
@@ -250,8 +253,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     from edgedepth.robot.metric_scale import MetricConfig
 
     p = sub.add_parser("predict", help=COMMAND_HELP["predict"])
-    p.add_argument("source", nargs="?", metavar="input",
-                   help="an image, a folder (searched recursively), a quoted glob, or a video file")
+    p.add_argument("sources", nargs="*", metavar="input",
+                   help="images, folders (searched recursively) and quoted globs, or one video file or ROS 2 bag; "
+                   "outputs are named by each image's path in its folder (a_jpg, a_png where names clash; the same "
+                   "name from two folders is an error: predict those apart with different --out)")
     p.add_argument("--video", help="real-time loop over a video file (colour-mapped depth, FPS overlay)")
     p.add_argument("--camera", type=int, metavar="N", help="real-time loop over camera N (e.g. 0)")
     p.add_argument("--show", action="store_true", help="with --video/--camera: show the loop in a window (q quits)")
@@ -557,10 +562,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from edgedepth.demo.config import DemoConfig
     from edgedepth.demo.run import run
 
-    cfg = _from_args(DemoConfig, args)
-    run(cfg)
-    for step, seconds in cfg.timings.items():
-        print(f"  {seconds:7.1f} s  {step}")
+    run(_from_args(DemoConfig, args))  # it prints its timings, metrics table and verdict at the end
     return 0
 
 
@@ -759,7 +761,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.timeout > 0:
         raise EdgedepthError(f"--timeout {args.timeout:g}: give a positive number of seconds")
-    predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads, keep_aspect=True)
+    predictor = load_predictor(args.weights, args.size, args.device, threads=args.threads)
     server = make_server(predictor, args.host, args.port, quiet=args.quiet, timeout=args.timeout,
                          max_image_pixels=args.max_image_pixels)
     print(f"serving {predictor.name} ({predictor.runtime}) on {server.url}: open it in a browser, POST an image to "

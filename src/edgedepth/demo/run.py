@@ -18,6 +18,7 @@ from edgedepth.core.viz import plot_loss_curve
 from edgedepth.data import nyu, synthetic
 from edgedepth.demo.config import DemoConfig
 from edgedepth.eval import nyu as evaluate
+from edgedepth.eval.report import TABLE_COLUMNS, markdown_table
 from edgedepth.export import job as export
 from edgedepth.label import job as label
 from edgedepth.label import recipe
@@ -90,7 +91,8 @@ ROW_TITLES = {
 
 
 def run(cfg: DemoConfig) -> Path:
-    """Run every step under ``cfg.out``; returns the report's path."""
+    """Run every step under ``cfg.out``, then print each step's time, the metrics table and the verdict (what the
+    report holds, so that a run in a terminal shows its results); returns the report's path."""
     out, timings = cfg.out, cfg.timings
     step = _Steps(timings)
     train_scenes, test_scenes = out / "scenes_train", out / "scenes_test"
@@ -124,7 +126,14 @@ def run(cfg: DemoConfig) -> Path:
     with step("bench", "bench fastdepth_v3: PyTorch vs ONNX Runtime, one thread"):
         bench.run(BenchConfig(models=("fastdepth_v3",), runtimes=("torch", "onnx"), threads=(1,),
                                     size=cfg.train_size, runs=cfg.bench_runs, out=out / "bench", chart=True))
-    return write_report(out, metrics, timings)
+    report = write_report(out, metrics, timings)
+    print("demo: wall time per step")
+    for name, seconds in timings.items():
+        print(f"  {seconds:7.1f} s  {name}")
+    print("demo: metrics on the held-out test scenes (seed protocol)")
+    print(results_table(metrics) + _verdict(metrics))
+    print(f"demo: report -> {report}", flush=True)
+    return report
 
 
 def _evaluate(cfg: DemoConfig, row: str, trained: Path, untrained: Path) -> dict[str, float] | str:
@@ -146,6 +155,44 @@ def _evaluate(cfg: DemoConfig, row: str, trained: Path, untrained: Path) -> dict
         print(f"edgedepth: warning: {exc}", flush=True)
         return str(exc)
     return summary.metrics
+
+
+#: The metrics of the report, in the seed's column order (:data:`edgedepth.eval.report.TABLE_COLUMNS`).
+METRIC_KEYS = ("abs_rel", "sq_rel", "rmse_log", "rmse", "delta1", "delta2", "delta3")
+
+
+def results_table(metrics: dict[str, dict[str, float] | str]) -> str:
+    """The report's metrics table in markdown, for the terminal; a row that could not be scored says so (its
+    reason was printed as a warning when it was evaluated)."""
+    rows = []
+    for row, values in metrics.items():
+        if isinstance(values, dict):
+            cells = [f"{values[key]:.3f}" for key in METRIC_KEYS]
+        else:
+            cells = ["not scored", *[""] * (len(METRIC_KEYS) - 1)]
+        rows.append((ROW_TITLES.get(row, row), *cells))
+    return markdown_table(("model", *TABLE_COLUMNS), rows)
+
+
+def markdown_html(text: str) -> str:
+    """A markdown report of ``edgedepth bench`` (headings, paragraphs, bullet lists, pipe tables) as HTML, every
+    piece of text escaped: the report shows a real table, not markdown source."""
+    parts = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        if lines[0].startswith("|"):
+            cells = [[html.escape(cell.strip()) for cell in line.strip().split("|")[1:-1]] for line in lines
+                     if not set(line) <= set("|-: ")]  # the separator row under the header
+            head = "".join(f"<th>{cell}</th>" for cell in cells[0])
+            body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in cells[1:])
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif lines[0].startswith("#"):
+            parts.append(f"<h3>{html.escape(block.lstrip('#').strip())}</h3>")
+        elif all(line.startswith("- ") for line in lines):
+            parts.append("<ul>" + "".join(f"<li>{html.escape(line[2:])}</li>" for line in lines) + "</ul>")
+        else:
+            parts.append(f"<p>{html.escape(block)}</p>")
+    return "\n".join(parts)
 
 
 def _embed_png(path: Path) -> str:
@@ -171,14 +218,13 @@ def write_report(out: Path, metrics: dict[str, dict[str, float] | str], timings:
     loss_png = out / "loss.png"
     plot_loss_curve(out / "run" / train.LOG, loss_png)
     bench_md = out / "bench" / "bench.md"
-    bench_table = bench_md.read_text() if bench_md.is_file() else "(no benchmark)"
-    names = ["abs_rel", "sq_rel", "rmse_log", "rmse", "delta1", "delta2", "delta3"]
+    bench_report = markdown_html(bench_md.read_text()) if bench_md.is_file() else "<p>(no benchmark)</p>"
     rows = "".join(
         f"<tr><td>{html.escape(ROW_TITLES.get(student, student))}</td>"
         + (
-            "".join(f"<td>{values[n]:.3f}</td>" for n in names)
+            "".join(f"<td>{values[key]:.3f}</td>" for key in METRIC_KEYS)
             if isinstance(values, dict)
-            else f'<td colspan="{len(names)}">not scored: {html.escape(values)}</td>'
+            else f'<td colspan="{len(METRIC_KEYS)}">not scored: {html.escape(values)}</td>'
         )
         + "</tr>"
         for student, values in metrics.items()
@@ -193,11 +239,11 @@ img{{max-width:100%}}</style></head><body>
 <p>fastdepth_v3 trained from scratch on synthetic scenes, labelled by the oracle teacher (their exact depth standing
 in for MiDaS) through the label pipeline, evaluated with the seed's NYU protocol on held-out synthetic scenes. This shows the pipeline working, not a useful model.</p>
 <h2 id="metrics">Metrics</h2>
-<table><tr><th>model</th>{''.join(f'<th>{n}</th>' for n in names)}</tr>{rows}</table>
+<table><tr><th>model</th>{''.join(f'<th>{key}</th>' for key in METRIC_KEYS)}</tr>{rows}</table>
 <p>{html.escape(verdict)}</p>
 <h2 id="loss">Training loss</h2>{_embed_png(loss_png)}
 <h2 id="latency">Latency of fastdepth_v3 at the training size, batch 1, one thread</h2>{_embed_png(out / 'bench' / 'bench.png')}
-<pre>{html.escape(bench_table)}</pre>
+{bench_report}
 <h2 id="timings">Wall time per step (this run; a step reused from an earlier run takes about 0 s)</h2><table>{timing_rows}</table>
 <h2 id="grid">Test scenes (best, median, worst): image, ground truth, prediction, error</h2>
 <h3>trained</h3>{_embed_png(out / 'eval_trained' / 'grid.png')}
@@ -208,5 +254,4 @@ in for MiDaS) through the label pipeline, evaluated with the seed's NYU protocol
     with atomic_path(report) as tmp:
         tmp.write_text(page)
     write_json(out / "demo.json", {"metrics": metrics, "verdict": verdict, "timings_s": timings}, indent=2)
-    print(f"demo: report -> {report}")
     return report

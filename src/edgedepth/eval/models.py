@@ -86,7 +86,8 @@ def open_model(
         return opened, opened.name, training_data or "the teacher's own"
     if weights is None:
         raise EdgedepthError("nothing to evaluate: pass --weights W.safetensors (or best_model in --config)")
-    # .safetensors, .onnx, .xml or TorchScript .pt, on the cores this process may use
-    predictor = load_predictor(weights, size, device, threads=compute_threads())
+    # .safetensors, .onnx, .xml or TorchScript .pt, on the cores this process may use; stretched to the input size,
+    # the seed's protocol, so the figures stay comparable
+    predictor = load_predictor(weights, size, device, threads=compute_threads(), keep_aspect=False)
     training_data = training_data or str(predictor.provenance.get("training_data") or "unknown")
     return predictor, f"{predictor.name} ({weights.name})", training_data

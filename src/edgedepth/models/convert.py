@@ -6,7 +6,8 @@ registered network built to compute exactly what the original network computed, 
 strict checks: a missing, unexpected or reshaped tensor is an error that names it. A transformers folder
 (``save_pretrained``) of Depth Anything V2 converts too. Our own files need no renaming: a training checkpoint
 (``checkpoint.pt`` of ``edgedepth train``) names its model in its saved config, and a plain ``state_dict()`` of a
-model is converted with the model name given (``--model``). Files are read with ``torch.load(weights_only=True)``: tensors and plain
+model is converted with the model name given (``--model``); a ``.safetensors`` of ours, card and all, needs no
+conversion and is refused with its model's name. Files are read with ``torch.load(weights_only=True)``: tensors and plain
 containers only, never pickled code.
 """
 
@@ -33,7 +34,7 @@ from edgedepth.models.checkpoints import (
 )
 from edgedepth.models.layouts import LAYOUTS, SourceLayout
 from edgedepth.models.registry import DepthNetwork, create_model
-from edgedepth.models.weights import save_weights
+from edgedepth.models.weights import read_card, save_weights
 
 #: BatchNorm's step counter, absent from checkpoints of PyTorch < 0.4.1 and unused in eval mode.
 _OPTIONAL_SUFFIX = "num_batches_tracked"
@@ -247,8 +248,13 @@ def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | N
     Accepted: the seed's or FastDepth's state dict or training checkpoint, a ``checkpoint.pt`` of
     ``edgedepth train``, and a plain ``state_dict()`` of one of our students when ``model`` names it.
     ``provenance`` adds to what the file records of its source (a release's URL, hash and licence).
+    Our own weights are a one-line EdgedepthError: they are used as they are.
     """
     in_path, out_path = Path(in_path), Path(out_path)
+    card = _own_weights_card(in_path)
+    if card is not None:
+        raise EdgedepthError(f"{in_path}: already edgedepth weights of {card.name} (its card is in the file), which "
+                             f"need no conversion; use it as it is: --weights {in_path}")
     if out_path.suffix.lower() != ".safetensors":
         raise EdgedepthError(f"{out_path}: the output must be a .safetensors file")
     if out_path.is_dir():
@@ -267,6 +273,17 @@ def convert_checkpoint(in_path: str | Path, out_path: str | Path, model: str | N
         recorded.update(_training_provenance(checkpoint, training[1]))
     save_weights(converted, out_path, **recorded, **extra)
     return converted.card
+
+
+def _own_weights_card(path: Path) -> ModelCard | None:
+    """The card of ``path`` where it is already our weights (a ``.safetensors`` carrying our card), else None: any
+    other file, a foreign ``.safetensors`` included, goes on to be converted (or refused for what it is)."""
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        return None
+    try:
+        return read_card(path)
+    except EdgedepthError:
+        return None
 
 
 def convert_transformers_folder(

@@ -138,8 +138,7 @@ def run(cfg: BagConfig) -> BagSummary:
         out = cfg.output()
         check_output_folder(out.parent)
         threads = cfg.threads if cfg.threads is not None else available_cores()
-        predictor = load_predictor(cfg.weights, cfg.size, cfg.device, threads=threads, keep_aspect=True,
-                                   share_cores=True)
+        predictor = load_predictor(cfg.weights, cfg.size, cfg.device, threads=threads, share_cores=True)
         cv2.setNumThreads(1)  # the pipeline's stages are the parallelism, as in the video loop
         writer = BagWriter(out)
         frames, without_metric, notes = 0, 0, _Notes()

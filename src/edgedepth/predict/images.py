@@ -1,9 +1,13 @@
 """``edgedepth predict``: inverse depth for images, folders, globs and videos, written at full resolution.
 
-For each input ``<name>`` it writes ``<name>.color.png`` (magma, near = bright), ``<name>.depth.png``
+For each image ``<name>`` it writes ``<name>.color.png`` (magma, near = bright), ``<name>.depth.png``
 (16-bit min-max normalised inverse depth) and, with ``save_npy``, ``<name>.npy`` (raw float32 prediction).
-Video frames go to ``<video name>/<frame number>.*``. An image above the pixel limit is refused like any
-unreadable one (skipped with a warning in a folder or glob, an error on its own).
+``<name>`` is the image's path relative to its input (a folder, a glob's folder, an image's own folder) without its
+suffix; images of all the inputs that share a name but not a suffix keep it (``a_jpg``, ``a_png``), and two that would
+still write the same name (``x.jpg`` in two folders) are a one-line error before any work. A file given twice is
+predicted once. Video frames go to ``<video name>/<frame number>.*``; a video is the only input of its run. An
+image above the pixel limit is refused like any unreadable one (skipped with a warning among several, an error
+when it is the one input).
 
 With ``metric`` (``--metric``) each frame is also brought to metres, and with ``pointcloud`` to a PLY
 (:mod:`edgedepth.robot.metric_scale`); a frame whose fit fails is refused like an unreadable image. With ``stabilize``
@@ -15,7 +19,7 @@ from __future__ import annotations
 import glob
 import logging
 import time
-from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +53,9 @@ MISSING_WEIGHTS_HINT = (
 
 @dataclass(frozen=True)
 class PredictConfig:
-    """What ``edgedepth predict`` was asked to do."""
+    """What ``edgedepth predict`` was asked to do: ``sources`` are images, folders and globs, or one video."""
 
-    source: str
+    sources: tuple[str, ...]
     weights: Path
     out: Path = Path("predict_out")
     size: tuple[int, int] | None = None
@@ -91,32 +95,60 @@ def _has_magic(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
-def _output_stems(files: list[Path], root: Path) -> list[Path]:
-    """Output stems relative to ``root``; files that share a stem (``a.jpg``, ``a.png``) keep their suffix."""
-    stems = [f.relative_to(root).with_suffix("") if f.is_relative_to(root) else Path(f.stem) for f in files]
-    counts = Counter(stems)
-    return [s.with_name(f"{s.name}_{f.suffix.lstrip('.')}") if counts[s] > 1 else s for s, f in zip(stems, files)]
+def _output_stems(files: list[Path], roots: list[Path]) -> list[Path]:
+    """Output stems, each file's relative to its root; files that share a stem but not a suffix (``a.jpg``,
+    ``a.png``) keep their suffix, and two that would still write the same stem are a one-line error."""
+    stems = [f.relative_to(r).with_suffix("") if f.is_relative_to(r) else Path(f.stem) for f, r in zip(files, roots)]
+    suffixes: dict[Path, set[str]] = {}
+    for stem, file in zip(stems, files):
+        suffixes.setdefault(stem, set()).add(file.suffix)
+    stems = [s.with_name(f"{s.name}_{f.suffix.lstrip('.')}") if len(suffixes[s]) > 1 else s
+             for s, f in zip(stems, files)]
+    writer: dict[Path, Path] = {}
+    for file, stem in zip(files, stems):
+        if stem in writer:
+            raise EdgedepthError(f"{writer[stem]} and {file} would both write {stem}.*: predict them in separate runs "
+                                 "with different --out folders")
+        writer[stem] = file
+    return stems
 
 
-def collect_inputs(source: str) -> _Inputs:
-    """Resolve an image, video, folder (recursive) or glob into the files to process."""
+def _expand(source: str) -> tuple[list[Path], Path]:
+    """The files of a folder (recursive) or a glob, sorted, and the folder their output stems are relative to."""
     path = Path(source)
-    if path.is_file():
-        target = (path, Path(path.stem))
-        return _Inputs([], [target], []) if path.suffix.lower() in VIDEO_SUFFIXES else _Inputs([target], [], [])
     if path.is_dir():
-        files, root = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")), path
-    elif _has_magic(source):
-        files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")), path
+    if _has_magic(source):
         prefix = Path(source.split("*")[0].split("?")[0].split("[")[0])
-        root = prefix if prefix.is_dir() else prefix.parent
-    else:
-        raise EdgedepthError(f"{source}: no such file or folder")
-    images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-    ignored = [f for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
-    if not images:
-        raise EdgedepthError(f"{source}: no images found ({len(files)} files, none with an image suffix)")
-    return _Inputs(list(zip(images, _output_stems(images, root))), [], ignored)
+        files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+        return files, prefix if prefix.is_dir() else prefix.parent
+    raise EdgedepthError(f"{source}: no such file or folder")
+
+
+def collect_inputs(sources: Sequence[str]) -> _Inputs:
+    """Resolve images, folders (recursive) and globs, or one video, into the files to process (see the module
+    docstring for their output names)."""
+    images: dict[Path, tuple[Path, Path]] = {}  # resolved path: (file, root); a file given twice counts once
+    ignored: dict[Path, Path] = {}
+    for source in sources:
+        path = Path(source)
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            if len(sources) > 1:
+                raise EdgedepthError(f"{source}: a video is predicted on its own; give it as the only input")
+            return _Inputs([], [(path, Path(path.stem))], [])
+        if path.is_file():  # named on its own: read as an image whatever its suffix
+            images.setdefault(path.resolve(), (path, path.parent))
+            continue
+        files, root = _expand(source)
+        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in files):
+            raise EdgedepthError(f"{source}: no images found ({len(files)} files, none with an image suffix)")
+        for file in files:
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                images.setdefault(file.resolve(), (file, root))
+            else:
+                ignored.setdefault(file.resolve(), file)
+    files, roots = [file for file, _ in images.values()], [root for _, root in images.values()]
+    return _Inputs(list(zip(files, _output_stems(files, roots))), [], list(ignored.values()))
 
 
 def _write_outputs(out: Path, stem: Path, inverse_depth: np.ndarray, save_npy: bool) -> None:
@@ -144,20 +176,21 @@ def _frame(
 
 
 def run(cfg: PredictConfig) -> PredictSummary:
-    """Predict every input of ``cfg.source`` and write the outputs under ``cfg.out``."""
-    inputs = collect_inputs(cfg.source)
+    """Predict every input of ``cfg.sources`` and write the outputs under ``cfg.out``."""
+    inputs = collect_inputs(cfg.sources)
+    named = cfg.sources[0] if len(cfg.sources) == 1 else f"{len(cfg.sources)} inputs"
     check_output_folder(cfg.out)
     metric_scale.check_config(cfg.metric)
     if cfg.stabilize and not inputs.videos:
-        raise EdgedepthError(f"{cfg.source}: --stabilize smooths the frames of a video; give a video file")
+        raise EdgedepthError(f"{named}: --stabilize smooths the frames of a video; give a video file")
     reference = metric_scale.load_reference(cfg.metric) if cfg.metric.metric is not None else None
-    single = len(inputs.images) == 1 and not inputs.ignored and Path(cfg.source).is_file()
+    single = len(cfg.sources) == 1 and len(inputs.images) == 1 and Path(cfg.sources[0]).is_file()
     # A single image is read before the model loads: an unreadable one fails at once.
     read_start = time.perf_counter()
     first = read_rgb(inputs.images[0][0], max_pixels=cfg.max_image_pixels) if single else None
     first_read = time.perf_counter() - read_start
     load_start = time.perf_counter()
-    predictor: Predictor = load_predictor(cfg.weights, cfg.size, cfg.device, keep_aspect=True)
+    predictor: Predictor = load_predictor(cfg.weights, cfg.size, cfg.device)
     # One untimed run at the network's size: the first call of a runtime sets itself up (kernel selection,
     # allocation), which is start-up, not the cost of an image.
     predictor(np.zeros((predictor.size[1], predictor.size[0], 3), dtype=np.uint8))
@@ -203,5 +236,5 @@ def run(cfg: PredictConfig) -> PredictSummary:
             raise EdgedepthError(f"{video}: no frame could be decoded")
 
     if processed == 0:
-        raise EdgedepthError(f"{cfg.source}: nothing predicted, all {skipped} input(s) skipped (see the warnings)")
+        raise EdgedepthError(f"{named}: nothing predicted, all {skipped} input(s) skipped (see the warnings)")
     return PredictSummary(processed, skipped, time.perf_counter() - start + first_read, load_seconds)

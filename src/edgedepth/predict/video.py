@@ -203,7 +203,7 @@ def run(cfg: VideoConfig) -> LoopSummary:
     if cfg.out is not None and cfg.out.suffix.lower() != ".mp4":
         raise EdgedepthError(f"--out {cfg.out}: with --video or --camera, --out names the .mp4 file to write")
     threads = cfg.threads if cfg.threads is not None else available_cores()
-    predictor = load_predictor(cfg.weights, cfg.size, cfg.device, threads=threads, keep_aspect=True, share_cores=True)
+    predictor = load_predictor(cfg.weights, cfg.size, cfg.device, threads=threads, share_cores=True)
     cv2.setNumThreads(1)  # each stage is a thread of its own; OpenCV's pool on top of them would fight the network
     summary = run_loop(predictor, cfg.source, cfg.out, cfg.show, cfg.limit, stabilize=cfg.stabilize)
     return replace(summary, threads=threads)

@@ -18,11 +18,11 @@ only when a PyTorch file is opened.
 
 Exported files have a fixed input size (their card's ``input_size``); asking for another is an error.
 
-How an image meets the network (``fit``, :data:`edgedepth.core.processing.Fit`): by default it is stretched to the input
-size, the seed's rule, which the evaluation protocols keep. ``load_predictor(..., keep_aspect=True)`` (predict, serve,
-the video loop) keeps its shape instead: PyTorch takes the image resized to its aspect, sides multiples of the
-network's, near the input size's pixel count; fixed-size exports letterbox it (pad, then crop the padding off the
-output). Either way the output comes back at the image's full resolution.
+How an image meets the network (``fit``, :data:`edgedepth.core.processing.Fit`): :func:`load_predictor` keeps its
+shape by default, as predict, serve and the video loop do: PyTorch takes the image resized to its aspect, sides
+multiples of the network's, near the input size's pixel count; fixed-size exports letterbox it (pad, then crop the
+padding off the output). ``load_predictor(..., keep_aspect=False)`` stretches it to the input size instead, the seed's
+rule, which the evaluation protocols keep. Either way the output comes back at the image's full resolution.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def load_predictor(
     device: str = "cpu",
     interpolation: Interpolation = "cubic",
     threads: int | None = None,
-    keep_aspect: bool = False,
+    keep_aspect: bool = True,
     runtime: str | None = None,
     share_cores: bool = False,
 ) -> Predictor:
@@ -186,8 +186,9 @@ def load_predictor(
 
     ``threads`` sets the network's intra-op threads (``None``: the runtime's default, all cores); for PyTorch
     (``.safetensors``, ``.pt``) that is ``torch.set_num_threads``, and OpenCV's (post-processing) follows, both
-    process-wide settings. ``keep_aspect``: images keep their shape (PyTorch: aspect-kept input; exports of a fixed
-    size: letterboxed), else they are stretched. ``share_cores``: the network shares the cores with other busy
+    process-wide settings. ``keep_aspect`` (the default, as the command line runs): images keep their shape
+    (PyTorch: aspect-kept input; exports of a fixed size: letterboxed); ``False``: they are stretched to the input
+    size (the evaluation protocols). ``share_cores``: the network shares the cores with other busy
     threads (the video loop's stages), so its runtime's idle threads sleep instead of spin-waiting for the next
     operator (ONNX Runtime's ``allow_spinning``; PyTorch's threads always sleep, ``OMP_WAIT_POLICY=PASSIVE``;
     OpenVINO has no such setting). Spinning saves a wake-up per operator when the network has the cores to
