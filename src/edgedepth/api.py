@@ -180,12 +180,12 @@ def load(
 
         path = model_file(model, runtime, size)
         exported = runtime not in (None, "torch")
-        return DepthModel(load_predictor(path, None if exported else size, device, threads=threads, keep_aspect=True,
+        return DepthModel(load_predictor(path, None if exported else size, device, threads=threads,
                                          runtime=runtime))
     path = Path(model)
     if not path.exists():
         raise EdgedepthError(f"{model}: neither a released network ({', '.join(RELEASES)}) nor an existing file")
-    return DepthModel(load_predictor(path, size, device, threads=threads, keep_aspect=True, runtime=runtime))
+    return DepthModel(load_predictor(path, size, device, threads=threads, runtime=runtime))
 
 
 def _rgb(image: Image, bgr: bool) -> np.ndarray:
