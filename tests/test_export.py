@@ -206,6 +206,49 @@ def test_int8_auto_keeps_the_faster_quantizer(tmp_path: Path, calm_student: nn.M
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auto.bin", "auto.xml"]
 
 
+def _one_bad_quantizer(monkeypatch: pytest.MonkeyPatch, bad: set[str]) -> None:
+    """Make the quantisers named in ``bad`` write a broken file (each convolution's filters in reverse order): a file
+    whose output is not constant but fails the check."""
+    from edgedepth.export import graph
+    from edgedepth.export.quantize import quantize as real_quantize
+
+    def quantize(fp32: Path, out: Path, fmt: str, quantizer: str, batches: list, input_name: str = "input") -> None:
+        real_quantize(fp32, out, fmt, quantizer, batches, input_name)
+        if quantizer in bad:
+            proto = onnx.load(str(out))
+            for tensor in proto.graph.initializer:
+                values = onnx.numpy_helper.to_array(tensor)
+                if values.dtype == np.int8 and values.ndim == 4:
+                    tensor.CopyFrom(onnx.numpy_helper.from_array(np.ascontiguousarray(values[::-1, ::-1]), tensor.name))
+            onnx.save(proto, str(out))
+
+    monkeypatch.setattr(graph, "quantize", quantize)
+
+
+def test_int8_auto_keeps_a_file_that_passes_and_times_it_beside_fp32(
+    tmp_path: Path, calm_student: nn.Module, scenes: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The faster quantiser's file failing the check must not lose the export: auto keeps the one that passes (the
+    README's INT8 command once wrote nothing because auto chose by speed first and checked afterwards)."""
+    calibration = calibration_batches(scenes, calm_student.card, calm_student.card.input_size, limit=2)
+    _one_bad_quantizer(monkeypatch, {"onnxruntime"})
+    out = tmp_path / "auto.onnx"
+    result = export_model(calm_student, out, "onnx", calibration=calibration)
+    info = load_predictor(out).export
+    assert info is not None and info.quantizer == "nncf" and info.quantizer_latency_ms == {}
+    assert result.correlation > 0.99
+    assert info.int8_latency_ms is not None and info.int8_latency_ms > 0
+    assert info.fp32_latency_ms is not None and info.fp32_latency_ms > 0
+
+    _one_bad_quantizer(monkeypatch, {"onnxruntime", "nncf"})
+    with pytest.raises(EdgedepthError) as failed:
+        export_model(calm_student, tmp_path / "none.onnx", "onnx", calibration=calibration, quantizer="onnxruntime")
+    message = str(failed.value)
+    assert "correlates with FP32 below 0.9 (onnxruntime 0." in message and "try --quantizer nncf" in message, message
+    assert not (tmp_path / "none.onnx").exists()
+
+
 def test_calibration_reads_label_shards(tmp_path: Path, calm_student: nn.Module) -> None:
     """The images of `edgedepth label`'s shards (what the student was trained on) calibrate as well as a folder."""
     from edgedepth.data import synthetic

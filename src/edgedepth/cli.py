@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -592,6 +593,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         timings = ", ".join(f"{name} {ms:.1f} ms" for name, ms in info.quantizer_latency_ms.items())
         quantizer += f", the faster here ({timings}; 1 thread)"
     print(f"exported {args.weights} -> {result.path} ({cfg.fmt}, {info.precision}{quantizer}; {check})")
+    if info.int8_latency_ms is not None and info.fp32_latency_ms is not None:
+        ratio = info.fp32_latency_ms / info.int8_latency_ms
+        print(f"INT8 runs in {info.int8_latency_ms:.2f} ms here, FP32 in {info.fp32_latency_ms:.2f} ms (1 thread): "
+              f"{ratio:.2f}x the speed of FP32")
+        if ratio < 1.0:
+            logging.getLogger("edgedepth.export").warning(
+                "this INT8 file is slower than FP32 on this CPU; export FP32 (drop --int8) for speed here, or try "
+                "the other --quantizer")
     return 0
 
 

@@ -138,7 +138,8 @@ def export_model(
             _export_onnx(graph, onnx_path, size)
             built = work / ("model" + SUFFIXES[fmt])
             if calibration is not None:  # INT8
-                built, metadata = _quantize(onnx_path, work, fmt, quantizer, calibration, metadata)
+                built, metadata = _quantize(onnx_path, work, fmt, quantizer, calibration, metadata, check, expected,
+                                            min_correlation)
             elif fmt == "onnx":
                 shutil.copyfile(onnx_path, built)
             else:
@@ -151,14 +152,6 @@ def export_model(
         if not int8 and fp32_tolerance is not None and not max_abs_diff <= fp32_tolerance * peak:
             raise EdgedepthError(
                 f"{fmt} export differs from PyTorch by {max_abs_diff:.3g} (output peak {peak:.3g}); nothing written"
-            )
-        if int8 and min_correlation is not None and not correlation >= min_correlation:
-            if math.isnan(correlation):
-                which = "FP32's" if not np.ptp(expected) > 0 else "the INT8 file's"
-                raise EdgedepthError(f"INT8 {fmt} export cannot be checked against FP32: {which} output is constant "
-                                     "or not finite on the check images (correlation undefined); nothing written")
-            raise EdgedepthError(
-                f"INT8 {fmt} export correlates {correlation:.3f} with FP32 (< {min_correlation}); nothing written"
             )
         _move_into_place(built, out)
     return ExportResult(out, metadata, max_abs_diff, correlation)
@@ -185,30 +178,72 @@ def _quantize(
     choice: QuantizerChoice,
     calibration: Sequence[np.ndarray],
     metadata: ExportMetadata,
+    check: np.ndarray,
+    expected: np.ndarray,
+    min_correlation: float | None,
 ) -> tuple[Path, ExportMetadata]:
-    """Quantise with the chosen tool, or under ``auto`` with each, timing their files; the kept file and its metadata."""
-    from edgedepth.runtime.predictor import load_predictor
+    """Quantise with the chosen tool, or under ``auto`` with each; the kept file and its metadata.
 
+    Every candidate is checked against FP32 first (its correlation on the check batch); of those that pass, ``auto``
+    keeps the one that runs faster here. The kept file is timed beside the FP32 file, and the metadata records both
+    latencies, so an INT8 file slower than its FP32 is said, never picked silently. With no bar
+    (``min_correlation=None``: bench's random networks) nothing is checked or timed beyond ``auto``'s choice.
+    """
     names: tuple[Quantizer, ...] = QUANTIZERS if choice == "auto" else (choice,)
     built: dict[str, tuple[Path, ExportMetadata]] = {}
+    correlations: dict[str, float] = {}
     for name in names:
         path = work / name / ("model" + SUFFIXES[fmt])
         path.parent.mkdir()
         quantize(onnx_path, path, fmt, name, calibration, INPUT_NAME)
         built[name] = path, replace(metadata, info=replace(metadata.info, quantizer=name))
-    if len(built) == 1:
-        return built[names[0]]
-    for path, candidate in built.values():
-        _write_metadata(path, fmt, candidate)  # the Predictor that times it reads its card
+        _write_metadata(path, fmt, built[name][1])  # the Predictor that checks and times it reads its card
+        correlations[name] = _compare(_run_file(path, check), expected)[1]
+    passing = [name for name in names if min_correlation is None or correlations[name] >= min_correlation]
+    if not passing:
+        raise _int8_failed(fmt, correlations, min_correlation, expected)
+    latencies: dict[str, float] = {}
+    if len(passing) > 1:
+        latencies = _latencies({name: built[name][0] for name in passing})
+    best = min(passing, key=lambda name: latencies.get(name, 0.0))
+    path, chosen = built[best]
+    info = replace(chosen.info, quantizer_latency_ms=latencies)
+    if min_correlation is not None:
+        fp32 = work / "timing" / ("fp32" + SUFFIXES[fmt])
+        fp32.parent.mkdir()
+        if fmt == "onnx":
+            shutil.copyfile(onnx_path, fp32)
+        else:
+            _convert_openvino(onnx_path, fp32, (check.shape[3], check.shape[2]))
+        _write_metadata(fp32, fmt, replace(metadata, info=replace(metadata.info, precision="fp32", calibration_images=0,
+                                                                   calibration_set="")))
+        timed = _latencies({"int8": path, "fp32": fp32})
+        info = replace(info, int8_latency_ms=timed["int8"], fp32_latency_ms=timed["fp32"])
+    return path, replace(chosen, info=info)
+
+
+def _latencies(files: dict[str, Path]) -> dict[str, float]:
+    """Median milliseconds of each file in its runtime here, batch 1 on :data:`TIMING_THREADS`, interleaved."""
+    from edgedepth.runtime.predictor import load_predictor
+
     # Each timing predictor lives for one statement: an OpenVINO model kept open while another IR was
     # read, rewritten or compiled corrupted memory later in the process (OpenVINO 2026.4, seen in the tests).
-    latencies = {
-        name: round(median_ms(interleaved([LocalTimer(load_predictor(path, threads=TIMING_THREADS))])[0]), 3)
-        for name, (path, _) in built.items()
-    }
-    best = min(latencies, key=latencies.__getitem__)
-    path, chosen = built[best]
-    return path, replace(chosen, info=replace(chosen.info, quantizer_latency_ms=latencies))
+    return {name: round(median_ms(interleaved([LocalTimer(load_predictor(path, threads=TIMING_THREADS))])[0]), 3)
+            for name, path in files.items()}
+
+
+def _int8_failed(fmt: ExportFormat, correlations: dict[str, float], bar: float | None,
+                 expected: np.ndarray) -> EdgedepthError:
+    """The one-line error when no INT8 file passes: each quantiser's correlation, and what to try."""
+    if all(math.isnan(value) for value in correlations.values()):
+        which = "FP32's" if not np.ptp(expected) > 0 else "the INT8 file's"
+        return EdgedepthError(f"INT8 {fmt} export cannot be checked against FP32: {which} output is constant or not "
+                              "finite on the check images (correlation undefined); nothing written")
+    found = ", ".join(f"{name} {value:.3f}" for name, value in correlations.items())
+    others = [name for name in QUANTIZERS if name not in correlations]
+    advice = (f"try --quantizer {others[0]}, " if others else "") + "calibrate on more images like the ones it will see"
+    return EdgedepthError(f"INT8 {fmt} export correlates with FP32 below {bar} ({found}); nothing written: {advice}, "
+                          "or export FP32")
 
 
 _M = TypeVar("_M", bound=nn.Module)

@@ -31,7 +31,9 @@ class ExportInfo:
     ``precision`` is ``fp32`` or ``int8``; ``quantizer`` names the INT8 tool (``onnxruntime`` or ``nncf``,
     ``None`` for FP32), ``calibration_images`` how many images fixed its activation ranges and ``calibration_set``
     which they were (the ``--calib`` source's name, or the package's rendered scenes). When the tool
-    was chosen by speed, ``quantizer_latency_ms`` holds each candidate's measured median latency.
+    was chosen by speed, ``quantizer_latency_ms`` holds each candidate's measured median latency; an INT8 file
+    checked at export holds its own and its FP32 file's (``int8_latency_ms``, ``fp32_latency_ms``: batch 1, one
+    thread, on the machine that exported it), so a file slower than FP32 says so.
     ``final_upsample`` (``bilinear`` or ``nearest``; ``None``: the graph is the whole network) says that the graph
     ends before a FastDepth's last x2 upsampling and ReLU, which the Predictor then applies
     (:func:`edgedepth.core.processing.final_upsample`). ``params`` and ``macs`` are the network's parameters and
@@ -46,6 +48,8 @@ class ExportInfo:
     calibration_set: str = ""
     source: str = ""
     quantizer_latency_ms: dict[str, float] = field(default_factory=dict)
+    int8_latency_ms: float | None = None
+    fp32_latency_ms: float | None = None
     final_upsample: Upsample | None = None
     params: int | None = None
     macs: int | None = None
@@ -60,6 +64,8 @@ class ExportInfo:
             calibration_set=str(data.get("calibration_set", "")),
             source=str(data.get("source", "")),
             quantizer_latency_ms={str(k): float(v) for k, v in dict(data.get("quantizer_latency_ms", {})).items()},
+            int8_latency_ms=_optional_float(data.get("int8_latency_ms")),
+            fp32_latency_ms=_optional_float(data.get("fp32_latency_ms")),
             final_upsample=_final_upsample_mode(data.get("final_upsample")),
             params=None if data.get("params") is None else int(data["params"]),
             macs=None if data.get("macs") is None else int(data["macs"]),
@@ -99,6 +105,10 @@ class ExportMetadata:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise EdgedepthError(f"{path}: corrupt edgedepth metadata ({exc})") from exc
+
+
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(str(value))
 
 
 def _final_upsample_mode(value: object) -> Upsample | None:
