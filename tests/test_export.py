@@ -249,6 +249,61 @@ def test_int8_auto_keeps_a_file_that_passes_and_times_it_beside_fp32(
     assert not (tmp_path / "none.onnx").exists()
 
 
+def _int8_breaker() -> nn.Module:
+    """Three convolutions, the middle one with a channel of huge range (x1000) that the last barely reads: quantised
+    per tensor, that channel takes the whole INT8 range and the channels the output depends on round to zero."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(8, 1, 3, padding=1)).eval()
+    with torch.no_grad():
+        net[2].weight[0] *= 1000.0
+        net[2].bias[0] = 50.0
+        net[4].weight[:, 0] *= 1e-3
+    net.card = ModelCard(name="breaker", input_size=(32, 32), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    return net
+
+
+@pytest.mark.parametrize(("fmt", "quantizer"), [("onnx", "onnxruntime"), ("onnx", "nncf"), ("openvino", "nncf"),
+                                                ("openvino", "onnxruntime")])
+def test_a_layer_that_breaks_int8_stays_in_floating_point(
+    tmp_path: Path, fmt: str, quantizer: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whole-network INT8 of the breaker correlates about 0.1 with FP32; the export keeps the layers INT8 hurts
+    most in floating point, the fewest that pass, and says which."""
+    from edgedepth.export.quantize import layer_sensitivity, quantize
+
+    net = _int8_breaker()
+    rng = np.random.default_rng(0)
+    calibration = [rng.standard_normal((1, 3, 32, 32), dtype=np.float32) for _ in range(4)]
+    out = tmp_path / f"int8{SUFFIX[fmt]}"
+    result = export_model(net, out, fmt, calibration=calibration, quantizer=quantizer, min_correlation=0.99)
+    info = load_predictor(out).export
+    assert info is not None and result.correlation >= 0.99
+    assert "/4/Conv" in info.float_layers and len(info.float_layers) <= 2, info.float_layers
+    # The ranking put the layer that reads the huge channel first, and the whole-INT8 file really failed.
+    sensitivity = layer_sensitivity(_onnx_of(net, tmp_path), calibration)
+    assert next(iter(sensitivity)) == "/4/Conv" and sensitivity["/4/Conv"] < sensitivity["/0/Conv"]
+    whole = tmp_path / "whole.onnx"
+    quantize(_onnx_of(net, tmp_path), whole, "onnx", quantizer, calibration)
+    expected = net(torch.from_numpy(np.concatenate(calibration))).detach().numpy()
+    assert pearson_correlation(_run_onnx(whole, calibration), expected) < 0.5
+
+
+def _onnx_of(net: nn.Module, folder: Path) -> Path:
+    from edgedepth.export.graph import _export_onnx
+
+    path = folder / "fp32.onnx"
+    if not path.exists():
+        _export_onnx(net, path, (32, 32))
+    return path
+
+
+def _run_onnx(path: Path, batches: list[np.ndarray]) -> np.ndarray:
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(path)).run(None, {"input": np.concatenate(batches)})[0]
+
+
 def test_calibration_reads_label_shards(tmp_path: Path, calm_student: nn.Module) -> None:
     """The images of `edgedepth label`'s shards (what the student was trained on) calibrate as well as a folder."""
     from edgedepth.data import synthetic

@@ -593,6 +593,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         timings = ", ".join(f"{name} {ms:.1f} ms" for name, ms in info.quantizer_latency_ms.items())
         quantizer += f", the faster here ({timings}; 1 thread)"
     print(f"exported {args.weights} -> {result.path} ({cfg.fmt}, {info.precision}{quantizer}; {check})")
+    if info.float_layers:
+        layers = ", ".join(f"{name} ({db:.1f} dB)" for name, db in info.float_layers.items())
+        print(f"kept in floating point, as full INT8 fell below the correlation bar: {len(info.float_layers)} "
+              f"layer(s) INT8 hurt most, by the signal-to-noise ratio of what they read quantised: {layers}")
     if info.int8_latency_ms is not None and info.fp32_latency_ms is not None:
         ratio = info.fp32_latency_ms / info.int8_latency_ms
         print(f"INT8 runs in {info.int8_latency_ms:.2f} ms here, FP32 in {info.fp32_latency_ms:.2f} ms (1 thread): "

@@ -39,7 +39,7 @@ from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
 from edgedepth.core.processing import Upsample
 from edgedepth.export.config import QuantizerChoice
-from edgedepth.export.quantize import quantize
+from edgedepth.export.quantize import layer_sensitivity, quantize
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.fusion import as_pair
 from edgedepth.models.registry import DepthNetwork, prepare_for_inference
@@ -200,6 +200,14 @@ def _quantize(
         _write_metadata(path, fmt, built[name][1])  # the Predictor that checks and times it reads its card
         correlations[name] = _compare(_run_file(path, check), expected)[1]
     passing = [name for name in names if min_correlation is None or correlations[name] >= min_correlation]
+    if not passing and min_correlation is not None:  # keep the layers INT8 hurts most in floating point
+        sensitivity = layer_sensitivity(onnx_path, calibration, INPUT_NAME)
+        for name in names:
+            found = _fewest_float_layers(onnx_path, work, fmt, name, calibration, built[name][1], check, expected,
+                                         min_correlation, sensitivity)
+            if found is not None:
+                built[name], correlations[name] = found[:2], found[2]
+                passing.append(name)
     if not passing:
         raise _int8_failed(fmt, correlations, min_correlation, expected)
     latencies: dict[str, float] = {}
@@ -220,6 +228,43 @@ def _quantize(
         timed = _latencies({"int8": path, "fp32": fp32})
         info = replace(info, int8_latency_ms=timed["int8"], fp32_latency_ms=timed["fp32"])
     return path, replace(chosen, info=info)
+
+
+def _fewest_float_layers(
+    onnx_path: Path, work: Path, fmt: ExportFormat, quantizer: Quantizer, calibration: Sequence[np.ndarray],
+    metadata: ExportMetadata, check: np.ndarray, expected: np.ndarray, bar: float, sensitivity: dict[str, float],
+) -> tuple[Path, ExportMetadata, float] | None:
+    """An INT8 file that passes the bar with the fewest of the most sensitive layers kept in floating point (the
+    first k of ``sensitivity``, worst first: k doubles until the file passes, then is bisected down), or ``None``
+    when even every layer in floating point does not pass."""
+    order = list(sensitivity)
+    tried: dict[int, tuple[Path, float]] = {}
+
+    def trial(count: int) -> bool:
+        path = work / f"{quantizer}-float{count}" / ("model" + SUFFIXES[fmt])
+        path.parent.mkdir()
+        quantize(onnx_path, path, fmt, quantizer, calibration, INPUT_NAME, keep_float=order[:count])
+        _write_metadata(path, fmt, metadata)
+        tried[count] = path, _compare(_run_file(path, check), expected)[1]
+        return tried[count][1] >= bar
+
+    failed, count = 0, 1
+    while not trial(count):
+        if count == len(order):
+            return None
+        failed, count = count, min(2 * count, len(order))
+    low, high = failed + 1, count
+    while low < high:
+        middle = (low + high) // 2
+        if trial(middle):
+            high = middle
+        else:
+            low = middle + 1
+    path, correlation = tried[high]
+    kept = {name: round(sensitivity[name], 2) for name in order[:high]}
+    chosen = replace(metadata, info=replace(metadata.info, float_layers=kept))
+    _write_metadata(path, fmt, chosen)
+    return path, chosen, correlation
 
 
 def _latencies(files: dict[str, Path]) -> dict[str, float]:

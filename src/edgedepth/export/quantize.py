@@ -74,14 +74,20 @@ class _Reader:
 
 
 def quantize(
-    fp32: Path, out: Path, fmt: str, quantizer: Quantizer, batches: Sequence[np.ndarray], input_name: str = "input"
+    fp32: Path, out: Path, fmt: str, quantizer: Quantizer, batches: Sequence[np.ndarray], input_name: str = "input",
+    keep_float: Sequence[str] = (),
 ) -> None:
-    """Quantise the FP32 ONNX file ``fp32`` with ``quantizer`` into ``out``: an ONNX file or an OpenVINO IR (``fmt``)."""
+    """Quantise the FP32 ONNX file ``fp32`` with ``quantizer`` into ``out``: an ONNX file or an OpenVINO IR (``fmt``).
+
+    ``keep_float`` names nodes of the ONNX graph left in floating point (ONNX Runtime's ``nodes_to_exclude``,
+    NNCF's ignored scope; in an OpenVINO model a convolution keeps its ONNX name, with ``/WithoutBiases`` when
+    its bias became an Add).
+    """
     if quantizer == "onnxruntime" and fmt == "onnx":
-        quantize_onnx(fp32, out, batches, input_name)
+        quantize_onnx(fp32, out, batches, input_name, keep_float)
     elif quantizer == "onnxruntime":
         qdq = out.with_name(out.stem + ".qdq.onnx")
-        quantize_onnx(fp32, qdq, batches, input_name)
+        quantize_onnx(fp32, qdq, batches, input_name, keep_float)
         _save_openvino(_openvino_model(qdq, batches), out)
     elif fmt == "onnx":
         import nncf
@@ -89,15 +95,72 @@ def quantize(
 
         with _no_cuda_probe_message(), _progress_on_stderr():
             quantized = nncf.quantize(onnx.load(str(fp32)), nncf.Dataset([{input_name: b} for b in batches]),
-                                      subset_size=len(batches), advanced_parameters=_nncf_seven_bit_weights())
+                                      subset_size=len(batches), advanced_parameters=_nncf_seven_bit_weights(),
+                                      ignored_scope=nncf.IgnoredScope(names=list(keep_float), validate=False))
         onnx.save(quantized, str(out))
     else:
         import nncf
 
+        patterns = [f"^{re.escape(name)}(/WithoutBiases)?$" for name in keep_float]
         with _no_cuda_probe_message(), _progress_on_stderr():
             quantized = nncf.quantize(_openvino_model(fp32, batches), nncf.Dataset(list(batches)),
-                                      subset_size=len(batches), advanced_parameters=_nncf_seven_bit_weights())
+                                      subset_size=len(batches), advanced_parameters=_nncf_seven_bit_weights(),
+                                      ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False))
         _save_openvino(quantized, out)
+
+
+def layer_sensitivity(fp32: Path, batches: Sequence[np.ndarray], input_name: str = "input") -> dict[str, float]:
+    """How much INT8 hurts each quantised layer of the FP32 ONNX file: node name -> signal-to-quantisation-noise
+    ratio in dB of what it reads (the worse of its quantised activation inputs and its weights), worst first.
+
+    Measured with ONNX Runtime's own debugging tool (``qdq_loss_debug``) on the calibration batches: the graph is
+    quantised whole, and each activation is compared before and after its own Q/DQ pair (its error alone, not the
+    error carried from earlier layers), each weight with its float original. A layer whose inputs need a range
+    INT8 cannot hold (one huge channel beside small ones) scores lowest.
+    """
+    import onnx
+    from onnxruntime.quantization import qdq_loss_debug as debug
+
+    work = fp32.parent / "sensitivity"
+    work.mkdir(exist_ok=True)
+    qdq = work / "qdq.onnx"
+    quantize_onnx(fp32, qdq, batches, input_name)
+    prepared = qdq.with_name(qdq.stem + ".prepared.onnx")  # the float graph the QDQ one was made from
+    float_aug, qdq_aug = work / "float.aug.onnx", work / "qdq.aug.onnx"
+    debug.modify_model_output_intermediate_tensors(str(prepared), str(float_aug))
+    debug.modify_model_output_intermediate_tensors(str(qdq), str(qdq_aug))
+    feeds: Any = [{input_name: batch} for batch in batches]  # ORT only iterates its "reader"
+    with _quiet_onnxruntime():
+        float_acts = debug.collect_activations(str(float_aug), feeds)
+        qdq_acts = debug.collect_activations(str(qdq_aug), feeds)
+    activation = debug.compute_activation_error(debug.create_activation_matching(qdq_acts, float_acts))
+    weight = debug.compute_weight_error(debug.create_weight_matching(str(prepared), str(qdq)))
+    scores: dict[str, float] = {}
+    for node in onnx.load(str(prepared)).graph.node:
+        if node.op_type not in _WEIGHTED_OPS:
+            continue
+        ratios = [float(activation[name]["qdq_err"]) for name in node.input if name in activation]
+        ratios += [float(weight[name]) for name in node.input if name in weight]
+        if ratios:
+            scores[node.name] = min(ratios)
+    return dict(sorted(scores.items(), key=lambda item: item[1]))
+
+
+#: The operators whose inputs and weights INT8 quantises, and which :func:`layer_sensitivity` ranks.
+_WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+
+
+@contextmanager
+def _quiet_onnxruntime() -> Iterator[None]:
+    """ONNX Runtime warns about every extra graph output it was asked for; they are what collecting them means."""
+    import onnxruntime
+
+    level = onnxruntime.get_default_logger_severity() if hasattr(onnxruntime, "get_default_logger_severity") else 2
+    onnxruntime.set_default_logger_severity(3)
+    try:
+        yield
+    finally:
+        onnxruntime.set_default_logger_severity(level)
 
 
 def _nncf_seven_bit_weights() -> object:
@@ -140,12 +203,21 @@ def _no_cuda_probe_message() -> contextlib.AbstractContextManager[None]:
     return _dropped_records("torch.utils.cpp_extension", "No CUDA runtime is found")
 
 
-def _progress_on_stderr() -> contextlib.AbstractContextManager[object]:
-    """Send NNCF's progress bars to stderr, with every other progress bar, so stdout holds only a command's results.
+@contextmanager
+def _progress_on_stderr() -> Iterator[None]:
+    """Send NNCF's progress bars to stderr, with every other progress bar, so stdout holds only a command's results,
+    and keep its INFO lines (one per ignored node) out of the output.
 
-    NNCF draws them with a rich Console made without a file, which writes to whatever ``sys.stdout`` is then.
+    NNCF draws the bars with a rich Console made without a file, which writes to whatever ``sys.stdout`` is then.
     """
-    return contextlib.redirect_stdout(sys.stderr)
+    nncf_logger = logging.getLogger("nncf")
+    level = nncf_logger.level
+    nncf_logger.setLevel(max(level, logging.WARNING))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        nncf_logger.setLevel(level)
 
 
 def _no_per_channel_axis_messages() -> contextlib.AbstractContextManager[None]:
@@ -158,8 +230,10 @@ def _no_per_channel_axis_messages() -> contextlib.AbstractContextManager[None]:
     return _dropped_records("root", r"Axis \d+ is out-of-range for weight ")
 
 
-def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_name: str = "input") -> None:
-    """Static INT8 QDQ quantisation of an FP32 ONNX file with ONNX Runtime (per-channel weights)."""
+def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_name: str = "input",
+                  keep_float: Sequence[str] = ()) -> None:
+    """Static INT8 QDQ quantisation of an FP32 ONNX file with ONNX Runtime (per-channel weights); the nodes named
+    in ``keep_float`` stay in floating point."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -175,6 +249,7 @@ def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_na
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             reduce_range=True,  # 7-bit weights, see the module doc
+            nodes_to_exclude=list(keep_float),
         )
 
 

@@ -33,7 +33,9 @@ class ExportInfo:
     which they were (the ``--calib`` source's name, or the package's rendered scenes). When the tool
     was chosen by speed, ``quantizer_latency_ms`` holds each candidate's measured median latency; an INT8 file
     checked at export holds its own and its FP32 file's (``int8_latency_ms``, ``fp32_latency_ms``: batch 1, one
-    thread, on the machine that exported it), so a file slower than FP32 says so.
+    thread, on the machine that exported it), so a file slower than FP32 says so. ``float_layers`` names the layers
+    an INT8 file keeps in floating point because INT8 hurt them most (ONNX node name -> the signal-to-quantisation-
+    noise ratio in dB of what each read when quantised), so that the file passes its check.
     ``final_upsample`` (``bilinear`` or ``nearest``; ``None``: the graph is the whole network) says that the graph
     ends before a FastDepth's last x2 upsampling and ReLU, which the Predictor then applies
     (:func:`edgedepth.core.processing.final_upsample`). ``params`` and ``macs`` are the network's parameters and
@@ -50,6 +52,7 @@ class ExportInfo:
     quantizer_latency_ms: dict[str, float] = field(default_factory=dict)
     int8_latency_ms: float | None = None
     fp32_latency_ms: float | None = None
+    float_layers: dict[str, float] = field(default_factory=dict)
     final_upsample: Upsample | None = None
     params: int | None = None
     macs: int | None = None
@@ -66,6 +69,7 @@ class ExportInfo:
             quantizer_latency_ms={str(k): float(v) for k, v in dict(data.get("quantizer_latency_ms", {})).items()},
             int8_latency_ms=_optional_float(data.get("int8_latency_ms")),
             fp32_latency_ms=_optional_float(data.get("fp32_latency_ms")),
+            float_layers={str(k): float(v) for k, v in dict(data.get("float_layers", {})).items()},
             final_upsample=_final_upsample_mode(data.get("final_upsample")),
             params=None if data.get("params") is None else int(data["params"]),
             macs=None if data.get("macs") is None else int(data["macs"]),
