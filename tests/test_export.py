@@ -212,13 +212,14 @@ def _one_bad_quantizer(monkeypatch: pytest.MonkeyPatch, bad: set[str]) -> None:
     from edgedepth.export import graph
     from edgedepth.export.quantize import quantize as real_quantize
 
-    def quantize(fp32: Path, out: Path, fmt: str, quantizer: str, batches: list, input_name: str = "input") -> None:
-        real_quantize(fp32, out, fmt, quantizer, batches, input_name)
+    def quantize(fp32: Path, out: Path, fmt: str, quantizer: str, batches: list, input_name: str = "input",
+                 **options: object) -> None:
+        real_quantize(fp32, out, fmt, quantizer, batches, input_name, **options)  # type: ignore[arg-type]
         if quantizer in bad:
             proto = onnx.load(str(out))
             for tensor in proto.graph.initializer:
                 values = onnx.numpy_helper.to_array(tensor)
-                if values.dtype == np.int8 and values.ndim == 4:
+                if values.ndim == 4:  # INT8 weights, and float ones of layers kept in floating point
                     tensor.CopyFrom(onnx.numpy_helper.from_array(np.ascontiguousarray(values[::-1, ::-1]), tensor.name))
             onnx.save(proto, str(out))
 
@@ -241,6 +242,7 @@ def test_int8_auto_keeps_a_file_that_passes_and_times_it_beside_fp32(
     assert info.int8_latency_ms is not None and info.int8_latency_ms > 0
     assert info.fp32_latency_ms is not None and info.fp32_latency_ms > 0
 
+    # A quantiser whose every file fails, even with every layer kept in floating point: one line, nothing written.
     _one_bad_quantizer(monkeypatch, {"onnxruntime", "nncf"})
     with pytest.raises(EdgedepthError) as failed:
         export_model(calm_student, tmp_path / "none.onnx", "onnx", calibration=calibration, quantizer="onnxruntime")
@@ -377,7 +379,9 @@ def test_export_command_and_its_errors(
     assert main(["export", "--weights", str(weights), "--format", "onnx", "--out", str(int8), "--int8",
                  "--calib", str(scenes), "--calib-limit", "3"]) == 0
     printed = capsys.readouterr().out
-    assert "(onnx, int8 by " in printed and " on 3 image(s), the faster here (onnxruntime " in printed, printed
+    assert "(onnx, int8 by " in printed and " on 3 image(s), " in printed, printed
+    assert "-bit weights" in printed and "INT8 runs in " in printed and " FP32 in " in printed, printed
+    assert f"{load_predictor(int8).export.weight_bits}-bit weights" in printed
     assert load_predictor(int8).export.quantizer in printed.split("int8 by ")[1].split(" ")[0]
 
     bad = {
@@ -492,9 +496,13 @@ def test_export_raises_no_warning(tmp_path: Path, students: dict[str, nn.Module]
 
 
 @pytest.mark.parametrize("quantizer", ["onnxruntime", "nncf"])
-def test_int8_weights_use_seven_bits(tmp_path: Path, quantizer: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Weights span half the INT8 range in every layer, or CPUs without VNNI saturate (runtime/quantize.py): on an
-    AVX2 EPYC, full-range weights took fastdepth_v3's INT8 correlation with FP32 down to 0.84 (NNCF) and 0.99.
+@pytest.mark.parametrize("bits", [7, 8])
+def test_int8_weights_use_seven_or_eight_bits(
+    tmp_path: Path, quantizer: str, bits: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """7-bit weights span half the INT8 range in every layer, or CPUs without VNNI saturate (export/quantize.py): on
+    an AVX2 EPYC, full-range weights took fastdepth_v3's INT8 correlation with FP32 down to 0.84 (NNCF) and 0.99;
+    8-bit ones the whole range, for CPUs that do not saturate.
     Quantising prints nothing on stdout (NNCF's progress bars go to stderr), which holds only a command's results."""
     from onnx import numpy_helper
 
@@ -505,14 +513,26 @@ def test_int8_weights_use_seven_bits(tmp_path: Path, quantizer: str, capsys: pyt
     network = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1)).eval()
     _export_onnx(network, tmp_path / "fp32.onnx", (16, 16))
     batches = [np.random.default_rng(k).standard_normal((1, 3, 16, 16), dtype=np.float32) for k in range(2)]
-    quantize(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "onnx", quantizer, batches)
+    quantize(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "onnx", quantizer, batches, weight_bits=bits)
     assert capsys.readouterr().out == ""
     graph = onnx.load(str(tmp_path / "int8.onnx")).graph
     initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
     weights = [initializers[node.input[0]] for node in graph.node
                if node.op_type == "DequantizeLinear" and initializers.get(node.input[0], np.zeros(0)).ndim == 4]
     assert len(weights) == 2 and all(w.dtype == np.int8 for w in weights)
-    assert [int(np.abs(w.astype(int)).max()) for w in weights] == [64, 64]
+    assert [int(np.abs(w.astype(int)).max()) for w in weights] == ([64, 64] if bits == 7 else [127, 127])
+
+
+def test_the_default_weight_bits_follow_the_cpus_int8_dot_products() -> None:
+    from edgedepth.export.quantize import default_weight_bits
+
+    assert default_weight_bits(("avx2", "fma")) == 7  # vpmaddubsw saturates
+    assert default_weight_bits(("avx2", "fma", "avx512f")) == 7
+    assert default_weight_bits(("avx2", "avx512f", "avx512_vnni")) == 8
+    assert default_weight_bits(("avx2", "avx_vnni")) == 8
+    assert default_weight_bits(("avx2", "amx_int8")) == 8
+    assert default_weight_bits(("asimd", "asimddp")) == 8
+    assert default_weight_bits(("asimd",)) == 7
 
 
 _NNCF_SCRIPT = """

@@ -588,7 +588,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     info = result.metadata.info
     check = (f"correlation with FP32 {result.correlation:.4f}, max |diff| {result.max_abs_diff:.3g}"
              if info.precision == "int8" else f"max |diff| vs PyTorch {result.max_abs_diff:.3g}")
-    quantizer = f" by {info.quantizer} on {info.calibration_images} image(s)" if info.quantizer else ""
+    quantizer = (f" by {info.quantizer} on {info.calibration_images} image(s), {info.weight_bits}-bit weights"
+                 if info.quantizer else "")
     if info.quantizer_latency_ms:
         timings = ", ".join(f"{name} {ms:.1f} ms" for name, ms in info.quantizer_latency_ms.items())
         quantizer += f", the faster here ({timings}; 1 thread)"
@@ -623,7 +624,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="calibration images: a folder (searched recursively), a list file, .tar shards or the label "
                    "shards of `edgedepth label`")
     _option(p, ExportConfig, "quantizer", "--quantizer", choices=("auto", "onnxruntime", "nncf"),
-            help="INT8 tool: ONNX Runtime's or OpenVINO's NNCF; auto builds both and keeps the faster")
+            help="INT8 tool: ONNX Runtime's or OpenVINO's NNCF; auto builds both and keeps the faster of those that "
+            "pass the check against FP32")
+    p.add_argument("--weight-bits", type=int, choices=(7, 8), help="INT8 weight precision: 7 runs on any CPU, 8 only "
+                   "where INT8 dot products do not saturate (x86 VNNI or AMX, ARM dot product) (default: 8 if this CPU "
+                   "has them, else 7; the file's metadata records it)")
     _option(p, ExportConfig, "calib_limit", "--calib-limit", type=int, help="calibration images used at most")
     p.set_defaults(func=_cmd_export)
 

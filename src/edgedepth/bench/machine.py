@@ -4,21 +4,17 @@ versions, and its single-thread FP32 matrix-multiply peak (the FLOP floor's rate
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from edgedepth.core.cpu import ISA_FLAGS, cpu_isa, cpu_name, read_cpuinfo
 from edgedepth.runtime.runtimes import package_versions
 
-#: Instruction sets that decide CNN speed, as /proc/cpuinfo names them (x86 ``flags``, ARM ``Features``).
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
-             "asimd", "asimddp", "i8mm", "sve")
-
+__all__ = ["ISA_FLAGS", "Machine", "cpu_isa", "cpu_name", "read_cpuinfo"]
 
 @dataclass(frozen=True)
 class Machine:
@@ -33,31 +29,6 @@ class Machine:
     load_average: tuple[float, float, float]
     versions: dict[str, str]
     sgemm_samples: tuple[float, ...] = ()
-
-
-def read_cpuinfo() -> str:
-    """This machine's ``/proc/cpuinfo`` text, empty where there is none (not Linux)."""
-    path = Path("/proc/cpuinfo")
-    return path.read_text() if path.exists() else ""
-
-
-def cpu_isa(cpuinfo: str) -> tuple[str, ...]:
-    """The :data:`ISA_FLAGS` present in a ``/proc/cpuinfo`` text (x86 ``flags`` or ARM ``Features`` line)."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            present = set(value.split())
-            return tuple(flag for flag in ISA_FLAGS if flag in present)
-    return ()
-
-
-def cpu_name(cpuinfo: str) -> str:
-    """The CPU's model name from a ``/proc/cpuinfo`` text (x86 ``model name``, ARM ``Model`` or ``CPU part``)."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "CPU part"):
-            return value.strip()
-    return platform.processor() or platform.machine()
 
 
 def sgemm_peak_gflops(size: int = 1024, repeats: int = 5) -> float:

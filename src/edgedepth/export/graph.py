@@ -35,11 +35,12 @@ import torch
 from torch import nn
 
 from edgedepth.core.card import ModelCard
+from edgedepth.core.cpu import cpu_isa, read_cpuinfo
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
 from edgedepth.core.processing import Upsample
 from edgedepth.export.config import QuantizerChoice
-from edgedepth.export.quantize import layer_sensitivity, quantize
+from edgedepth.export.quantize import WeightBits, default_weight_bits, layer_sensitivity, quantize
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.fusion import as_pair
 from edgedepth.models.registry import DepthNetwork, prepare_for_inference
@@ -82,6 +83,7 @@ def export_model(
     quantizer: QuantizerChoice = "auto",
     fp32_tolerance: float | None = FP32_TOLERANCE,
     calibration_set: str = "",
+    weight_bits: WeightBits | None = None,
 ) -> ExportResult:
     """Export ``model`` (a student with a card) to ``out``; with ``calibration`` batches, as INT8.
 
@@ -93,7 +95,8 @@ def export_model(
     initialisation gives a peak of 1e-3, where float32 rounding alone is a few 1e-3 of it).
     The result's ``correlation`` is NaN where it is undefined: FP32's or the file's output constant.
     ``quantizer="auto"`` quantises with both tools and keeps the file that runs faster in the format's runtime
-    on this machine (batch 1, one thread: the edge case); the metadata records both latencies.
+    on this machine (batch 1, one thread: the edge case); the metadata records both latencies. ``weight_bits``: 7
+    or 8 (default: :func:`~edgedepth.export.quantize.default_weight_bits` of this CPU), recorded in the metadata.
     """
     if fmt not in EXPORT_FORMATS:
         raise EdgedepthError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
@@ -115,6 +118,7 @@ def export_model(
         quantizer=None,
         calibration_images=len(calibration) if calibration is not None else 0,
         calibration_set=calibration_set if calibration is not None else "",
+        weight_bits=(weight_bits or default_weight_bits(cpu_isa(read_cpuinfo()))) if calibration is not None else None,
         source=source,
     )
     model = prepare_for_inference(model.cpu(), copy=True)  # fused (ZipDepth), the caller's model left as it was
@@ -195,13 +199,13 @@ def _quantize(
     for name in names:
         path = work / name / ("model" + SUFFIXES[fmt])
         path.parent.mkdir()
-        quantize(onnx_path, path, fmt, name, calibration, INPUT_NAME)
+        quantize(onnx_path, path, fmt, name, calibration, INPUT_NAME, weight_bits=_bits(metadata))
         built[name] = path, replace(metadata, info=replace(metadata.info, quantizer=name))
         _write_metadata(path, fmt, built[name][1])  # the Predictor that checks and times it reads its card
         correlations[name] = _compare(_run_file(path, check), expected)[1]
     passing = [name for name in names if min_correlation is None or correlations[name] >= min_correlation]
     if not passing and min_correlation is not None:  # keep the layers INT8 hurts most in floating point
-        sensitivity = layer_sensitivity(onnx_path, calibration, INPUT_NAME)
+        sensitivity = layer_sensitivity(onnx_path, calibration, INPUT_NAME, _bits(metadata))
         for name in names:
             found = _fewest_float_layers(onnx_path, work, fmt, name, calibration, built[name][1], check, expected,
                                          min_correlation, sensitivity)
@@ -224,7 +228,7 @@ def _quantize(
         else:
             _convert_openvino(onnx_path, fp32, (check.shape[3], check.shape[2]))
         _write_metadata(fp32, fmt, replace(metadata, info=replace(metadata.info, precision="fp32", calibration_images=0,
-                                                                   calibration_set="")))
+                                                                   calibration_set="", weight_bits=None)))
         timed = _latencies({"int8": path, "fp32": fp32})
         info = replace(info, int8_latency_ms=timed["int8"], fp32_latency_ms=timed["fp32"])
     return path, replace(chosen, info=info)
@@ -243,7 +247,8 @@ def _fewest_float_layers(
     def trial(count: int) -> bool:
         path = work / f"{quantizer}-float{count}" / ("model" + SUFFIXES[fmt])
         path.parent.mkdir()
-        quantize(onnx_path, path, fmt, quantizer, calibration, INPUT_NAME, keep_float=order[:count])
+        quantize(onnx_path, path, fmt, quantizer, calibration, INPUT_NAME, keep_float=order[:count],
+                 weight_bits=_bits(metadata))
         _write_metadata(path, fmt, metadata)
         tried[count] = path, _compare(_run_file(path, check), expected)[1]
         return tried[count][1] >= bar
@@ -265,6 +270,10 @@ def _fewest_float_layers(
     chosen = replace(metadata, info=replace(metadata.info, float_layers=kept))
     _write_metadata(path, fmt, chosen)
     return path, chosen, correlation
+
+
+def _bits(metadata: ExportMetadata) -> WeightBits:
+    return 8 if metadata.info.weight_bits == 8 else 7
 
 
 def _latencies(files: dict[str, Path]) -> dict[str, float]:

@@ -21,4 +21,4 @@ def run(cfg: ExportConfig) -> ExportResult:
     size = cfg.size or card.input_size
     calibration = calibration_batches(cfg.calib, card, size, cfg.calib_limit) if cfg.calib is not None else None
     return export_model(model, cfg.out, cfg.fmt, size, provenance, cfg.weights.name, calibration,
-                        quantizer=cfg.quantizer, calibration_set=str(cfg.calib or ""))
+                        quantizer=cfg.quantizer, calibration_set=str(cfg.calib or ""), weight_bits=cfg.weight_bits)

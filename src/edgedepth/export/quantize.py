@@ -9,11 +9,15 @@ Two quantisers, each a runtime's own, and either can write either format:
   but 7-bit weights in every layer, on the OpenVINO model or, for ONNX, on the ONNX graph (QDQ laid out for
   OpenVINO).
 
-Both quantise weights on 7 bits (half the INT8 range): x86 CPUs without VNNI (AVX2, AVX-512 without VNNI, the
-common edge case) multiply UINT8 activations by INT8 weights with ``vpmaddubsw``, whose 16-bit sums saturate with
-full-range weights. On such a CPU (an AVX2 EPYC) ``fastdepth_v3``'s INT8 output correlated 0.84 with FP32 under
-NNCF's default (7 bits on the first layer only) and 0.990 under ONNX Runtime's full range, 0.999 with 7 bits (as
-with the Q/DQ graph computed in float). A file runs wherever it is deployed, so every file gets 7-bit weights.
+Weights take 7 bits (half the INT8 range) unless told otherwise or the exporting CPU does not saturate: x86 CPUs
+without VNNI (AVX2, AVX-512 without VNNI, the common edge case) multiply UINT8 activations by INT8 weights with
+``vpmaddubsw``, whose 16-bit sums saturate with full-range weights. On such a CPU (an AVX2 EPYC) ``fastdepth_v3``'s
+INT8 output correlated 0.84 with FP32 under NNCF's default (7 bits on the first layer only) and 0.990 under ONNX
+Runtime's full range, 0.999 with 7 bits (as with the Q/DQ graph computed in float). CPUs with VNNI, AMX-INT8 or
+ARM's dot-product instructions add the products in 32 bits and take full 8-bit weights, one bit more precise; so
+by default (:func:`default_weight_bits`) a file exported on such a CPU gets 8-bit weights, elsewhere 7, and its
+metadata says which (``weight_bits``): deploy an 8-bit file only to CPUs of that kind, or export with
+``--weight-bits 7`` for any CPU.
 
 Which is faster depends on the runtime and the CPU, so ``edgedepth export`` builds both and keeps the
 faster (:mod:`edgedepth.export.graph`). Calibration images come from any source ``edgedepth label``
@@ -30,7 +34,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -73,21 +77,32 @@ class _Reader:
         return next(self._items, None)
 
 
+#: Instruction sets whose INT8 dot products add UINT8 x INT8 pairs in 32 bits: full-range weights do not saturate.
+NO_SATURATION_ISA = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
+#: The weight precisions an INT8 file can take: 7 bits (any CPU) or the full 8.
+WeightBits = Literal[7, 8]
+
+
+def default_weight_bits(isa: Sequence[str]) -> WeightBits:
+    """8 on a CPU with :data:`NO_SATURATION_ISA`, else 7 (see the module doc)."""
+    return 8 if NO_SATURATION_ISA & set(isa) else 7
+
+
 def quantize(
     fp32: Path, out: Path, fmt: str, quantizer: Quantizer, batches: Sequence[np.ndarray], input_name: str = "input",
-    keep_float: Sequence[str] = (),
+    keep_float: Sequence[str] = (), weight_bits: WeightBits = 7,
 ) -> None:
     """Quantise the FP32 ONNX file ``fp32`` with ``quantizer`` into ``out``: an ONNX file or an OpenVINO IR (``fmt``).
 
     ``keep_float`` names nodes of the ONNX graph left in floating point (ONNX Runtime's ``nodes_to_exclude``,
     NNCF's ignored scope; in an OpenVINO model a convolution keeps its ONNX name, with ``/WithoutBiases`` when
-    its bias became an Add).
+    its bias became an Add). ``weight_bits``: 7 or 8 (see the module doc).
     """
     if quantizer == "onnxruntime" and fmt == "onnx":
-        quantize_onnx(fp32, out, batches, input_name, keep_float)
+        quantize_onnx(fp32, out, batches, input_name, keep_float, weight_bits)
     elif quantizer == "onnxruntime":
         qdq = out.with_name(out.stem + ".qdq.onnx")
-        quantize_onnx(fp32, qdq, batches, input_name, keep_float)
+        quantize_onnx(fp32, qdq, batches, input_name, keep_float, weight_bits)
         _save_openvino(_openvino_model(qdq, batches), out)
     elif fmt == "onnx":
         import nncf
@@ -95,7 +110,7 @@ def quantize(
 
         with _no_cuda_probe_message(), _progress_on_stderr():
             quantized = nncf.quantize(onnx.load(str(fp32)), nncf.Dataset([{input_name: b} for b in batches]),
-                                      subset_size=len(batches), advanced_parameters=_nncf_seven_bit_weights(),
+                                      subset_size=len(batches), advanced_parameters=_nncf_weights(weight_bits),
                                       ignored_scope=nncf.IgnoredScope(names=list(keep_float), validate=False))
         onnx.save(quantized, str(out))
     else:
@@ -104,12 +119,13 @@ def quantize(
         patterns = [f"^{re.escape(name)}(/WithoutBiases)?$" for name in keep_float]
         with _no_cuda_probe_message(), _progress_on_stderr():
             quantized = nncf.quantize(_openvino_model(fp32, batches), nncf.Dataset(list(batches)),
-                                      subset_size=len(batches), advanced_parameters=_nncf_seven_bit_weights(),
+                                      subset_size=len(batches), advanced_parameters=_nncf_weights(weight_bits),
                                       ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False))
         _save_openvino(quantized, out)
 
 
-def layer_sensitivity(fp32: Path, batches: Sequence[np.ndarray], input_name: str = "input") -> dict[str, float]:
+def layer_sensitivity(fp32: Path, batches: Sequence[np.ndarray], input_name: str = "input",
+                      weight_bits: WeightBits = 7) -> dict[str, float]:
     """How much INT8 hurts each quantised layer of the FP32 ONNX file: node name -> signal-to-quantisation-noise
     ratio in dB of what it reads (the worse of its quantised activation inputs and its weights), worst first.
 
@@ -124,7 +140,7 @@ def layer_sensitivity(fp32: Path, batches: Sequence[np.ndarray], input_name: str
     work = fp32.parent / "sensitivity"
     work.mkdir(exist_ok=True)
     qdq = work / "qdq.onnx"
-    quantize_onnx(fp32, qdq, batches, input_name)
+    quantize_onnx(fp32, qdq, batches, input_name, weight_bits=weight_bits)
     prepared = qdq.with_name(qdq.stem + ".prepared.onnx")  # the float graph the QDQ one was made from
     float_aug, qdq_aug = work / "float.aug.onnx", work / "qdq.aug.onnx"
     debug.modify_model_output_intermediate_tensors(str(prepared), str(float_aug))
@@ -163,11 +179,11 @@ def _quiet_onnxruntime() -> Iterator[None]:
         onnxruntime.set_default_logger_severity(level)
 
 
-def _nncf_seven_bit_weights() -> object:
-    """NNCF's "overflow fix" on every layer (its default covers the first only): 7-bit weights, see the module doc."""
+def _nncf_weights(weight_bits: WeightBits) -> object:
+    """NNCF's "overflow fix" on every layer (its default covers the first only) for 7-bit weights, or off for 8."""
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
-    return AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE)
+    return AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE if weight_bits == 7 else OverflowFix.DISABLE)
 
 
 class _DropRecords(logging.Filter):
@@ -231,7 +247,7 @@ def _no_per_channel_axis_messages() -> contextlib.AbstractContextManager[None]:
 
 
 def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_name: str = "input",
-                  keep_float: Sequence[str] = ()) -> None:
+                  keep_float: Sequence[str] = (), weight_bits: WeightBits = 7) -> None:
     """Static INT8 QDQ quantisation of an FP32 ONNX file with ONNX Runtime (per-channel weights); the nodes named
     in ``keep_float`` stay in floating point."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -248,7 +264,7 @@ def quantize_onnx(fp32: Path, out: Path, batches: Sequence[np.ndarray], input_na
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            reduce_range=True,  # 7-bit weights, see the module doc
+            reduce_range=weight_bits == 7,  # 7-bit weights, see the module doc
             nodes_to_exclude=list(keep_float),
         )
 

@@ -35,7 +35,9 @@ class ExportInfo:
     checked at export holds its own and its FP32 file's (``int8_latency_ms``, ``fp32_latency_ms``: batch 1, one
     thread, on the machine that exported it), so a file slower than FP32 says so. ``float_layers`` names the layers
     an INT8 file keeps in floating point because INT8 hurt them most (ONNX node name -> the signal-to-quantisation-
-    noise ratio in dB of what each read when quantised), so that the file passes its check.
+    noise ratio in dB of what each read when quantised), so that the file passes its check. ``weight_bits`` says
+    whether its weights take 7 bits (any CPU) or 8 (CPUs whose INT8 dot products do not saturate: VNNI, AMX, ARM
+    dot product); ``None`` for FP32 files and files made before it was recorded.
     ``final_upsample`` (``bilinear`` or ``nearest``; ``None``: the graph is the whole network) says that the graph
     ends before a FastDepth's last x2 upsampling and ReLU, which the Predictor then applies
     (:func:`edgedepth.core.processing.final_upsample`). ``params`` and ``macs`` are the network's parameters and
@@ -53,6 +55,7 @@ class ExportInfo:
     int8_latency_ms: float | None = None
     fp32_latency_ms: float | None = None
     float_layers: dict[str, float] = field(default_factory=dict)
+    weight_bits: int | None = None
     final_upsample: Upsample | None = None
     params: int | None = None
     macs: int | None = None
@@ -70,6 +73,7 @@ class ExportInfo:
             int8_latency_ms=_optional_float(data.get("int8_latency_ms")),
             fp32_latency_ms=_optional_float(data.get("fp32_latency_ms")),
             float_layers={str(k): float(v) for k, v in dict(data.get("float_layers", {})).items()},
+            weight_bits=None if data.get("weight_bits") is None else int(data["weight_bits"]),
             final_upsample=_final_upsample_mode(data.get("final_upsample")),
             params=None if data.get("params") is None else int(data["params"]),
             macs=None if data.get("macs") is None else int(data["macs"]),
