@@ -14,7 +14,7 @@ from edgedepth.core.errors import EdgedepthError
 #: The extra that installs each package an optional part needs.
 EXTRA_OF = {"torch": "train", "torchvision": "train", "timm": "train", "transformers": "train", "nncf": "train",
             "onnx": "train", "h5py": "train", "scipy": "train", "safetensors": "train", "matplotlib": "train",
-            "openvino": "openvino", "rosbags": "ros"}
+            "openvino": "openvino", "rosbags": "ros", "ncnn": "ncnn", "pnnx": "train"}
 
 
 def missing(package: str) -> bool:

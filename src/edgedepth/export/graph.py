@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import shutil
+import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -106,8 +107,8 @@ def export_model(
     card: ModelCard = model.card
     size = card.fit_size(size)
     int8 = calibration is not None
-    if int8 and fmt == "torchscript":
-        raise EdgedepthError("--int8 is available for onnx (ONNX Runtime) and openvino (NNCF), not torchscript")
+    if int8:
+        check_int8_format(fmt)
     if int8 and not calibration:
         raise EdgedepthError("--int8 needs at least one calibration image")
     if quantizer not in ("auto", *QUANTIZERS):
@@ -146,6 +147,8 @@ def export_model(
                                             min_correlation)
             elif fmt == "onnx":
                 shutil.copyfile(onnx_path, built)
+            elif fmt == "ncnn":
+                _convert_ncnn(onnx_path, built, size)
             else:
                 _convert_openvino(onnx_path, built, size)
             _write_metadata(built, fmt, metadata)
@@ -159,6 +162,14 @@ def export_model(
             )
         _move_into_place(built, out)
     return ExportResult(out, metadata, max_abs_diff, correlation)
+
+
+def check_int8_format(fmt: str) -> None:
+    """Nothing for a format that has an INT8 path here; else the one-line error saying why not."""
+    if fmt in ("torchscript", "ncnn"):
+        raise EdgedepthError(f"--int8 is available for onnx (ONNX Runtime) and openvino (NNCF), not {fmt}"
+                             + (": ncnn's own INT8 tools (ncnn2table, ncnn2int8) are not in its Python package"
+                                if fmt == "ncnn" else ""))
 
 
 def _graph(model: nn.Module, fmt: ExportFormat) -> tuple[nn.Module, Upsample | None]:
@@ -398,6 +409,26 @@ def _convert_openvino(onnx_path: Path, path: Path, size: tuple[int, int]) -> Non
     ov.save_model(model, str(path), compress_to_fp16=False)
 
 
+def _convert_ncnn(onnx_path: Path, path: Path, size: tuple[int, int]) -> None:
+    """The ONNX graph to ncnn's ``.param`` and ``.bin`` with pnnx (ncnn's own converter), at the fixed size."""
+    import pnnx
+
+    converter = Path(pnnx.__file__).parent / "pnnx"
+    width, height = size
+    work = onnx_path.parent / "ncnn"
+    work.mkdir()
+    staged = work / "model.onnx"
+    shutil.copyfile(onnx_path, staged)
+    done = subprocess.run([str(converter), str(staged), f"inputshape=[1,3,{height},{width}]"], cwd=work,
+                          capture_output=True, text=True, check=False)
+    param, weights = work / "model.ncnn.param", work / "model.ncnn.bin"
+    if done.returncode != 0 or not param.is_file():
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        raise EdgedepthError(f"pnnx could not convert the graph to ncnn ({lines[-1][:200] if lines else done.returncode})")
+    shutil.copyfile(param, path)
+    shutil.copyfile(weights, path.with_suffix(".bin"))
+
+
 def _export_torchscript(model: nn.Module, path: Path, size: tuple[int, int], metadata: ExportMetadata) -> None:
     from edgedepth.runtime.pytorch import TORCHSCRIPT_METADATA
 
@@ -433,9 +464,14 @@ def _quiet_transformers_properties() -> Iterator[None]:
 
 
 def _write_metadata(path: Path, fmt: ExportFormat, metadata: ExportMetadata) -> None:
-    """Store the four metadata entries in the ONNX file or the OpenVINO IR (rewriting it in place)."""
+    """Store the four metadata entries in the ONNX file or the OpenVINO IR (rewriting it in place), or for ncnn in
+    the ``.json`` beside its ``.param``."""
     values = metadata.to_strings()
-    if fmt == "onnx":
+    if fmt == "ncnn":
+        from edgedepth.runtime.ncnn import metadata_path
+
+        metadata_path(path).write_text(json.dumps(values, indent=2) + "\n")
+    elif fmt == "onnx":
         import onnx
 
         proto = onnx.load(str(path))
@@ -485,10 +521,12 @@ def pearson_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _move_into_place(built: Path, out: Path) -> None:
-    """Move the checked file (and an IR's ``.bin``) to ``out`` atomically: the ``.bin`` first, then the ``.xml``."""
-    if built.suffix == ".xml":
-        with atomic_path(out.with_suffix(".bin")) as tmp:
-            shutil.copyfile(built.with_suffix(".bin"), tmp)
+    """Move the checked file (and an IR's or ncnn's ``.bin``, ncnn's ``.json``) to ``out`` atomically: the files
+    beside it first, then the ``.xml`` or ``.param`` that names the export."""
+    beside = {".xml": (".bin",), ".param": (".bin", ".json")}.get(built.suffix, ())
+    for suffix in beside:
+        with atomic_path(out.with_suffix(suffix)) as tmp:
+            shutil.copyfile(built.with_suffix(suffix), tmp)
     with atomic_path(out) as tmp:
         shutil.copyfile(built, tmp)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.export.config import ExportConfig
-from edgedepth.export.graph import ExportResult, export_model
+from edgedepth.export.graph import ExportResult, check_int8_format, export_model
 from edgedepth.export.quantize import calibration_batches
 from edgedepth.models.weights import load_model, read_metadata
 
@@ -14,6 +14,8 @@ def run(cfg: ExportConfig) -> ExportResult:
     """Export our ``.safetensors`` weights as ``cfg`` says; provenance is carried into the file."""
     if cfg.int8 != (cfg.calib is not None):
         raise EdgedepthError("--int8 and --calib SOURCE go together: INT8 needs calibration images")
+    if cfg.int8:
+        check_int8_format(cfg.fmt)
     if cfg.weights.suffix.lower() != ".safetensors":
         raise EdgedepthError(f"--weights {cfg.weights}: export starts from our .safetensors weights")
     card, provenance = read_metadata(cfg.weights)

@@ -21,12 +21,13 @@ from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.extras import require
 
 #: What ``edgedepth export --format`` writes.
-ExportFormat = Literal["onnx", "openvino", "torchscript"]
+ExportFormat = Literal["onnx", "openvino", "torchscript", "ncnn"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
 #: The files a network is kept in: our weights, and the export formats.
 Format = Literal["safetensors", ExportFormat]
 #: Each format's file suffix (an OpenVINO IR is its ``.xml`` with a ``.bin`` beside it).
-SUFFIXES: dict[str, str] = {"safetensors": ".safetensors", "onnx": ".onnx", "openvino": ".xml", "torchscript": ".pt"}
+SUFFIXES: dict[str, str] = {"safetensors": ".safetensors", "onnx": ".onnx", "openvino": ".xml", "torchscript": ".pt",
+                             "ncnn": ".param"}
 
 #: What a runtime computes in: ``fp32``, ``int8`` (an INT8 file; its float parts as the runtime chooses), or
 #: ``default``: an FP32 file at the runtime's own choice of precision (OpenVINO: bf16 on CPUs with AVX-512 BF16 or
@@ -84,10 +85,14 @@ RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
     Runtime("openvino-int8", "openvino", "int8", "nncf", "edgedepth.runtime.openvino:OpenVinoPredictor", "openvino", "OpenVINO, INT8 by NNCF"),
     Runtime("torchscript", "torchscript", "fp32", None, "edgedepth.runtime.pytorch:TorchScriptPredictor", "torch",
             "TorchScript (what libtorch runs), PyTorch"),
+    Runtime("ncnn", "ncnn", "fp32", None, "edgedepth.runtime.ncnn:NcnnPredictor", "ncnn", "ncnn, FP32"),
+    Runtime("ncnn-fp16", "ncnn", "default", None, "edgedepth.runtime.ncnn:NcnnPredictor", "ncnn",
+            "ncnn, the FP32 file with FP16 (or BF16) storage and arithmetic where the CPU has them",
+            options={"fp16": True}),
 )}
 
 #: The runtime each file suffix opens with by default (an INT8 file says so in its metadata).
-_BY_SUFFIX = {".safetensors": "torch", ".onnx": "onnx", ".xml": "openvino", ".pt": "torchscript"}
+_BY_SUFFIX = {".safetensors": "torch", ".onnx": "onnx", ".xml": "openvino", ".pt": "torchscript", ".param": "ncnn"}
 
 
 def get_runtime(name: str, flag: str = "--runtime") -> Runtime:
