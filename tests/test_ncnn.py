@@ -110,3 +110,13 @@ def test_an_incomplete_export_is_one_line(exported: Path, tmp_path: Path) -> Non
     lonely.with_suffix(".json").write_text("{")
     with pytest.raises(EdgedepthError, match="corrupt edgedepth metadata"):
         load_predictor(lonely)
+
+
+@pytest.mark.slow
+def test_a_network_pnnx_does_not_keep_is_refused_in_one_line(tmp_path: Path) -> None:
+    """ZipDepth's convex upsampling (an unfold) comes out of pnnx as a two-channel output: the export's own check
+    runs the file and refuses it; nothing is written."""
+    model = create_model("zipdepth_base", card={"input_size": SIZE}).eval()
+    with pytest.raises(EdgedepthError, match=r"^ncnn export: ncnn's output is \[2, 192, 256\], not one depth map"):
+        export_model(model, tmp_path / "zip.param", "ncnn")
+    assert list(tmp_path.iterdir()) == []

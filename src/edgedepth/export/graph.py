@@ -152,7 +152,10 @@ def export_model(
             else:
                 _convert_openvino(onnx_path, built, size)
             _write_metadata(built, fmt, metadata)
-        actual = _run_file(built, check)
+        try:
+            actual = _run_file(built, check)
+        except EdgedepthError as exc:  # the runtime cannot run what was built: its message, not the scratch path
+            raise EdgedepthError(f"{fmt} export: {str(exc).removeprefix(f'{built}: ')}; nothing written") from exc
         max_abs_diff, correlation = _compare(actual, expected)
         peak = float(np.abs(expected).max()) or 1.0
         # Written as "not within", so that a NaN (a file that outputs NaN, an undefined correlation) fails the check.
