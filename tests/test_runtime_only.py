@@ -270,7 +270,8 @@ def test_our_weights_need_the_training_stack_and_say_so(weights: Path, photo: Pa
 
 
 @pytest.mark.slow  # a fresh virtual environment and a first install from the package registry: a minute or two
-def test_a_runtime_only_install_runs_predict(student: Path, photo: Path, tmp_path: Path) -> None:
+def test_a_runtime_only_install_runs_predict(student: Path, photo: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """``python -m build`` makes a wheel and an sdist; the wheel installed (no extra) into a fresh environment gives
     ``edgedepth --version`` and a working ``edgedepth predict``, ``models`` and ``bench --files`` on an ONNX file, and
     no PyTorch; the sdist holds the package's data and installs too."""
@@ -288,6 +289,9 @@ def test_a_runtime_only_install_runs_predict(student: Path, photo: Path, tmp_pat
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
+    # The fresh environment sees only itself: a PYTHONPATH of the caller's (a checkout's src/) would make pip take
+    # edgedepth as installed already.
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], check=False,
                              capture_output=True, text=True, timeout=1200)
     assert install.returncode == 0, install.stderr[-2000:]
