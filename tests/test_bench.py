@@ -197,6 +197,33 @@ def test_tiny_bench_writes_its_table(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not any(line in printed for line in progress)
 
 
+@pytest.mark.slow
+def test_bench_times_trained_weights_with_the_exports_checks(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bench --weights``: the user's network, its INT8 file built and checked as ``export --int8`` builds it, and
+    the table says how closely each INT8 file follows FP32. A file that fails the check is a failed cell, not timed."""
+    from edgedepth.export import graph
+
+    out = tmp_path / "bench"
+    assert main(["bench", "--weights", str(weights), "--runtimes", "onnx,onnx-int8", "--threads", "1", "--size",
+                 "64x64", "--runs", "2", "--warmup", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    label = f"fastdepth_v3 ({weights.name})"
+    assert f"| {label} | onnx | 1 | 64x64 |" in printed and f"| {label} | onnx-int8 | 1 | 64x64 |" in printed
+    found = re.search(r"on the check images \(trained weights, checked as an export is\): (.*) onnx-int8 (\S+)",
+                      printed)
+    assert found is not None and found.group(1) == label and float(found.group(2)) >= 0.9, printed
+
+    # Checked as an export is: an INT8 file under the bar (here: the bar raised above any file) fails its cell.
+    monkeypatch.setattr(graph, "INT8_MIN_CORRELATION", 1.01)
+    monkeypatch.setattr(graph.export_model, "__defaults__", tuple(
+        1.01 if value == 0.9 else value for value in graph.export_model.__defaults__ or ()))
+    assert main(["bench", "--weights", str(weights), "--runtimes", "onnx-int8", "--threads", "1", "--size", "64x64",
+                 "--runs", "1", "--warmup", "0", "--out", str(out)]) == 0
+    assert "failed: export: EdgedepthError: INT8 onnx export correlates with FP32 below 1.01" in capsys.readouterr().out
+
+
 def test_bad_bench_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["bench", "--runtimes", "torch,tensorrt", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err

@@ -639,11 +639,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from edgedepth.core.files import check_output_folder
 
     check_output_folder(args.out or BenchConfig.out)  # now, not after minutes of timing
-    if args.files and (args.models or args.runtimes or args.size):
+    if args.files and (args.models or args.runtimes or args.size or args.weights):
         raise EdgedepthError("bench --files times each file as it was exported (its model, runtime and size): "
-                             "drop --models, --runtimes and --size")
+                             "drop --models, --weights, --runtimes and --size")
+    if args.weights and args.models:
+        raise EdgedepthError("bench --weights times your trained networks, --models the registry's with random "
+                             "weights: give one of them")
     size = {} if args.size is None else {"size": None if args.size == "default" else args.size}
-    cfg = _from_args(BenchConfig, args, files=tuple(args.files or ()), **size)
+    cfg = _from_args(BenchConfig, args, files=tuple(args.files or ()), weights=tuple(args.weights or ()), **size)
     result = run(cfg)
     print(result.table, end="")
     print(f"wrote {cfg.out / 'bench.md'} and {cfg.out / 'bench.json'}")
@@ -679,6 +682,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=_size_or_default,
                    help="input WIDTHxHEIGHT as each network takes it (Depth Anything: nearest multiples of 14), or "
                    f"'default' for each network's own default input (default: {_shown(_default(BenchConfig, 'size'))})")
+    p.add_argument("--weights", type=Path, nargs="+", metavar="W", help="time these trained .safetensors instead of "
+                   "registry networks: each runtime's file is built with the export's checks (INT8 against FP32, with "
+                   "its floating-point fallback), and the table shows each INT8 file's correlation with FP32")
     p.add_argument("--files", type=Path, nargs="+", metavar="F", help="time these exported files (.onnx, .xml) "
                    "instead of registry networks, each on the runtime its metadata names; needs no PyTorch")
     _option(p, BenchConfig, "runs", "--runs", type=int, help="timed runs per cell")

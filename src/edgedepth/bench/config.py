@@ -22,14 +22,16 @@ def default_thread_counts() -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What ``edgedepth bench`` was asked to do: registry ``models`` on ``runtimes`` at ``size``, or, where ``files``
-    is given, those exported files as they are."""
+    """What ``edgedepth bench`` was asked to do: registry ``models`` (random weights) or trained ``weights`` on
+    ``runtimes`` at ``size``, or, where ``files`` is given, those exported files as they are."""
 
     models: tuple[str, ...] = ("fastdepth_v3", "fastdepth", "zipdepth_base", "midas_v21_small", "depth_anything_v2_small")
     runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
     threads: tuple[int, ...] = field(default_factory=default_thread_counts)
     size: tuple[int, int] | None = DEFAULT_INPUT_SIZE  # None: each model at its own default input
     files: tuple[Path, ...] = ()
+    #: Trained ``.safetensors`` timed instead of ``models``: their INT8 cells pass the export's check against FP32.
+    weights: tuple[Path, ...] = ()
     runs: int = TIMING_RUNS
     warmup: int = TIMING_WARMUP
     out: Path = Path("bench_out")

@@ -4,6 +4,7 @@ runtime runs (:func:`edgedepth.export.graph.runtime_file`; INT8 calibrated on sy
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,16 @@ def build_network(name: str, size: tuple[int, int] | None) -> DepthNetwork:
     return prepare_for_inference(model)
 
 
+def load_network(path: Path, size: tuple[int, int] | None) -> DepthNetwork:
+    """Trained weights, fused for inference, their card at the size they are timed at (``None``: their own)."""
+    from edgedepth.models.weights import load_model
+
+    model = load_model(path)
+    if size is not None:
+        model.card = replace(model.card, input_size=model.card.fit_size(size))
+    return prepare_for_inference(model)
+
+
 def calibration(card: ModelCard) -> list[np.ndarray]:
     """Normalised synthetic scenes at the card's size: realistic activation ranges for the INT8 cells."""
     from edgedepth.data.synthetic import render_scene
@@ -35,10 +46,12 @@ def calibration(card: ModelCard) -> list[np.ndarray]:
     return [preprocess([image], card.input_size, card.mean, card.std) for image in scenes]
 
 
-def cell_file(model: DepthNetwork, runtime: str, folder: Path) -> tuple[Path, float | None]:
+def cell_file(model: DepthNetwork, runtime: str, folder: Path, checked: bool = False) -> tuple[Path, float | None]:
     """The file a runtime's cells run; for INT8, also its output's correlation with FP32 (``None`` where it is
-    undefined: a random-weight peer whose output is constant)."""
+    undefined: a random-weight peer whose output is constant). ``checked``: built with the export's checks (trained
+    weights: FP32 against PyTorch, INT8 against FP32 with its floating-point fallback), as a user's export is."""
     from edgedepth.export.graph import runtime_file
 
     chosen = get_runtime(runtime)
-    return runtime_file(model, chosen, folder / model.card.name, calibration(model.card) if chosen.int8 else None)
+    return runtime_file(model, chosen, folder / model.card.name, calibration(model.card) if chosen.int8 else None,
+                        checked=checked)

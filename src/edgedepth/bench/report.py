@@ -89,6 +89,12 @@ def format_table(machine: Machine, cells: list[Cell], cfg: BenchConfig) -> str:
         lines += ["", (f"{BELOW_FLOOR_MARK} {flagged} FP32 one-thread cell(s) below 1x the FLOP floor, i.e. faster "
                        "than sgemm itself: a MEASUREMENT ERROR (the machine was busy while the peak or the cell was "
                        "measured), not a result. Rerun on a quiet machine.")]
+    correlations = dict.fromkeys((c.model, c.runtime, c.int8_correlation) for c in cells
+                                 if c.int8_correlation is not None)
+    if correlations:
+        weights = "trained weights, checked as an export is" if cfg.weights else "random weights: speed only"
+        lines += ["", f"INT8 files' correlation with their FP32 network on the check images ({weights}): "
+                  + ", ".join(f"{model} {runtime} {value:.4f}" for model, runtime, value in correlations)]
     summary = int8_summary(cells, machine.sgemm_gflops)
     return "\n".join(lines + (["", *summary] if summary else [])) + "\n"
 
@@ -126,7 +132,8 @@ def write_outputs(cfg: BenchConfig, machine: Machine, cells: list[Cell], table: 
     with atomic_path(out / "bench.md") as tmp:
         tmp.write_text(table)
     document = {
-        "config": {**asdict(cfg), "out": str(cfg.out), "files": [str(path) for path in cfg.files]},
+        "config": {**asdict(cfg), "out": str(cfg.out), "files": [str(path) for path in cfg.files],
+                   "weights": [str(path) for path in cfg.weights]},
         "machine": asdict(machine),
         "cells": [
             {**asdict(cell), "median_ms": cell.median_ms if cell.latencies_ms else None,

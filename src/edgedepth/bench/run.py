@@ -64,16 +64,16 @@ class BenchResult:
 
 def run(cfg: BenchConfig) -> BenchResult:
     """Measure every cell of ``cfg`` in one interleaved run; write ``bench.md``, ``bench.json`` (and ``bench.png``)."""
-    if cfg.files:
-        for path in cfg.files:
+    if cfg.files or cfg.weights:
+        for path in (*cfg.files, *cfg.weights):
             existing_model_file(path)  # a missing file fails now, not after the others were opened
-    else:
+    if not cfg.files:
         from edgedepth.models import model_info
 
         unknown = sorted(set(cfg.runtimes) - set(RUNTIMES))
         if unknown:
             raise EdgedepthError(f"unknown runtime(s) {', '.join(unknown)}; use some of {', '.join(RUNTIMES)}")
-        for name in cfg.models:
+        for name in () if cfg.weights else cfg.models:
             model_info(name)  # an unknown name fails now, naming the registered ones, not after the exports
     if cfg.runs < 1 or cfg.warmup < 0 or not cfg.threads or min(cfg.threads) < 1:
         raise EdgedepthError("--runs must be >= 1, --warmup >= 0 and --threads positive")
@@ -88,8 +88,9 @@ def run(cfg: BenchConfig) -> BenchResult:
         progress.say(f"bench: {len(cfg.files) * len(cfg.threads)} cells ({len(cfg.files)} file(s) x "
                      f"{len(cfg.threads)} thread count(s)), then {rounds} rounds of timing")
     else:
-        pairs = len(cfg.models) * len(cfg.runtimes)
-        progress.say(f"bench: {pairs * len(cfg.threads)} cells ({len(cfg.models)} model(s) x {len(cfg.runtimes)} "
+        sources = len(cfg.weights or cfg.models)
+        pairs = sources * len(cfg.runtimes)
+        progress.say(f"bench: {pairs * len(cfg.threads)} cells ({sources} model(s) x {len(cfg.runtimes)} "
                      f"runtime(s) x {len(cfg.threads)} thread count(s)): preparing {pairs} model x runtime processes "
                      f"(exports, INT8 calibration), then {rounds} rounds of timing")
     with tempfile.TemporaryDirectory(prefix="edgedepth-bench-") as folder:
@@ -108,21 +109,24 @@ def run(cfg: BenchConfig) -> BenchResult:
 
 def _prepare(cfg: BenchConfig, folder: Path, progress: Progress) -> list[Row]:
     """Build each model, make its file for each runtime and start its timing process; one progress line per pair."""
-    from edgedepth.bench.networks import build_network, cell_file
+    from edgedepth.bench.networks import build_network, cell_file, load_network
     from edgedepth.models.complexity import count_macs, count_parameters
 
-    pairs = len(cfg.models) * len(cfg.runtimes)
+    sources: list[str | Path] = list(cfg.weights or cfg.models)
+    pairs = len(sources) * len(cfg.runtimes)
     start = last = time.monotonic()
     rows: list[Row] = []
-    for name in cfg.models:
-        model = build_network(name, cfg.size)
+    for source in sources:
+        trained = isinstance(source, Path)
+        model = load_network(source, cfg.size) if isinstance(source, Path) else build_network(source, cfg.size)
+        name = f"{model.card.name} ({source.name})" if isinstance(source, Path) else source
         size = model.card.input_size
         params, macs = count_parameters(model), count_macs(model, size)
         for runtime in cfg.runtimes:
             cells = {count: Cell(name, runtime, count, size, params, macs) for count in cfg.threads}
             path, correlation, error = None, None, None
             try:
-                path, correlation = cell_file(model, runtime, folder)
+                path, correlation = cell_file(model, runtime, folder, checked=trained)
             except Exception as exc:  # noqa: BLE001  (a peer a runtime cannot take: reported, not fatal)
                 error = f"export: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             for cell in cells.values():

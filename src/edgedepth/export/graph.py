@@ -535,20 +535,22 @@ def _move_into_place(built: Path, out: Path) -> None:
 
 
 def runtime_file(
-    model: DepthNetwork, runtime: Runtime, stem: Path, calibration: Sequence[np.ndarray] | None
+    model: DepthNetwork, runtime: Runtime, stem: Path, calibration: Sequence[np.ndarray] | None, checked: bool = False
 ) -> tuple[Path, float | None]:
     """The file ``runtime`` runs for ``model`` (at its card's input size), named ``runtime.file_name(stem.name)``
     beside ``stem``: our weights for ``torch``, else an export, INT8 by the runtime's own quantiser, calibrated on
-    ``calibration``. For timing (bench, prune): the accuracy checks are left out, since a random-weight network
-    can output a near-constant map; returns the INT8 output's correlation with FP32 (``None`` for other files, and
-    where it is undefined)."""
+    ``calibration``. For timing (bench, prune) the accuracy checks are left out, since a random-weight network
+    can output a near-constant map, unless ``checked`` (trained weights: the export's checks, and the INT8 fallback
+    to floating point, so the file timed is the file a user would export); returns the INT8 output's correlation
+    with FP32 (``None`` for other files, and where it is undefined)."""
     from edgedepth.models.weights import save_weights
 
     path = stem.with_name(runtime.file_name(stem.name))
     if runtime.fmt == "safetensors":
         return save_weights(model, path), None
+    bars = {} if checked else {"min_correlation": None, "fp32_tolerance": None}
     result = export_model(model, path, runtime.fmt, source="timing", calibration=calibration if runtime.int8 else None,
-                          min_correlation=None, fp32_tolerance=None, quantizer=runtime.quantizer or "auto")
+                          quantizer=runtime.quantizer or "auto", **bars)  # type: ignore[arg-type]
     correlation = result.correlation if runtime.int8 and not math.isnan(result.correlation) else None
     return path, correlation
 
