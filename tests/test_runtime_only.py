@@ -202,8 +202,8 @@ def test_bench_times_exported_files_without_the_training_stack(student: Path, tm
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--models", "fastdepth"], "drop --models, --runtimes and --size"),
-    (["--size", "64x48"], "drop --models, --runtimes and --size"),
+    (["--models", "fastdepth"], "drop --models, --weights, --runtimes and --size"),
+    (["--size", "64x48"], "drop --models, --weights, --runtimes and --size"),
 ])
 def test_bench_files_refuses_registry_options(student: Path, tmp_path: Path, extra: list[str], message: str) -> None:
     done = run_without_training_stack("bench", "--files", str(student), *extra, "--out", str(tmp_path / "b"))
