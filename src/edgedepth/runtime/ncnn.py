@@ -62,6 +62,8 @@ class NcnnPredictor(ExportedPredictor):
         if INPUT_BLOB not in self.net.input_names() or OUTPUT_BLOB not in self.net.output_names():
             raise EdgedepthError(f"{path}: an ncnn graph without the {INPUT_BLOB} and {OUTPUT_BLOB} blobs pnnx writes")
         self.path = path
+        #: What it computes in, as bench reports it beside OpenVINO's: FP32, or ncnn's reduced precision.
+        self.inference_precision = "f16" if fp16 else "f32"
 
     @classmethod
     def open(cls, path: Path, size: tuple[int, int] | None, device: str, interpolation: Interpolation,
