@@ -14,7 +14,8 @@ from edgedepth.core.errors import EdgedepthError
 #: The extra that installs each package an optional part needs.
 EXTRA_OF = {"torch": "train", "torchvision": "train", "timm": "train", "transformers": "train", "nncf": "train",
             "onnx": "train", "h5py": "train", "scipy": "train", "safetensors": "train", "matplotlib": "train",
-            "openvino": "openvino", "rosbags": "ros", "ncnn": "ncnn", "pnnx": "train"}
+            "openvino": "openvino", "rosbags": "ros", "ncnn": "ncnn", "pnnx": "train",
+            "ai_edge_litert": "litert", "litert_torch": "train"}
 
 
 def missing(package: str) -> bool:

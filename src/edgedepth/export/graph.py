@@ -45,7 +45,7 @@ from edgedepth.export.quantize import WeightBits, default_weight_bits, layer_sen
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.fusion import as_pair
 from edgedepth.models.registry import DepthNetwork, prepare_for_inference
-from edgedepth.runtime.metadata import ExportInfo, ExportMetadata
+from edgedepth.runtime.metadata import ExportInfo, ExportMetadata, sidecar_path
 from edgedepth.runtime.runtimes import EXPORT_FORMATS, QUANTIZERS, SUFFIXES, ExportFormat, Quantizer, Runtime
 from edgedepth.runtime.timing import LocalTimer, interleaved, median_ms
 
@@ -138,6 +138,10 @@ def export_model(
         if fmt == "torchscript":
             built = work / "model.pt"
             _export_torchscript(graph, built, size, metadata)
+        elif fmt == "litert":
+            built = work / "model.tflite"
+            _export_litert(graph, built, size)
+            _write_metadata(built, fmt, metadata)
         else:
             onnx_path = work / "fp32.onnx"
             _export_onnx(graph, onnx_path, size)
@@ -169,10 +173,10 @@ def export_model(
 
 def check_int8_format(fmt: str) -> None:
     """Nothing for a format that has an INT8 path here; else the one-line error saying why not."""
-    if fmt in ("torchscript", "ncnn"):
-        raise EdgedepthError(f"--int8 is available for onnx (ONNX Runtime) and openvino (NNCF), not {fmt}"
-                             + (": ncnn's own INT8 tools (ncnn2table, ncnn2int8) are not in its Python package"
-                                if fmt == "ncnn" else ""))
+    why = {"ncnn": ": ncnn's own INT8 tools (ncnn2table, ncnn2int8) are not in its Python package",
+           "litert": ": LiteRT INT8 (its quantiser's static scheme) is not built yet", "torchscript": ""}
+    if fmt in why:
+        raise EdgedepthError(f"--int8 is available for onnx (ONNX Runtime) and openvino (NNCF), not {fmt}{why[fmt]}")
 
 
 def _graph(model: nn.Module, fmt: ExportFormat) -> tuple[nn.Module, Upsample | None]:
@@ -432,6 +436,34 @@ def _convert_ncnn(onnx_path: Path, path: Path, size: tuple[int, int]) -> None:
     shutil.copyfile(weights, path.with_suffix(".bin"))
 
 
+def _export_litert(model: nn.Module, path: Path, size: tuple[int, int]) -> None:
+    """The network to a LiteRT ``.tflite`` with Google's PyTorch converter (``litert-torch``: torch.export, then
+    LiteRT's own lowering), batch 1 at the fixed size; the input stays N x C x H x W. Straight from PyTorch rather
+    than through ONNX: no TensorFlow in between, and the converter the LiteRT project maintains."""
+    import litert_torch
+
+    width, height = size
+    sample = torch.zeros(1, 3, height, width)
+    try:
+        with _quiet_converter():
+            litert_torch.convert(model.eval(), (sample,)).export(str(path))
+    except Exception as exc:  # the converter's own failures (ValueError, RuntimeError, its MLIR errors...)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[0].split("error: ", 1)[-1][:200] if lines else type(exc).__name__
+        raise EdgedepthError(f"LiteRT's converter (litert-torch) cannot convert this network ({reason}); nothing "
+                             "written") from exc
+
+
+@contextmanager
+def _quiet_converter() -> Iterator[None]:
+    """litert-torch prints its progress (``[START] Write Model``) on stdout, which holds only a command's results."""
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def _export_torchscript(model: nn.Module, path: Path, size: tuple[int, int], metadata: ExportMetadata) -> None:
     from edgedepth.runtime.pytorch import TORCHSCRIPT_METADATA
 
@@ -468,12 +500,10 @@ def _quiet_transformers_properties() -> Iterator[None]:
 
 def _write_metadata(path: Path, fmt: ExportFormat, metadata: ExportMetadata) -> None:
     """Store the four metadata entries in the ONNX file or the OpenVINO IR (rewriting it in place), or for ncnn in
-    the ``.json`` beside its ``.param``."""
+    the ``.json`` beside its ``.param`` or LiteRT's ``.tflite``."""
     values = metadata.to_strings()
-    if fmt == "ncnn":
-        from edgedepth.runtime.ncnn import metadata_path
-
-        metadata_path(path).write_text(json.dumps(values, indent=2) + "\n")
+    if fmt in ("ncnn", "litert"):
+        sidecar_path(path).write_text(json.dumps(values, indent=2) + "\n")
     elif fmt == "onnx":
         import onnx
 
@@ -526,7 +556,7 @@ def pearson_correlation(a: np.ndarray, b: np.ndarray) -> float:
 def _move_into_place(built: Path, out: Path) -> None:
     """Move the checked file (and an IR's or ncnn's ``.bin``, ncnn's ``.json``) to ``out`` atomically: the files
     beside it first, then the ``.xml`` or ``.param`` that names the export."""
-    beside = {".xml": (".bin",), ".param": (".bin", ".json")}.get(built.suffix, ())
+    beside = {".xml": (".bin",), ".param": (".bin", ".json"), ".tflite": (".json",)}.get(built.suffix, ())
     for suffix in beside:
         with atomic_path(out.with_suffix(suffix)) as tmp:
             shutil.copyfile(built.with_suffix(suffix), tmp)

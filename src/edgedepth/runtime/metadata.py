@@ -115,6 +115,24 @@ class ExportMetadata:
             raise EdgedepthError(f"{path}: corrupt edgedepth metadata ({exc})") from exc
 
 
+def sidecar_path(model_file: Path) -> Path:
+    """Where the metadata of a format with no place for it (ncnn, LiteRT) is kept: ``NAME.json`` beside the file."""
+    return model_file.with_suffix(".json")
+
+
+def read_sidecar(model_file: Path) -> ExportMetadata:
+    """The metadata beside ``model_file``; a missing or corrupt one is a one-line error."""
+    path = sidecar_path(model_file)
+    if not path.is_file():
+        raise EdgedepthError(f"{model_file}: its edgedepth metadata (.json) {path.name} is missing beside it; copy the "
+                             "export's files together")
+    try:
+        values = json.loads(path.read_text())
+    except ValueError as exc:
+        raise EdgedepthError(f"{path}: corrupt edgedepth metadata ({exc})") from exc
+    return ExportMetadata.from_strings(values if isinstance(values, dict) else {}, model_file)
+
+
 def _optional_float(value: object) -> float | None:
     return None if value is None else float(str(value))
 

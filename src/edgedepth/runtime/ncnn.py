@@ -9,7 +9,6 @@ defaults differ by CPU, so each option is set).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,13 @@ import numpy as np
 
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.processing import Interpolation
-from edgedepth.runtime.metadata import ExportMetadata
+from edgedepth.runtime.metadata import read_sidecar
 from edgedepth.runtime.predictor import ExportedPredictor, check_cpu, existing_model_file
 
 #: ncnn's names of the graph's input and output, as pnnx writes them.
 INPUT_BLOB, OUTPUT_BLOB = "in0", "out0"
 #: ncnn's reduced-precision options: all on with ``fp16``, all off otherwise.
 _REDUCED_PRECISION = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage")
-
-
-def metadata_path(param: Path) -> Path:
-    """The metadata file beside an ncnn ``.param``."""
-    return param.with_suffix(".json")
 
 
 class NcnnPredictor(ExportedPredictor):
@@ -41,17 +35,11 @@ class NcnnPredictor(ExportedPredictor):
         import ncnn
 
         path = existing_model_file(path)
-        weights, card = path.with_suffix(".bin"), metadata_path(path)
-        for needed, what in ((weights, "weights (.bin)"), (card, "edgedepth metadata (.json)")):
-            if not needed.is_file():
-                raise EdgedepthError(f"{path}: its ncnn {what} {needed.name} is missing beside it; copy the three "
-                                     "files of the export together")
-        try:
-            values = json.loads(card.read_text())
-        except ValueError as exc:
-            raise EdgedepthError(f"{card}: corrupt edgedepth metadata ({exc})") from exc
-        metadata = ExportMetadata.from_strings(values if isinstance(values, dict) else {}, path)
-        super().__init__(path, metadata, size, interpolation)
+        weights = path.with_suffix(".bin")
+        if not weights.is_file():
+            raise EdgedepthError(f"{path}: its ncnn weights (.bin) {weights.name} is missing beside it; copy the three "
+                                 "files of the export together")
+        super().__init__(path, read_sidecar(path), size, interpolation)
         self.net = ncnn.Net()
         for option in _REDUCED_PRECISION:
             setattr(self.net.opt, option, fp16)

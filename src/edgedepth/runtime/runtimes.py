@@ -21,13 +21,13 @@ from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.extras import require
 
 #: What ``edgedepth export --format`` writes.
-ExportFormat = Literal["onnx", "openvino", "torchscript", "ncnn"]
+ExportFormat = Literal["onnx", "openvino", "torchscript", "ncnn", "litert"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
 #: The files a network is kept in: our weights, and the export formats.
 Format = Literal["safetensors", ExportFormat]
 #: Each format's file suffix (an OpenVINO IR is its ``.xml`` with a ``.bin`` beside it).
 SUFFIXES: dict[str, str] = {"safetensors": ".safetensors", "onnx": ".onnx", "openvino": ".xml", "torchscript": ".pt",
-                             "ncnn": ".param"}
+                             "ncnn": ".param", "litert": ".tflite"}
 
 #: What a runtime computes in: ``fp32``, ``int8`` (an INT8 file; its float parts as the runtime chooses), or
 #: ``default``: an FP32 file at the runtime's own choice of precision (OpenVINO: bf16 on CPUs with AVX-512 BF16 or
@@ -89,10 +89,13 @@ RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
     Runtime("ncnn-fp16", "ncnn", "default", None, "edgedepth.runtime.ncnn:NcnnPredictor", "ncnn",
             "ncnn, the FP32 file with FP16 (or BF16) storage and arithmetic where the CPU has them",
             options={"fp16": True}),
+    Runtime("litert", "litert", "fp32", None, "edgedepth.runtime.litert:LiteRtPredictor", "ai_edge_litert",
+            "LiteRT (TensorFlow Lite) with XNNPACK, FP32"),
 )}
 
 #: The runtime each file suffix opens with by default (an INT8 file says so in its metadata).
-_BY_SUFFIX = {".safetensors": "torch", ".onnx": "onnx", ".xml": "openvino", ".pt": "torchscript", ".param": "ncnn"}
+_BY_SUFFIX = {".safetensors": "torch", ".onnx": "onnx", ".xml": "openvino", ".pt": "torchscript", ".param": "ncnn",
+              ".tflite": "litert"}
 
 
 def get_runtime(name: str, flag: str = "--runtime") -> Runtime:
