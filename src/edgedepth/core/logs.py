@@ -36,3 +36,18 @@ def configure_logging(verbosity: int = 0) -> None:
     handler.setFormatter(_Formatter())
     logger.addHandler(handler)
     logger.setLevel(level)
+    pytree = logging.getLogger("torch.utils._pytree")
+    if not any(isinstance(f, _EnumRegistrationNotice) for f in pytree.filters):
+        pytree.addFilter(_EnumRegistrationNotice())
+
+
+class _EnumRegistrationNotice(logging.Filter):
+    """Drop PyTorch's "<enum ...> is an Enum subclass and is now natively supported by torch.compile" notices.
+
+    torchao (installed with litert-torch, which exports LiteRT files) registers its enums with PyTorch's pytree when
+    transformers imports it, and PyTorch logs one such deprecation notice per enum on every command that loads a
+    transformers model: library internals a user cannot act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is an Enum subclass and is now natively supported by torch.compile" not in record.getMessage()

@@ -21,6 +21,7 @@ import copy
 import json
 import logging
 import math
+import multiprocessing
 import shutil
 import subprocess
 import tempfile
@@ -29,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -438,30 +439,39 @@ def _convert_ncnn(onnx_path: Path, path: Path, size: tuple[int, int]) -> None:
 
 def _export_litert(model: nn.Module, path: Path, size: tuple[int, int]) -> None:
     """The network to a LiteRT ``.tflite`` with Google's PyTorch converter (``litert-torch``: torch.export, then
-    LiteRT's own lowering), batch 1 at the fixed size; the input stays N x C x H x W. Straight from PyTorch rather
-    than through ONNX: no TensorFlow in between, and the converter the LiteRT project maintains."""
-    import litert_torch
+    LiteRT's lowering), batch 1 at the fixed size; the input stays N x C x H x W. Straight from PyTorch rather
+    than through ONNX: no TensorFlow in between, and the converter the LiteRT project maintains.
 
-    width, height = size
-    sample = torch.zeros(1, 3, height, width)
-    try:
-        with _quiet_converter():
-            litert_torch.convert(model.eval(), (sample,)).export(str(path))
-    except Exception as exc:  # the converter's own failures (ValueError, RuntimeError, its MLIR errors...)
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        reason = lines[0].split("error: ", 1)[-1][:200] if lines else type(exc).__name__
-        raise EdgedepthError(f"LiteRT's converter (litert-torch) cannot convert this network ({reason}); nothing "
-                             "written") from exc
+    The converter runs in a spawned process of its own: it imports JAX, whose threads make any later ``fork`` of
+    the caller unsafe (training's data-loader workers in ``prune``), and its progress lines stay off our stdout.
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_litert_worker, args=(model.eval(), size, str(path), sender), daemon=True)
+    process.start()
+    sender.close()
+    failure = receiver.recv() if receiver.poll(timeout=1800) else "the converter did not answer"
+    process.join()
+    if failure:
+        raise EdgedepthError(f"LiteRT's converter (litert-torch) cannot convert this network ({failure}); nothing "
+                             "written")
 
 
-@contextmanager
-def _quiet_converter() -> Iterator[None]:
-    """litert-torch prints its progress (``[START] Write Model``) on stdout, which holds only a command's results."""
+def _litert_worker(model: nn.Module, size: tuple[int, int], path: str, sender: Any) -> None:
+    """In the spawned process: convert and export; send ``""``, or the converter's first error line."""
     import contextlib
     import sys
 
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+    width, height = size
+    try:
+        import litert_torch
+
+        with contextlib.redirect_stdout(sys.stderr):
+            litert_torch.convert(model, (torch.zeros(1, 3, height, width),)).export(path)
+        sender.send("")
+    except Exception as exc:  # noqa: BLE001  (the converter's ValueError, RuntimeError, MLIR errors: reported)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        sender.send(lines[0].split("error: ", 1)[-1][:200] if lines else type(exc).__name__)
 
 
 def _export_torchscript(model: nn.Module, path: Path, size: tuple[int, int], metadata: ExportMetadata) -> None:
