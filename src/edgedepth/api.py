@@ -18,7 +18,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgedepth.core.card import RELATIVE_INVERSE_DEPTH
@@ -27,7 +26,7 @@ from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.imageio import read_rgb
 from edgedepth.core.processing import upsample_prediction
 from edgedepth.predict.pipeline import pipelined
-from edgedepth.predict.video import open_capture
+from edgedepth.predict.video import capture_frames, open_capture
 from edgedepth.robot.geometry import Intrinsics, backproject
 from edgedepth.robot.metric_scale import Ground, MetricConfig, MetricFit, Points, Sparse, fit, load_reference
 from edgedepth.robot.stabilize import Stabilizer
@@ -90,16 +89,8 @@ class DepthModel:
         aligned to a running estimate and blended in, so it does not flicker."""
         stabilizer = Stabilizer() if stabilize else None
         capture = open_capture(source if isinstance(source, int) else str(source))
-
-        def frames() -> Iterator[tuple[None, np.ndarray]]:
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    return
-                yield None, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-
         try:
-            with closing(pipelined(self.predictor, frames(), latest=isinstance(source, int))) as predicted:
+            with closing(pipelined(self.predictor, capture_frames(capture), latest=isinstance(source, int))) as predicted:
                 for done in predicted:
                     assert done.prediction is not None
                     prediction = done.prediction

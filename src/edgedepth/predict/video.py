@@ -80,6 +80,15 @@ def open_capture(source: str | int) -> cv2.VideoCapture:
     return capture
 
 
+def capture_frames(capture: cv2.VideoCapture) -> Iterator[tuple[None, np.ndarray]]:
+    """Each frame a capture gives, as RGB, untagged (the pipeline's ``(tag, image)``), until it gives none."""
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            return
+        yield None, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def colour_depth(prediction: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A ``1 x 1 x h x w`` prediction to its colour map at ``size = (width, height)``, BGR uint8 for OpenCV."""
     return colorize(upsample_prediction(prediction, size)[0, 0], bgr=True)
@@ -106,19 +115,12 @@ def run_loop(
         _open_window()
     capture = open_capture(source)
 
-    def frames() -> Iterator[tuple[None, np.ndarray]]:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                return
-            yield None, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
     frame_count, read_seconds, model_seconds, post_seconds, stabilize_seconds, fps, last = 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     start = time.perf_counter()
     try:
         with ExitStack() as stack:
             writer = None
-            stream = stack.enter_context(closing(pipelined(predictor, frames(), latest=isinstance(source, int))))
+            stream = stack.enter_context(closing(pipelined(predictor, capture_frames(capture), latest=isinstance(source, int))))
             for frame in stream:
                 tick = time.perf_counter()
                 prediction = frame.prediction
