@@ -611,7 +611,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     from edgedepth.export.config import ExportConfig
-    from edgedepth.runtime.runtimes import EXPORT_FORMATS, SUFFIXES
+    from edgedepth.runtime.runtimes import EXPORT_FORMATS, FORMAT_QUANTIZERS, QUANTIZERS, SUFFIXES
 
     p = sub.add_parser("export", help=COMMAND_HELP["export"])
     _add_weights(p, required=True, what="student weights (.safetensors)")
@@ -623,12 +623,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", type=Path, metavar="SOURCE",
                    help="calibration images: a folder (searched recursively), a list file, .tar shards or the label "
                    "shards of `edgedepth label`")
-    _option(p, ExportConfig, "quantizer", "--quantizer", choices=("auto", "onnxruntime", "nncf"),
-            help="INT8 tool: ONNX Runtime's or OpenVINO's NNCF; auto builds both and keeps the faster of those that "
-            "pass the check against FP32")
+    _option(p, ExportConfig, "quantizer", "--quantizer", choices=("auto", *QUANTIZERS),
+            help="INT8 tool (" + "; ".join(f"{fmt}: {' or '.join(names)}" for fmt, names in FORMAT_QUANTIZERS.items())
+            + "); auto builds each of the format's and keeps the faster of those that pass the check against FP32")
     p.add_argument("--weight-bits", type=int, choices=(7, 8), help="INT8 weight precision: 7 runs on any CPU, 8 only "
                    "where INT8 dot products do not saturate (x86 VNNI or AMX, ARM dot product) (default: 8 if this CPU "
-                   "has them, else 7; the file's metadata records it)")
+                   "has them, else 7; LiteRT: always 8; the file's metadata records it)")
     _option(p, ExportConfig, "calib_limit", "--calib-limit", type=int, help="calibration images used at most")
     p.set_defaults(func=_cmd_export)
 

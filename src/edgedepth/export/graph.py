@@ -1,4 +1,4 @@
-"""A network to an ONNX, OpenVINO IR or TorchScript file, FP32 or INT8, checked against PyTorch.
+"""A network to an ONNX, OpenVINO IR, ncnn, LiteRT or TorchScript file, FP32 or INT8, checked against PyTorch.
 
 The exported network takes the NORMALISED ``N x 3 x H x W`` batch at one fixed size and returns
 ``N x 1 x H x W`` relative inverse depth: pre- and post-processing stay in :mod:`edgedepth.core.processing`,
@@ -10,9 +10,11 @@ PyTorch on the same input: FP32 must agree within :data:`FP32_TOLERANCE` (relati
 peak), INT8 must correlate with FP32 (:data:`INT8_MIN_CORRELATION`). The file is written atomically and
 only after that check passes.
 
-ONNX is the one graph: OpenVINO IR is converted from it (fast, and the same operators), and the INT8
-files are quantised from it by ONNX Runtime's quantiser or NNCF (:mod:`.quantize`), by default both, keeping
-the file that runs faster in its runtime here.
+ONNX is the graph of ONNX Runtime, OpenVINO and ncnn: OpenVINO IR and ncnn's files are converted from it, and their
+INT8 files are quantised from it by ONNX Runtime's quantiser or NNCF (:mod:`.quantize`), by default both, keeping
+the file that runs faster in its runtime here. LiteRT's file is converted straight from PyTorch and quantised by
+LiteRT's own quantiser (:mod:`.litert`). Where whole-network INT8 fails the check, the layers INT8 hurts most stay in
+floating point (:func:`_fewest_float_layers`), for every INT8 format.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import copy
 import json
 import logging
 import math
-import multiprocessing
 import shutil
 import subprocess
 import tempfile
@@ -30,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import numpy as np
 import torch
@@ -41,13 +42,15 @@ from edgedepth.core.cpu import cpu_isa, read_cpuinfo
 from edgedepth.core.errors import EdgedepthError
 from edgedepth.core.files import atomic_path
 from edgedepth.core.processing import Upsample
+from edgedepth.export import litert
 from edgedepth.export.config import QuantizerChoice
+from edgedepth.export.litert import export_litert
 from edgedepth.export.quantize import WeightBits, default_weight_bits, layer_sensitivity, quantize
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.models.fusion import as_pair
 from edgedepth.models.registry import DepthNetwork, prepare_for_inference
 from edgedepth.runtime.metadata import ExportInfo, ExportMetadata, sidecar_path
-from edgedepth.runtime.runtimes import EXPORT_FORMATS, QUANTIZERS, SUFFIXES, ExportFormat, Quantizer, Runtime
+from edgedepth.runtime.runtimes import EXPORT_FORMATS, FORMAT_QUANTIZERS, SUFFIXES, ExportFormat, Quantizer, Runtime
 from edgedepth.runtime.timing import LocalTimer, interleaved, median_ms
 
 #: Under ``auto``, each INT8 candidate is timed on this many threads (batch 1): the edge case.
@@ -110,17 +113,16 @@ def export_model(
     int8 = calibration is not None
     if int8:
         check_int8_format(fmt)
+        check_quantizer(fmt, quantizer, weight_bits)
     if int8 and not calibration:
         raise EdgedepthError("--int8 needs at least one calibration image")
-    if quantizer not in ("auto", *QUANTIZERS):
-        raise EdgedepthError(f"unknown quantizer {quantizer!r}; use auto, {' or '.join(QUANTIZERS)}")
     info = ExportInfo(
         runtime=fmt,
         precision="int8" if int8 else "fp32",
         quantizer=None,
         calibration_images=len(calibration) if calibration is not None else 0,
         calibration_set=calibration_set if calibration is not None else "",
-        weight_bits=(weight_bits or default_weight_bits(cpu_isa(read_cpuinfo()))) if calibration is not None else None,
+        weight_bits=_weight_bits(fmt, weight_bits) if calibration is not None else None,
         source=source,
     )
     model = prepare_for_inference(model.cpu(), copy=True)  # fused (ZipDepth), the caller's model left as it was
@@ -140,8 +142,11 @@ def export_model(
             built = work / "model.pt"
             _export_torchscript(graph, built, size, metadata)
         elif fmt == "litert":
-            built = work / "model.tflite"
-            _export_litert(graph, built, size)
+            built = work / "fp32.tflite"
+            export_litert(graph, built, size)
+            if calibration is not None:
+                built, metadata = _quantize(built, work, fmt, quantizer, calibration, metadata, check, expected,
+                                            min_correlation)
             _write_metadata(built, fmt, metadata)
         else:
             onnx_path = work / "fp32.onnx"
@@ -174,10 +179,26 @@ def export_model(
 
 def check_int8_format(fmt: str) -> None:
     """Nothing for a format that has an INT8 path here; else the one-line error saying why not."""
-    why = {"ncnn": ": ncnn's own INT8 tools (ncnn2table, ncnn2int8) are not in its Python package",
-           "litert": ": LiteRT INT8 (its quantiser's static scheme) is not built yet", "torchscript": ""}
-    if fmt in why:
-        raise EdgedepthError(f"--int8 is available for onnx (ONNX Runtime) and openvino (NNCF), not {fmt}{why[fmt]}")
+    why = {"ncnn": ": ncnn's own INT8 tools (ncnn2table, ncnn2int8) are not in its Python package"}
+    if fmt not in FORMAT_QUANTIZERS:
+        raise EdgedepthError(f"--int8 is available for {', '.join(FORMAT_QUANTIZERS)}, not {fmt}{why.get(fmt, '')}")
+
+
+def check_quantizer(fmt: str, quantizer: str, weight_bits: int | None) -> None:
+    """Nothing where ``quantizer`` (or ``auto``) makes ``fmt``'s INT8 files with ``weight_bits``; else a one-line error."""
+    allowed = FORMAT_QUANTIZERS[fmt]
+    if quantizer != "auto" and quantizer not in allowed:
+        raise EdgedepthError(f"--quantizer {quantizer} does not make {fmt} files; use auto or {' or '.join(allowed)}")
+    if fmt == "litert" and weight_bits == 7:
+        raise EdgedepthError("--weight-bits 7: LiteRT's quantiser takes 8-bit weights only (XNNPACK's INT8 kernels do "
+                             "not saturate on any CPU); drop --weight-bits")
+
+
+def _weight_bits(fmt: str, asked: WeightBits | None) -> WeightBits:
+    """The INT8 weight precision of a file: LiteRT's is always 8 (:mod:`.litert`), else as asked or this CPU's."""
+    if fmt == "litert":
+        return 8
+    return asked or default_weight_bits(cpu_isa(read_cpuinfo()))
 
 
 def _graph(model: nn.Module, fmt: ExportFormat) -> tuple[nn.Module, Upsample | None]:
@@ -195,7 +216,7 @@ def _graph(model: nn.Module, fmt: ExportFormat) -> tuple[nn.Module, Upsample | N
 
 
 def _quantize(
-    onnx_path: Path,
+    float_path: Path,
     work: Path,
     fmt: ExportFormat,
     choice: QuantizerChoice,
@@ -205,28 +226,30 @@ def _quantize(
     expected: np.ndarray,
     min_correlation: float | None,
 ) -> tuple[Path, ExportMetadata]:
-    """Quantise with the chosen tool, or under ``auto`` with each; the kept file and its metadata.
+    """Quantise the FP32 file ``float_path`` (ONNX, or for LiteRT its FP32 ``.tflite``) with the chosen tool, or under
+    ``auto`` with each of the format's; the kept file and its metadata.
 
     Every candidate is checked against FP32 first (its correlation on the check batch); of those that pass, ``auto``
     keeps the one that runs faster here. The kept file is timed beside the FP32 file, and the metadata records both
     latencies, so an INT8 file slower than its FP32 is said, never picked silently. With no bar
     (``min_correlation=None``: bench's random networks) nothing is checked or timed beyond ``auto``'s choice.
     """
-    names: tuple[Quantizer, ...] = QUANTIZERS if choice == "auto" else (choice,)
+    names: tuple[Quantizer, ...] = FORMAT_QUANTIZERS[fmt] if choice == "auto" else (choice,)
     built: dict[str, tuple[Path, ExportMetadata]] = {}
     correlations: dict[str, float] = {}
     for name in names:
         path = work / name / ("model" + SUFFIXES[fmt])
         path.parent.mkdir()
-        quantize(onnx_path, path, fmt, name, calibration, INPUT_NAME, weight_bits=_bits(metadata))
+        quantize(float_path, path, fmt, name, calibration, INPUT_NAME, weight_bits=_bits(metadata))
         built[name] = path, replace(metadata, info=replace(metadata.info, quantizer=name))
         _write_metadata(path, fmt, built[name][1])  # the Predictor that checks and times it reads its card
         correlations[name] = _compare(_run_file(path, check), expected)[1]
     passing = [name for name in names if min_correlation is None or correlations[name] >= min_correlation]
     if not passing and min_correlation is not None:  # keep the layers INT8 hurts most in floating point
-        sensitivity = layer_sensitivity(onnx_path, calibration, INPUT_NAME, _bits(metadata))
+        sensitivity = (litert.layer_sensitivity(float_path, calibration) if fmt == "litert" else
+                       layer_sensitivity(float_path, calibration, INPUT_NAME, _bits(metadata)))
         for name in names:
-            found = _fewest_float_layers(onnx_path, work, fmt, name, calibration, built[name][1], check, expected,
+            found = _fewest_float_layers(float_path, work, fmt, name, calibration, built[name][1], check, expected,
                                          min_correlation, sensitivity)
             if found is not None:
                 built[name], correlations[name] = found[:2], found[2]
@@ -242,10 +265,10 @@ def _quantize(
     if min_correlation is not None:
         fp32 = work / "timing" / ("fp32" + SUFFIXES[fmt])
         fp32.parent.mkdir()
-        if fmt == "onnx":
-            shutil.copyfile(onnx_path, fp32)
+        if fmt == "openvino":
+            _convert_openvino(float_path, fp32, (check.shape[3], check.shape[2]))
         else:
-            _convert_openvino(onnx_path, fp32, (check.shape[3], check.shape[2]))
+            shutil.copyfile(float_path, fp32)
         _write_metadata(fp32, fmt, replace(metadata, info=replace(metadata.info, precision="fp32", calibration_images=0,
                                                                    calibration_set="", weight_bits=None)))
         timed = _latencies({"int8": path, "fp32": fp32})
@@ -254,7 +277,7 @@ def _quantize(
 
 
 def _fewest_float_layers(
-    onnx_path: Path, work: Path, fmt: ExportFormat, quantizer: Quantizer, calibration: Sequence[np.ndarray],
+    float_path: Path, work: Path, fmt: ExportFormat, quantizer: Quantizer, calibration: Sequence[np.ndarray],
     metadata: ExportMetadata, check: np.ndarray, expected: np.ndarray, bar: float, sensitivity: dict[str, float],
 ) -> tuple[Path, ExportMetadata, float] | None:
     """An INT8 file that passes the bar with the fewest of the most sensitive layers kept in floating point (the
@@ -266,7 +289,7 @@ def _fewest_float_layers(
     def trial(count: int) -> bool:
         path = work / f"{quantizer}-float{count}" / ("model" + SUFFIXES[fmt])
         path.parent.mkdir()
-        quantize(onnx_path, path, fmt, quantizer, calibration, INPUT_NAME, keep_float=order[:count],
+        quantize(float_path, path, fmt, quantizer, calibration, INPUT_NAME, keep_float=order[:count],
                  weight_bits=_bits(metadata))
         _write_metadata(path, fmt, metadata)
         tried[count] = path, _compare(_run_file(path, check), expected)[1]
@@ -313,7 +336,7 @@ def _int8_failed(fmt: ExportFormat, correlations: dict[str, float], bar: float |
         return EdgedepthError(f"INT8 {fmt} export cannot be checked against FP32: {which} output is constant or not "
                               "finite on the check images (correlation undefined); nothing written")
     found = ", ".join(f"{name} {value:.3f}" for name, value in correlations.items())
-    others = [name for name in QUANTIZERS if name not in correlations]
+    others = [name for name in FORMAT_QUANTIZERS[fmt] if name not in correlations]
     advice = (f"try --quantizer {others[0]}, " if others else "") + "calibrate on more images like the ones it will see"
     return EdgedepthError(f"INT8 {fmt} export correlates with FP32 below {bar} ({found}); nothing written: {advice}, "
                           "or export FP32")
@@ -435,43 +458,6 @@ def _convert_ncnn(onnx_path: Path, path: Path, size: tuple[int, int]) -> None:
         raise EdgedepthError(f"pnnx could not convert the graph to ncnn ({lines[-1][:200] if lines else done.returncode})")
     shutil.copyfile(param, path)
     shutil.copyfile(weights, path.with_suffix(".bin"))
-
-
-def _export_litert(model: nn.Module, path: Path, size: tuple[int, int]) -> None:
-    """The network to a LiteRT ``.tflite`` with Google's PyTorch converter (``litert-torch``: torch.export, then
-    LiteRT's lowering), batch 1 at the fixed size; the input stays N x C x H x W. Straight from PyTorch rather
-    than through ONNX: no TensorFlow in between, and the converter the LiteRT project maintains.
-
-    The converter runs in a spawned process of its own: it imports JAX, whose threads make any later ``fork`` of
-    the caller unsafe (training's data-loader workers in ``prune``), and its progress lines stay off our stdout.
-    """
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_litert_worker, args=(model.eval(), size, str(path), sender), daemon=True)
-    process.start()
-    sender.close()
-    failure = receiver.recv() if receiver.poll(timeout=1800) else "the converter did not answer"
-    process.join()
-    if failure:
-        raise EdgedepthError(f"LiteRT's converter (litert-torch) cannot convert this network ({failure}); nothing "
-                             "written")
-
-
-def _litert_worker(model: nn.Module, size: tuple[int, int], path: str, sender: Any) -> None:
-    """In the spawned process: convert and export; send ``""``, or the converter's first error line."""
-    import contextlib
-    import sys
-
-    width, height = size
-    try:
-        import litert_torch
-
-        with contextlib.redirect_stdout(sys.stderr):
-            litert_torch.convert(model, (torch.zeros(1, 3, height, width),)).export(path)
-        sender.send("")
-    except Exception as exc:  # noqa: BLE001  (the converter's ValueError, RuntimeError, MLIR errors: reported)
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        sender.send(lines[0].split("error: ", 1)[-1][:200] if lines else type(exc).__name__)
 
 
 def _export_torchscript(model: nn.Module, path: Path, size: tuple[int, int], metadata: ExportMetadata) -> None:

@@ -96,9 +96,14 @@ def quantize(
 
     ``keep_float`` names nodes of the ONNX graph left in floating point (ONNX Runtime's ``nodes_to_exclude``,
     NNCF's ignored scope; in an OpenVINO model a convolution keeps its ONNX name, with ``/WithoutBiases`` when
-    its bias became an Add). ``weight_bits``: 7 or 8 (see the module doc).
+    its bias became an Add). ``weight_bits``: 7 or 8 (see the module doc). LiteRT's quantiser takes the FP32
+    ``.tflite`` instead, and 8-bit weights only (:mod:`edgedepth.export.litert`).
     """
-    if quantizer == "onnxruntime" and fmt == "onnx":
+    if quantizer == "ai-edge-quantizer":
+        from edgedepth.export.litert import quantize_litert
+
+        quantize_litert(fp32, out, batches, keep_float)
+    elif quantizer == "onnxruntime" and fmt == "onnx":
         quantize_onnx(fp32, out, batches, input_name, keep_float, weight_bits)
     elif quantizer == "onnxruntime":
         qdq = out.with_name(out.stem + ".qdq.onnx")

@@ -33,9 +33,13 @@ SUFFIXES: dict[str, str] = {"safetensors": ".safetensors", "onnx": ".onnx", "ope
 #: ``default``: an FP32 file at the runtime's own choice of precision (OpenVINO: bf16 on CPUs with AVX-512 BF16 or
 #: AMX, which the Predictor reports).
 Precision = Literal["fp32", "int8", "default"]
-#: The INT8 tools: ONNX Runtime's static quantiser and OpenVINO's NNCF (:mod:`edgedepth.export.quantize`).
-Quantizer = Literal["onnxruntime", "nncf"]
+#: The INT8 tools: ONNX Runtime's static quantiser and OpenVINO's NNCF (:mod:`edgedepth.export.quantize`), LiteRT's
+#: ai-edge-quantizer (:mod:`edgedepth.export.litert`).
+Quantizer = Literal["onnxruntime", "nncf", "ai-edge-quantizer"]
 QUANTIZERS: tuple[Quantizer, ...] = get_args(Quantizer)
+#: The quantisers that make each format's INT8 file (``--quantizer auto`` tries each); a format not here has no INT8.
+FORMAT_QUANTIZERS: dict[str, tuple[Quantizer, ...]] = {
+    "onnx": ("onnxruntime", "nncf"), "openvino": ("onnxruntime", "nncf"), "litert": ("ai-edge-quantizer",)}
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ RUNTIMES: dict[str, Runtime] = {runtime.name: runtime for runtime in (
             options={"fp16": True}),
     Runtime("litert", "litert", "fp32", None, "edgedepth.runtime.litert:LiteRtPredictor", "ai_edge_litert",
             "LiteRT (TensorFlow Lite) with XNNPACK, FP32"),
+    Runtime("litert-int8", "litert", "int8", "ai-edge-quantizer", "edgedepth.runtime.litert:LiteRtPredictor",
+            "ai_edge_litert", "LiteRT with XNNPACK, INT8 by LiteRT's quantiser (ai-edge-quantizer)"),
 )}
 
 #: The runtime each file suffix opens with by default (an INT8 file says so in its metadata).
