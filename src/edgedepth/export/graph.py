@@ -441,7 +441,8 @@ def _convert_openvino(onnx_path: Path, path: Path, size: tuple[int, int]) -> Non
 
 
 def _convert_ncnn(onnx_path: Path, path: Path, size: tuple[int, int]) -> None:
-    """The ONNX graph to ncnn's ``.param`` and ``.bin`` with pnnx (ncnn's own converter), at the fixed size."""
+    """The ONNX graph to ncnn's ``.param`` and ``.bin`` with pnnx (ncnn's own converter), at the fixed size, the
+    weights in float32 (``fp16=0``: pnnx's default float16 weights put the output 3e-4 of its peak off PyTorch)."""
     import pnnx
 
     converter = Path(pnnx.__file__).parent / "pnnx"
@@ -450,7 +451,7 @@ def _convert_ncnn(onnx_path: Path, path: Path, size: tuple[int, int]) -> None:
     work.mkdir()
     staged = work / "model.onnx"
     shutil.copyfile(onnx_path, staged)
-    done = subprocess.run([str(converter), str(staged), f"inputshape=[1,3,{height},{width}]"], cwd=work,
+    done = subprocess.run([str(converter), str(staged), f"inputshape=[1,3,{height},{width}]", "fp16=0"], cwd=work,
                           capture_output=True, text=True, check=False)
     param, weights = work / "model.ncnn.param", work / "model.ncnn.bin"
     if done.returncode != 0 or not param.is_file():
