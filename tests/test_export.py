@@ -567,3 +567,31 @@ def test_nncf_quantisation_logs_nothing_about_cuda(tmp_path: Path) -> None:
     assert done.returncode == 0 and "quantized" in done.stdout, done.stderr[-3000:]
     assert "No CUDA runtime" not in done.stdout + done.stderr
     assert "Warning" not in done.stderr, done.stderr[-3000:]
+
+
+class _ScaledConv(nn.Module):
+    """A convolution whose output is scaled by a constant (as Depth Anything's attention scale and GELU's constants):
+    the ONNX graph holds it as a 0-d constant, which ONNX Runtime quantises with the Mul that reads it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.out = nn.Conv2d(4, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.conv(x)) * 0.125)
+
+
+def test_layer_sensitivity_takes_scalar_weights(tmp_path: Path) -> None:
+    """ONNX Runtime's own SNR function failed on a dequantised 0-d weight (the INT8 fallback crashed on Depth
+    Anything); the scalar is ranked with the rest."""
+    from edgedepth.export.graph import _export_onnx
+    from edgedepth.export.quantize import layer_sensitivity
+
+    torch.manual_seed(0)
+    path = tmp_path / "scaled.onnx"
+    _export_onnx(_ScaledConv().eval(), path, (16, 16))
+    rng = np.random.default_rng(0)
+    sensitivity = layer_sensitivity(path, [rng.standard_normal((1, 3, 16, 16), dtype=np.float32) for _ in range(2)])
+    assert sorted(sensitivity) == ["/conv/Conv", "/out/Conv"], sensitivity
+    assert all(20 < ratio < 60 for ratio in sensitivity.values()), sensitivity
