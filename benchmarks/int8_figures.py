@@ -5,12 +5,13 @@ floating point to pass the check, and what keeping them costs in speed (prints M
         [--steps 200,midas_v21_small=100,depth_anything_v2_small=60] [--runs 30]
 
 Each network is trained from scratch (``model.pretrained=false``) on oracle labels of 400 synthetic scenes at 128x96
-(Depth Anything at 126x98, its multiples of 14) with ``briefly_trained.py``'s recipe: random weights say nothing of
-INT8 accuracy, and oracle labels need no teacher or download. ``--steps``: a bare number for every network,
-``name=N`` for one; by default 200 steps, 100 for MiDaS small and 60 for Depth Anything small, whose steps take two
-to three times longer, so that the whole run stays near an hour on two shared cores (few steps: the figures are of
-briefly trained networks, not of converged ones). The weights are kept in ``--out`` (one folder per network and step
-count), so a rerun skips training.
+(Depth Anything at 126x98, its multiples of 14) with one of ``briefly_trained.py``'s recipes (:data:`RECIPE`): random
+weights say nothing of INT8 accuracy, and oracle labels need no teacher or download. ``--steps``: a bare number for
+every network, ``name=N`` for one; by default 300 steps, 150 for MiDaS small and 100 for Depth Anything small, whose
+steps take two to three times longer, so that the run stays under an hour on two cores. So few steps leave the
+networks far from converged (the output prints a vertical ramp's AbsRel beside theirs): the figures are of briefly
+trained networks. The weights are kept in ``--out`` (one folder per network, recipe and step count), so a rerun skips
+training.
 
 Then per network and format, at 256x192 (Depth Anything at 252x196), calibrated on 32 synthetic scenes (MiDaS small
 16, Depth Anything 8: see :data:`CALIBRATION`) and scored on 20 others (seeds apart from the training scenes' and each
@@ -42,9 +43,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import cast
 
+import cv2
 import numpy as np
 import torch
-from briefly_trained import aligned_abs_rel, oracle_labels, scenes, train_briefly
+from briefly_trained import TrainRecipe, aligned_abs_rel, oracle_labels, scenes, train_briefly
 
 from edgedepth.core.cpu import cpu_isa, cpu_name, read_cpuinfo
 from edgedepth.core.errors import EdgedepthError
@@ -64,7 +66,10 @@ NETWORKS = ("fastdepth_v3", "fastdepth_mobilenetv4_conv_small", "fastdepth", "fa
 FORMATS = ("onnx", "openvino", "litert")
 #: Training steps: 200 per network, fewer for the two slowest (seconds per step at 128x96, batch 16, one thread on
 #: a quiet 2-core AMD EPYC: MiDaS small 1.6, Depth Anything small 2.4, the FastDepths and ZipDepth 0.15 to 0.75).
-STEPS = "200,midas_v21_small=100,depth_anything_v2_small=60"
+STEPS = "300,midas_v21_small=150,depth_anything_v2_small=100"
+#: The training recipe of each network (default: the demo's, "seed"): the scale-and-shift-invariant one for the two
+#: whose own losses are of that kind, and where the seed's left ZipDepth at a constant output.
+RECIPE: dict[str, TrainRecipe] = {"zipdepth_base": "ssi", "depth_anything_v2_small": "ssi"}
 SIZE, TRAIN_SIZE = (256, 192), (128, 96)
 LABEL_SCENES = 400
 CALIBRATION_SEEDS, TEST_SEEDS = (5000, 32), (9000, 20)  # (first seed, count)
@@ -75,7 +80,8 @@ CALIBRATION_SEEDS, TEST_SEEDS = (5000, 32), (9000, 20)  # (first seed, count)
 CALIBRATION = {"midas_v21_small": 16, "depth_anything_v2_small": 8}
 ACCURACY_NOTE = ("Correlation: of the INT8 file's outputs with FP32 PyTorch's; AbsRel: aligned (least squares in "
                  "disparity); change: INT8's AbsRel minus FP32's. Whole INT8: the same quantiser with no layer kept in "
-                 "floating point (only where the checked file kept some).\n")
+                 "floating point (only where the checked file kept some). Training: steps, size and recipe (seed: the "
+                 "demo's; ssi: scale-and-shift-invariant loss, AdamW at 5e-4).")
 ACCURACY_HEADER = ("| network | input | training | calibration scenes | format | quantiser | layers in float | "
                    "correlation | AbsRel FP32 | AbsRel INT8 | change | whole-INT8 correlation | whole-INT8 change |\n"
                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -135,14 +141,15 @@ def parse_formats(text: str) -> list[ExportFormat]:
 
 def trained_weights(name: str, steps: int, out: Path) -> Path:
     """``name``'s weights after ``steps`` steps on oracle labels, trained now unless ``out`` has them already."""
-    run = out / "runs" / f"{name}-{steps}steps"
+    recipe = RECIPE.get(name, "seed")
+    run = out / "runs" / f"{name}-{recipe}-{steps}steps"
     if (run / FINAL_WEIGHTS).is_file():
         return run / FINAL_WEIGHTS
     train_size = create_model(name).card.fit_size(TRAIN_SIZE)
     labels = oracle_labels(out / f"labels-{format_size(train_size)}", LABEL_SCENES, train_size)
     began = time.perf_counter()
-    weights = train_briefly(name, labels, steps, run)
-    log(f"{name}: {steps} steps at {format_size(train_size)} in {time.perf_counter() - began:.0f} s")
+    weights = train_briefly(name, labels, steps, run, recipe)
+    log(f"{name}: {steps} steps at {format_size(train_size)} ({recipe}) in {time.perf_counter() - began:.0f} s")
     return weights
 
 
@@ -199,7 +206,8 @@ def network_rows(name: str, steps: int, formats: list[ExportFormat], out: Path, 
         return [Row(name, SIZE, f"{steps} steps", count, fmt, float("nan"), error=f"training: {exc}")
                 for fmt in formats]
     card = model.card
-    size, training = card.fit_size(SIZE), f"{steps} steps at {format_size(card.input_size)}"
+    size = card.fit_size(SIZE)
+    training = f"{steps} steps at {format_size(card.input_size)}, {RECIPE.get(name, 'seed')}"
     calibration = [preprocess([scene.image], size, card.mean, card.std) for scene in calibration_scenes[:count]]
     fp32 = TorchPredictor(model, size)
     reference = [fp32(scene.image) for scene in tests]
@@ -268,11 +276,19 @@ def header(started: datetime) -> str:
     ])
 
 
-def tables(rows: list[Row], runs: int) -> str:
+def ramp_abs_rel(tests: list[Scene]) -> float:
+    """The aligned AbsRel of a vertical ramp (no image input) on the test scenes: what a network that learnt nothing
+    of the image can reach."""
+    height, width = tests[0].raw_depth.shape
+    ramp = np.broadcast_to(np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None], (height, width))
+    return aligned_abs_rel([ramp] * len(tests), tests)
+
+
+def tables(rows: list[Row], runs: int, ramp: float) -> str:
     """The accuracy table, the speed table and the list of float layers."""
     lines = [
         f"\n## Accuracy on {TEST_SEEDS[1]} held-out synthetic scenes\n",
-        ACCURACY_NOTE,
+        ACCURACY_NOTE + f" A vertical ramp (no image input) scores AbsRel {ramp:.4f} on these scenes.\n",
         ACCURACY_HEADER,
     ]
     for row in rows:
@@ -319,6 +335,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="timed runs per file")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # OpenCV's resizing, in training's data and in post-processing: one core as well
     started, began = datetime.now(), time.perf_counter()
     print(header(started), flush=True)
     names = args.models.split(",")
@@ -327,7 +344,7 @@ def main() -> None:
     rows = []
     for name in names:
         rows += network_rows(name, steps[name], args.formats, args.out, args.runs, calibration_scenes, tests)
-    print(tables(rows, args.runs))
+    print(tables(rows, args.runs, ramp_abs_rel(tests)))
     print(f"\nWall time {time.perf_counter() - began:.0f} s (training included where weights were not kept); load "
           f"average at end: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
 
