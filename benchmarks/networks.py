@@ -34,15 +34,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from briefly_trained import aligned_abs_rel, scenes, train_briefly
 from torch import nn
 
 from edgedepth.bench.cells import Cell
 from edgedepth.bench.config import BenchConfig
 from edgedepth.bench.run import run
-from edgedepth.core.depth import UnscorableImage
 from edgedepth.core.processing import preprocess
-from edgedepth.data.synthetic import render_scene
-from edgedepth.eval.metrics import score_prediction
 from edgedepth.export.graph import export_model, pearson_correlation
 from edgedepth.models import create_model, list_models, load_model
 from edgedepth.runtime.predictor import load_predictor
@@ -51,10 +49,6 @@ from edgedepth.runtime.pytorch import TorchPredictor
 RUNTIMES = ("torch", "onnx", "openvino", "openvino-default", "onnx-int8", "openvino-int8")
 TARGET = "zipdepth_base"
 TARGET_SIZE = (384, 384)
-
-
-def _scenes(first: int, count: int) -> list:
-    return [render_scene(first + k) for k in range(count)]
 
 
 def calm(name: str) -> nn.Module:
@@ -69,12 +63,12 @@ def calm(name: str) -> nn.Module:
 
 def fp32_exports(names: list[str], folder: Path) -> list[tuple[str, str, float, float]]:
     """``(network, format, max |diff| vs PyTorch, output peak)`` on normalised synthetic scenes."""
-    scenes = [s.image for s in _scenes(6000, 4)]
+    images = [s.image for s in scenes(6000, 4)]
     rows = []
     for name in names:
         model = calm(name)
         size = model.card.fit_size((256, 192))
-        batch = preprocess(scenes[2:], size, model.card.mean, model.card.std)
+        batch = preprocess(images[2:], size, model.card.mean, model.card.std)
         with torch.no_grad():
             expected = model(torch.from_numpy(batch)).numpy()  # the training layout, unfused
         for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
@@ -85,36 +79,11 @@ def fp32_exports(names: list[str], folder: Path) -> list[tuple[str, str, float, 
     return rows
 
 
-def train_briefly(labels: Path, steps: int, out: Path) -> Path:
-    """ZipDepth base trained from scratch on label shards at their size (the demo's: 128x96), for ``steps`` steps.
-
-    With the scale-and-shift-invariant loss (ZipDepth's own kind) and AdamW at 5e-4: with the seed's loss at 1e-3,
-    400 steps from scratch ended at a constant output (its last ReLU closed), which no INT8 figure can be read from.
-    """
-    from edgedepth.core.config import load_config
-    from edgedepth.data.shards import read_index
-    from edgedepth.train import loop as train
-    from edgedepth.train.config import TrainConfig
-
-    index = read_index(labels)
-    size, batch = index["recipe"]["size"], 16
-    epochs = max(1, round(steps * batch / index["count"]))
-    cfg = load_config(TrainConfig, overrides=[
-        f"model.name={TARGET}", "model.pretrained=false", f"data.path={labels}", "data.format=shards",
-        f"data.input_size={size[0]}x{size[1]}", "data.num_workers=1", f"optim.batch_size={batch}", "optim.loss=ssi",
-        "optim.name=adamw", "optim.lr=5e-4",
-        "schedule.name=cosine", f"schedule.epochs={epochs}", "schedule.warmup_steps=20", f"run.dir={out}",
-        "run.device=cpu", "logging.progress_bar=false", "logging.tensorboard=false",
-    ])
-    result = train.run(cfg)
-    return result.weights or out / train.FINAL_WEIGHTS
-
-
 def drift(model: nn.Module, size: tuple[int, int], folder: Path) -> list[tuple[str, float, float, float]]:
     """``(file, correlation with FP32, aligned AbsRel, AbsRel - FP32's)`` of FP32 and each INT8 file on 20 scenes."""
     card = model.card
-    calibration = [preprocess([s.image], size, card.mean, card.std) for s in _scenes(5000, 64)]
-    tests = _scenes(9000, 20)
+    calibration = [preprocess([s.image], size, card.mean, card.std) for s in scenes(5000, 64)]
+    tests = scenes(9000, 20)
     fp32 = TorchPredictor(model, size)
     predictors = {"fp32 (torch, fused)": fp32}
     for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
@@ -127,14 +96,7 @@ def drift(model: nn.Module, size: tuple[int, int], folder: Path) -> list[tuple[s
     for name, predictor in predictors.items():
         outputs = reference if predictor is fp32 else [predictor(scene.image) for scene in tests]
         correlation = pearson_correlation(np.stack(outputs), np.stack(reference))
-        scores = []
-        for scene, output in zip(tests, outputs, strict=True):
-            mask = (scene.raw_depth > 0) & (scene.raw_depth < 10)
-            try:
-                scores.append(score_prediction(output, scene.raw_depth, mask)[0]["abs_rel"])
-            except UnscorableImage:  # a constant map: no alignment, the frame scores as missing
-                scores.append(float("nan"))
-        rows.append((name, correlation, float(np.mean(scores))))
+        rows.append((name, correlation, aligned_abs_rel(outputs, tests)))
     return [(name, r, abs_rel, abs_rel - rows[0][2]) for name, r, abs_rel in rows]
 
 
@@ -192,7 +154,8 @@ def int8_drift(labels: Path, steps: int, out: Path, folder: Path) -> None:
     print(f"\n## 4. INT8 drift of {TARGET} on 20 synthetic test scenes\n")
     models = {"random weights (drawn as the tests draw them)": calm(TARGET)}
     if (labels / "index.json").is_file():
-        models[f"briefly trained ({steps} steps on {labels})"] = load_model(train_briefly(labels, steps, out / "run"))
+        weights = train_briefly(TARGET, labels, steps, out / "run")
+        models[f"briefly trained ({steps} steps on {labels})"] = load_model(weights)
     else:
         print(f"(no label shards at {labels}: run `make demo` first for the trained row)")
     for title, model in models.items():

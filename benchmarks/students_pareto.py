@@ -21,6 +21,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
+from briefly_trained import oracle_labels
 
 from edgedepth.bench.machine import cpu_isa
 from edgedepth.core.config import load_config
@@ -29,8 +30,6 @@ from edgedepth.core.sizes import format_size, parse_size
 from edgedepth.data import synthetic
 from edgedepth.eval.metrics import score_prediction
 from edgedepth.export.graph import runtime_file
-from edgedepth.label import job as label
-from edgedepth.label import recipe
 from edgedepth.models import load_model
 from edgedepth.models.complexity import count_macs, count_parameters
 from edgedepth.prune.tune import calibration
@@ -59,16 +58,6 @@ def held_out_scores(model: torch.nn.Module, seeds: range, train_size: tuple[int,
         abs_rel.append(metrics["abs_rel"])
         delta1.append(metrics["delta1"])
     return {"abs_rel": float(np.mean(abs_rel)), "delta1": float(np.mean(delta1))}
-
-
-def oracle_labels(out: Path, scenes: int, train_size: tuple[int, int]) -> Path:
-    """``scenes`` synthetic 160x120 scenes under ``out/scenes``, labelled by the oracle teacher into ``out/labels``."""
-    synthetic.write_folder(out / "scenes", scenes, (160, 120), seed=0, progress=False)
-    labels = out / "labels"
-    label.run(label.LabelConfig(source=str(out / "scenes"), out=labels, teacher="oracle",
-                                recipe=recipe.Recipe(crop=(160, 120), size=train_size), shard_size=max(scenes // 8, 1),
-                                workers=0, progress=False))
-    return labels
 
 
 def pareto_front(rows: list[dict], latency_key: str) -> list[str]:
