@@ -320,7 +320,7 @@ def tables(rows: list[Row], runs: int, ramp: float) -> str:
                      f"{ms['int8'] / ms['fp32']:.2f}x | {whole} |")
     kept = [row for row in rows if row.float_layers]
     if kept:
-        lines.append("\n## Layers kept in floating point (ONNX node: SNR in dB of what it reads in INT8, worst first)\n")
+        lines.append("\n## Layers kept in floating point (layer: SNR in dB of what it reads in INT8, worst first)\n")
         lines += [f"- {row.network}, {row.fmt} ({row.quantizer}): "
                   + ", ".join(f"`{name}` {snr:.1f}" for name, snr in row.float_layers.items()) for row in kept]
     return "\n".join(lines)

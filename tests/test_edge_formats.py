@@ -252,3 +252,24 @@ def test_fake_quantisation_is_xnnpacks_int8() -> None:
     weights = np.array([[127.0, -63.6], [0.5, 0.25]])  # channels along axis 0: peaks 127 and 0.5
     np.testing.assert_allclose(fake_quantize_symmetric(weights, 0), [[127.0, -64.0], [0.5, 0.5 * 64 / 127]])
     assert snr_db(100.0, 1.0) == pytest.approx(20.0) and snr_db(1.0, 0.0) == float("inf")
+
+
+def test_litert_converts_a_network_that_pickle_cannot_send(tmp_path: Path) -> None:
+    """transformers' models (Depth Anything) carry hooks defined inside functions, which pickle cannot send to the
+    converter's process: the graph goes there as a saved torch.export program instead."""
+    from edgedepth.core.card import ModelCard
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 1, 3, padding=1)).eval()
+
+    def doubled(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        return output * 2
+
+    net[0].register_forward_hook(doubled)
+    net.card = ModelCard(name="hooked", input_size=(32, 32), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    result = export_model(net, tmp_path / "hooked.tflite", "litert", (32, 32))
+    batch = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(load_predictor(result.path).infer(batch), expected, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hooked.json", "hooked.tflite"]

@@ -44,10 +44,30 @@ _WEIGHTED_AXIS = {"CONV_2D": 0, "FULLY_CONNECTED": 0, "DEPTHWISE_CONV_2D": 3}
 
 
 def export_litert(model: nn.Module, path: Path, size: tuple[int, int]) -> None:
-    """``model`` to a LiteRT ``.tflite`` at ``path``, batch 1 at the fixed ``size``; the input stays N x C x H x W."""
+    """``model`` to a LiteRT ``.tflite`` at ``path``, batch 1 at the fixed ``size``; the input stays N x C x H x W.
+
+    The graph is captured here with ``torch.export`` and handed to the converter's process as a saved program: a
+    module itself may not pickle (transformers' models carry local hooks), a program always does."""
+    width, height = size
+    program = path.with_suffix(".pt2")
+    try:
+        with torch.no_grad():
+            torch.export.save(torch.export.export(model.eval(), (torch.zeros(1, 3, height, width),)), program)
+        failure = _convert_in_process(program, size, path)
+    except Exception as exc:  # noqa: BLE001  (torch.export's many errors on a graph it cannot capture: reported)
+        failure = f"torch.export: {_first_line(exc)}"
+    finally:
+        program.unlink(missing_ok=True)
+    if failure:
+        raise EdgedepthError(f"LiteRT's converter (litert-torch) cannot convert this network ({failure}); nothing "
+                             "written")
+
+
+def _convert_in_process(program: Path, size: tuple[int, int], path: Path) -> str:
+    """Convert the saved program in a spawned process; ``""``, or why not."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_convert_worker, args=(model.eval(), size, str(path), sender), daemon=True)
+    process = context.Process(target=_convert_worker, args=(str(program), size, str(path), sender), daemon=True)
     process.start()
     sender.close()
     try:
@@ -55,23 +75,27 @@ def export_litert(model: nn.Module, path: Path, size: tuple[int, int]) -> None:
     except EOFError:  # the process died without a word (killed, out of memory)
         failure = "its process ended without an answer"
     process.join(timeout=60)
-    if failure:
-        raise EdgedepthError(f"LiteRT's converter (litert-torch) cannot convert this network ({failure}); nothing "
-                             "written")
+    return str(failure)
 
 
-def _convert_worker(model: nn.Module, size: tuple[int, int], path: str, sender: Any) -> None:
+def _convert_worker(program: str, size: tuple[int, int], path: str, sender: Any) -> None:
     """In the spawned process: convert and export; send ``""``, or the converter's first error line."""
     width, height = size
     try:
         import litert_torch
 
+        module = torch.export.load(program).module()
         with contextlib.redirect_stdout(sys.stderr):
-            litert_torch.convert(model, (torch.zeros(1, 3, height, width),)).export(path)
+            litert_torch.convert(module, (torch.zeros(1, 3, height, width),)).export(path)
         sender.send("")
     except Exception as exc:  # noqa: BLE001  (the converter's ValueError, RuntimeError, MLIR errors: reported)
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        sender.send(lines[0].split("error: ", 1)[-1][:200] if lines else type(exc).__name__)
+        sender.send(_first_line(exc).split("error: ", 1)[-1][:200])
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type's name if it has none)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def quantize_litert(fp32: Path, out: Path, batches: Sequence[np.ndarray], keep_float: Sequence[str] = ()) -> None:
@@ -100,8 +124,7 @@ def layer_sensitivity(fp32: Path, batches: Sequence[np.ndarray]) -> dict[str, fl
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     ranges = _calibrate(_quantizer(fp32), fp32, batches)
-    with warnings.catch_warnings():  # that keeping every tensor is for debugging: reading them is the point here
-        warnings.filterwarnings("ignore", "Warning: Enabling `experimental_preserve_all_tensors`", UserWarning)
+    with _quiet():
         interpreter = Interpreter(model_path=str(fp32), experimental_preserve_all_tensors=True,
                                   experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
@@ -247,12 +270,14 @@ def _op_index(name: str) -> int:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The quantiser's progress lines to stderr and its INFO/WARNING records (one per tensor) dropped."""
+    """The quantiser's progress lines to stderr, its INFO/WARNING records (one per tensor) dropped, and LiteRT's
+    warning that keeping every tensor is for debugging (reading them is what calibration is)."""
     logger = logging.getLogger("absl")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Warning: Enabling `experimental_preserve_all_tensors`", UserWarning)
             yield
     finally:
         logger.setLevel(level)
