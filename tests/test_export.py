@@ -595,3 +595,27 @@ def test_layer_sensitivity_takes_scalar_weights(tmp_path: Path) -> None:
     sensitivity = layer_sensitivity(path, [rng.standard_normal((1, 3, 16, 16), dtype=np.float32) for _ in range(2)])
     assert sorted(sensitivity) == ["/conv/Conv", "/out/Conv"], sensitivity
     assert all(20 < ratio < 60 for ratio in sensitivity.values()), sensitivity
+
+
+def test_int8_of_a_constant_network_is_refused_before_any_layer_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network whose FP32 output is constant (an untrained one whose last ReLU closed) has no correlation to
+    restore: the export says so at once instead of searching for layers to keep in floating point."""
+    from edgedepth.export import graph
+
+    net = nn.Sequential(nn.Conv2d(3, 1, 3, padding=1)).eval()
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].bias.fill_(1.0)
+    net.card = ModelCard(name="constant", input_size=(32, 32), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+    def no_search(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the floating-point search ran")
+
+    monkeypatch.setattr(graph, "layer_sensitivity", no_search)
+    rng = np.random.default_rng(0)
+    calibration = [rng.standard_normal((1, 3, 32, 32), dtype=np.float32) for _ in range(2)]
+    with pytest.raises(EdgedepthError, match="cannot be checked against FP32: FP32's output is constant"):
+        export_model(net, tmp_path / "c.onnx", "onnx", calibration=calibration, quantizer="onnxruntime")
+    assert list(tmp_path.iterdir()) == []

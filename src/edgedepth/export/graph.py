@@ -245,6 +245,8 @@ def _quantize(
         _write_metadata(path, fmt, built[name][1])  # the Predictor that checks and times it reads its card
         correlations[name] = _compare(_run_file(path, check), expected)[1]
     passing = [name for name in names if min_correlation is None or correlations[name] >= min_correlation]
+    if not passing and not np.ptp(expected) > 0:  # FP32 constant: no layer in float can make a correlation
+        raise _int8_failed(fmt, correlations, min_correlation, expected)
     if not passing and min_correlation is not None:  # keep the layers INT8 hurts most in floating point
         sensitivity = (litert.layer_sensitivity(float_path, calibration) if fmt == "litert" else
                        layer_sensitivity(float_path, calibration, INPUT_NAME, _bits(metadata)))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import multiprocessing
 import re
 import sys
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from edgedepth.core.errors import EdgedepthError
+from edgedepth.export.quantize import snr_db
 
 #: The operators quantised: those the XNNPACK delegate of ai-edge-litert 2.3 runs in INT8. ``HARD_SWISH`` is left
 #: out (in INT8 XNNPACK leaves it to TensorFlow Lite's own kernels: fastdepth_v3 split into 21 pieces and ran 13.4 ms
@@ -166,13 +166,6 @@ def fake_quantize_symmetric(weights: np.ndarray, axis: int) -> np.ndarray:
     peak = np.abs(weights).max(axis=others, keepdims=True)
     scale = np.where(peak > 0, peak / 127.0, 1.0)
     return np.clip(np.round(weights / scale), -127, 127) * scale
-
-
-def snr_db(signal_power: float, noise_power: float) -> float:
-    """Signal-to-noise ratio in dB (``inf`` without noise)."""
-    if noise_power <= 0:
-        return math.inf
-    return 10.0 * math.log10(max(signal_power, 1e-30) / noise_power)
 
 
 def _power(original: np.ndarray, approximation: np.ndarray) -> tuple[float, float]:

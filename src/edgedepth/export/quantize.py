@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -129,15 +130,21 @@ def quantize(
         _save_openvino(quantized, out)
 
 
+#: Calibration images the sensitivity ranking reads at most: a ranking, not ranges, so a few suffice.
+SENSITIVITY_IMAGES = 16
+
+
 def layer_sensitivity(fp32: Path, batches: Sequence[np.ndarray], input_name: str = "input",
                       weight_bits: WeightBits = 7) -> dict[str, float]:
     """How much INT8 hurts each quantised layer of the FP32 ONNX file: node name -> signal-to-quantisation-noise
     ratio in dB of what it reads (the worse of its quantised activation inputs and its weights), worst first.
 
-    Measured with ONNX Runtime's own debugging tool (``qdq_loss_debug``) on the calibration batches: the graph is
-    quantised whole, and each activation is compared before and after its own Q/DQ pair (its error alone, not the
-    error carried from earlier layers), each weight with its float original. A layer whose inputs need a range
-    INT8 cannot hold (one huge channel beside small ones) scores lowest.
+    Measured with ONNX Runtime's own debugging tool (``qdq_loss_debug``) on up to :data:`SENSITIVITY_IMAGES` of the
+    calibration batches: the graph is quantised whole, and each activation is compared before and after its own Q/DQ
+    pair (its error alone, not the error carried from earlier layers), each weight with its float original. A layer
+    whose inputs need a range INT8 cannot hold (one huge channel beside small ones) scores lowest. One image's
+    activations are held at a time (Depth Anything small's are 1.35 GB at 252x196; all 32 calibration images at once
+    ran out of 24 GB).
     """
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as debug
@@ -147,14 +154,19 @@ def layer_sensitivity(fp32: Path, batches: Sequence[np.ndarray], input_name: str
     qdq = work / "qdq.onnx"
     quantize_onnx(fp32, qdq, batches, input_name, weight_bits=weight_bits)
     prepared = qdq.with_name(qdq.stem + ".prepared.onnx")  # the float graph the QDQ one was made from
-    float_aug, qdq_aug = work / "float.aug.onnx", work / "qdq.aug.onnx"
-    debug.modify_model_output_intermediate_tensors(str(prepared), str(float_aug))
+    qdq_aug = work / "qdq.aug.onnx"
     debug.modify_model_output_intermediate_tensors(str(qdq), str(qdq_aug))
-    feeds: Any = [{input_name: batch} for batch in batches]  # ORT only iterates its "reader"
-    with _quiet_onnxruntime():
-        float_acts = debug.collect_activations(str(float_aug), feeds)
-        qdq_acts = debug.collect_activations(str(qdq_aug), feeds)
-    activation = debug.compute_activation_error(debug.create_activation_matching(qdq_acts, float_acts))
+    signal: dict[str, float] = {}
+    noise: dict[str, float] = {}
+    for batch in batches[:SENSITIVITY_IMAGES]:
+        feeds: Any = [{input_name: batch}]  # ORT only iterates its "reader"
+        with _quiet_onnxruntime():
+            found = debug.create_activation_matching(debug.collect_activations(str(qdq_aug), feeds))
+        for name, pair in found.items():
+            before, after = np.concatenate(pair["pre_qdq"]), np.concatenate(pair["post_qdq"])
+            signal[name] = signal.get(name, 0.0) + float(np.square(before, dtype=np.float64).sum())
+            noise[name] = noise.get(name, 0.0) + float(np.square(before - after, dtype=np.float64).sum())
+    activation = {name: snr_db(signal[name], noise[name]) for name in signal}
     # ONNX Runtime logs an error for each weight its quantiser duplicated under a new name (a LayerNorm bias shared
     # by two nodes in Depth Anything): such a weight has no float original to compare with and is left out, as it
     # should be; the node still ranks by its activations.
@@ -165,7 +177,7 @@ def layer_sensitivity(fp32: Path, batches: Sequence[np.ndarray], input_name: str
     for node in onnx.load(str(prepared)).graph.node:
         if node.op_type not in _WEIGHTED_OPS:
             continue
-        ratios = [float(activation[name]["qdq_err"]) for name in node.input if name in activation]
+        ratios = [activation[name] for name in node.input if name in activation]
         ratios += [float(weight[name]) for name in node.input if name in weight]
         if ratios:
             scores[node.name] = min(ratios)
@@ -179,6 +191,13 @@ def _snr_any_rank(original: np.ndarray, quantised: np.ndarray) -> float:
     from onnxruntime.quantization import qdq_loss_debug as debug
 
     return debug.compute_signal_to_quantization_noice_ratio(np.atleast_1d(original), np.atleast_1d(quantised))
+
+
+def snr_db(signal_power: float, noise_power: float) -> float:
+    """Signal-to-noise ratio in dB of summed squares, each floored at machine epsilon squared as ONNX Runtime's
+    own ratio floors its norms (so a noiseless or all-zero tensor gives a large finite number, not inf or NaN)."""
+    floor = float(np.finfo(np.float64).eps) ** 2
+    return 10.0 * math.log10(max(signal_power, floor) / max(noise_power, floor))
 
 
 #: The operators whose inputs and weights INT8 quantises, and which :func:`layer_sensitivity` ranks.
