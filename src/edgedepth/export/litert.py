@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError, first_line
 from edgedepth.export.quantize import snr_db
 
 #: The operators quantised: those the XNNPACK delegate of ai-edge-litert 2.3 runs in INT8. ``HARD_SWISH`` is left
@@ -55,7 +55,7 @@ def export_litert(model: nn.Module, path: Path, size: tuple[int, int]) -> None:
             torch.export.save(torch.export.export(model.eval(), (torch.zeros(1, 3, height, width),)), program)
         failure = _convert_in_process(program, size, path)
     except Exception as exc:  # noqa: BLE001  (torch.export's many errors on a graph it cannot capture: reported)
-        failure = f"torch.export: {_first_line(exc)}"
+        failure = f"torch.export: {first_line(exc)}"
     finally:
         program.unlink(missing_ok=True)
     if failure:
@@ -89,13 +89,7 @@ def _convert_worker(program: str, size: tuple[int, int], path: str, sender: Any)
             litert_torch.convert(module, (torch.zeros(1, 3, height, width),)).export(path)
         sender.send("")
     except Exception as exc:  # noqa: BLE001  (the converter's ValueError, RuntimeError, MLIR errors: reported)
-        sender.send(_first_line(exc).split("error: ", 1)[-1][:200])
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (its type's name if it has none)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+        sender.send(first_line(exc).split("error: ", 1)[-1][:200])
 
 
 def quantize_litert(fp32: Path, out: Path, batches: Sequence[np.ndarray], keep_float: Sequence[str] = ()) -> None:
@@ -140,9 +134,9 @@ def layer_sensitivity(fp32: Path, batches: Sequence[np.ndarray]) -> dict[str, fl
         for name, op in layers.items():
             activation = interpreter.get_tensor(op["inputs"][0])
             low, high = _range(ranges, names[op["inputs"][0]], activation)
-            signal[name] += float(np.square(activation, dtype=np.float64).sum())
-            noise[name] += float(np.square(activation - fake_quantize_asymmetric(activation, low, high),
-                                           dtype=np.float64).sum())
+            power, error = _power(activation, fake_quantize_asymmetric(activation, low, high))
+            signal[name] += power
+            noise[name] += error
     scores = {}
     for name, op in layers.items():
         weights = interpreter.get_tensor(op["inputs"][1])

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError, last_line
 from edgedepth.core.processing import Interpolation
 from edgedepth.runtime.metadata import read_sidecar
-from edgedepth.runtime.predictor import ExportedPredictor, check_cpu, check_input_shape, existing_model_file, last_line
+from edgedepth.runtime.predictor import ExportedPredictor, check_cpu, check_input_shape, existing_model_file
 
 
 class LiteRtPredictor(ExportedPredictor):

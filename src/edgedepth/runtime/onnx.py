@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError, last_line
 from edgedepth.core.processing import Interpolation
 from edgedepth.runtime.metadata import KEYS, ExportMetadata
 from edgedepth.runtime.predictor import (
@@ -15,7 +15,6 @@ from edgedepth.runtime.predictor import (
     check_cpu,
     check_input_shape,
     existing_model_file,
-    last_line,
 )
 
 

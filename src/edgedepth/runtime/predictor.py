@@ -153,12 +153,6 @@ def existing_model_file(path: str | Path) -> Path:
     return check_input_file(path, f"a model file ({Path(path).suffix or 'no suffix'})", "no such model file")
 
 
-def last_line(exc: BaseException) -> str:
-    """The last non-empty line of an error (OpenVINO and ONNX Runtime put the reason there), shortened."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else type(exc).__name__
-
-
 def check_input_shape(path: Path, shape: Sequence[object], size: tuple[int, int]) -> None:
     """The graph's input must be ``N x 3 x H x W`` with the card's size: a mismatch means a tampered file."""
     if len(shape) != 4 or list(shape[1:]) != [3, size[1], size[0]]:

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from edgedepth.core.devices import resolve_device
-from edgedepth.core.errors import EdgedepthError
+from edgedepth.core.errors import EdgedepthError, last_line
 from edgedepth.core.processing import Interpolation
 from edgedepth.models.checkpoints import convert_hint, is_torch_save_archive, pickled_checkpoint_error
 from edgedepth.models.registry import DepthNetwork, prepare_for_inference
 from edgedepth.models.weights import load_model, read_metadata
 from edgedepth.runtime.metadata import ExportMetadata
-from edgedepth.runtime.predictor import ExportedPredictor, Predictor, existing_model_file, last_line
+from edgedepth.runtime.predictor import ExportedPredictor, Predictor, existing_model_file
 
 #: The TorchScript archive entry that holds our metadata (JSON of the four string entries).
 TORCHSCRIPT_METADATA = "edgedepth.json"
